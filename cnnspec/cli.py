@@ -1,0 +1,55 @@
+"""Entry point of the ``cnnspec`` console script (and of ``python cli.py``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and an exit code (2 spec, 1 run)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from .commands import app, model_cmds, spec_cmds, train_cmds, transfer_cmds  # noqa: F401
+    from .errors import CnnspecError
+
+    try:
+        app(args=argv, prog_name="cnnspec", standalone_mode=False)
+    except CnnspecError as exc:
+        if debug:
+            raise
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # typer/click exits (e.g. --help)
+        return int(exc.code or 0)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            return exc.exit_code
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            return 1
+        if debug:
+            raise
+        print(
+            f"cnnspec: internal error: {type(exc).__name__}: {exc}. "
+            "Hint: rerun with --debug for a traceback and report it.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
