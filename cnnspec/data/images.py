@@ -1,0 +1,97 @@
+"""Image decoding and conversion to a spec's input: the same code for training and prediction."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import RunError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """(H, W, C) of a spec input that can take images, or RunError."""
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) != 3 or shape[2] not in (1, 3) or min(shape) < 1:
+        raise RunError(
+            f"the spec's input {shape} cannot take images",
+            hint="image data needs input: [height, width, 1] (grayscale) or [height, width, 3] (RGB)",
+        )
+    return shape  # type: ignore[return-value]
+
+
+def convert(images, input_shape: Sequence[int]):
+    """Resize and channel-convert an image or a batch (any numeric dtype, values in [0, 255]).
+
+    Graph-safe (used inside tf.data maps); the channel count of ``images`` must be static.
+    """
+    import tensorflow as tf
+
+    height, width, channels = check_input_shape(input_shape)
+    x = tf.cast(images, tf.float32)
+    have = x.shape[-1]
+    if have == 4:  # drop alpha
+        x = x[..., :3]
+        have = 3
+    if have == 1 and channels == 3:
+        x = tf.image.grayscale_to_rgb(x)
+    elif have == 3 and channels == 1:
+        x = tf.image.rgb_to_grayscale(x)
+    elif have not in (1, 3):
+        raise RunError(f"images with {have} channels cannot be converted to {channels} channels")
+    if tuple(x.shape[-3:-1]) != (height, width):
+        # antialias keeps downscaled images faithful; bilinear weights are convex, so the
+        # result stays in [0, 255] (the clip only removes float rounding).
+        x = tf.image.resize(x, (height, width), method="bilinear", antialias=True)
+        x = tf.clip_by_value(x, 0.0, 255.0)
+    return x
+
+
+def decode(contents, input_shape: Sequence[int]):
+    """Decode PNG/JPEG/BMP/GIF bytes (a string tensor) into a converted float32 image."""
+    import tensorflow as tf
+
+    # Always decode to RGB (every format supports it) so the channel count is static.
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return convert(image, input_shape)
+
+
+def decode_file(path: str | Path, input_shape: Sequence[int]) -> np.ndarray:
+    """One image file as a converted float32 array; RunError naming the file if it is bad."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"image file not found: {path}")
+    try:
+        return decode(tf.io.read_file(str(path)), input_shape).numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as exc:
+        text = re.sub(r"\{\{.*?\}\}", "", str(exc)).strip()
+        reason = text.splitlines()[0].rstrip(". ")[:120] if text else type(exc).__name__
+        raise RunError(
+            f"corrupt or unsupported image file {path} ({reason})",
+            hint="remove or replace it; supported: " + ", ".join(IMAGE_EXTENSIONS),
+        ) from None
+
+
+def load_images(
+    paths: Sequence[str | Path], input_shape: Sequence[int]
+) -> tuple[np.ndarray, list[str]]:
+    """Decode image files as training does: (float32 (N,H,W,C) in [0, 255], file names)."""
+    shape = check_input_shape(input_shape)
+    arrays = [decode_file(p, shape) for p in paths]
+    names = [str(p) for p in paths]
+    if not arrays:
+        return np.zeros((0, *shape), np.float32), names
+    return np.stack(arrays).astype(np.float32), names
+
+
+def find_corrupt(paths: Sequence[str], input_shape: Sequence[int]) -> None:
+    """Raise RunError for the first file that does not decode (the slow, error-only path)."""
+    for path in paths:
+        decode_file(path, input_shape)

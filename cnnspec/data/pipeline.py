@@ -1,0 +1,86 @@
+"""The one tf.data input pipeline: shuffle, repeat, batch, augment, prefetch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+SHUFFLE_BUFFER = 10_000
+
+
+def augmenter(augment: Sequence[Any], seed: int = 0):
+    """A Keras Sequential of random preprocessing layers for ``augment`` (AugmentSpec list).
+
+    The layers keep float32 (even under a mixed-precision policy) and work on [0, 255] values.
+    """
+    import keras
+
+    def flip_horizontal(_, s):
+        return keras.layers.RandomFlip("horizontal", seed=s, dtype="float32")
+
+    def flip_vertical(_, s):
+        return keras.layers.RandomFlip("vertical", seed=s, dtype="float32")
+
+    def rotate(f, s):
+        return keras.layers.RandomRotation(f, seed=s, dtype="float32")
+
+    def translate(f, s):
+        return keras.layers.RandomTranslation(f, f, seed=s, dtype="float32")
+
+    def zoom(f, s):
+        return keras.layers.RandomZoom(f, f, seed=s, dtype="float32")
+
+    def contrast(f, s):
+        return keras.layers.RandomContrast(f, value_range=(0, 255), seed=s, dtype="float32")
+
+    def brightness(f, s):
+        return keras.layers.RandomBrightness(f, value_range=(0, 255), seed=s, dtype="float32")
+
+    makers = {
+        "flip_horizontal": flip_horizontal,
+        "flip_vertical": flip_vertical,
+        "rotate": rotate,
+        "translate": translate,
+        "zoom": zoom,
+        "contrast": contrast,
+        "brightness": brightness,
+    }
+    layers = [makers[a.kind](a.params, seed + i) for i, a in enumerate(augment)]
+    return keras.Sequential(layers, name="augment")
+
+
+def make_pipeline(
+    ds,
+    batch_size: int,
+    *,
+    training: bool,
+    augment: Sequence[Any] = (),
+    seed: int = 0,
+    repeat: bool = False,
+    labels=None,
+):
+    """Batch an unbatched (image, label) dataset for training or evaluation.
+
+    Training: shuffle (seeded, reshuffled every epoch) -> repeat -> batch -> augment.
+    ``repeat=True`` pairs with ``steps_per_epoch`` (it avoids tf.data's stall at epoch starts).
+    ``labels`` is an optional graph function applied to each label batch (one-hot, dict, ...).
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = True
+    # Shard by element, never by file: with a single source file (arrays) FILE sharding
+    # would make every worker train on the same data.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
+    if training:
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size)
+    if training and augment:
+        aug = augmenter(augment, seed)
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if labels is not None:
+        ds = ds.map(lambda x, y: (x, labels(y)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
