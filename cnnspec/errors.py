@@ -37,10 +37,15 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.location}: " + (f"{self.path}: " if self.path else "")
-        text = where + self.message.rstrip(".") + "."
+        text = where + _sentence(self.message)
         if self.hint:
-            text += " Hint: " + self.hint.rstrip(".") + "."
+            text += " Hint: " + _sentence(self.hint)
         return text
+
+
+def _sentence(text: str) -> str:
+    text = text.rstrip()
+    return text if text.endswith((".", "?", "!")) else text + "."
 
 
 class CnnspecError(Exception):
@@ -75,15 +80,40 @@ class RunError(CnnspecError):
     exit_code = 1
 
     def __init__(self, message: str, hint: str = "") -> None:
-        text = message.rstrip(".") + "."
+        text = _sentence(message)
         if hint:
-            text += " Hint: " + hint.rstrip(".") + "."
+            text += " Hint: " + _sentence(hint)
         super().__init__(text)
+
+
+#: Keras/PyTorch argument names users type out of habit -> the notation's names.
+SYNONYMS = {
+    "strides": "s",
+    "stride": "s",
+    "padding": "p",
+    "kernel_size": "K",
+    "kernel": "K",
+    "k": "K",
+    "filters": "n_K",
+    "n_k": "n_K",
+    "out_channels": "n_K",
+    "activation": "act",
+    "dilation": "d",
+    "dilation_rate": "d",
+    "use_bias": "bias",
+    "pool_size": "K",
+    "depth_multiplier": "multiplier",
+    "epsilon": "eps",
+    "out_features": "units",
+    "rate": "rate",
+}
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
     """A 'Did you mean ...?' hint for a misspelt word, or '' when nothing is close."""
     import difflib
 
+    if word in SYNONYMS and SYNONYMS[word] in choices:
+        return f"did you mean '{SYNONYMS[word]}'?"
     close = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""

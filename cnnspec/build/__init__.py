@@ -1,0 +1,14 @@
+"""Spec -> Keras. Imports Keras (the spec package never does)."""
+
+from .custom import GlobalL2Pooling, L2Pooling, LocalResponseNormalization
+from .layers import apply
+from .model import build_model, inference_model
+
+__all__ = [
+    "GlobalL2Pooling",
+    "L2Pooling",
+    "LocalResponseNormalization",
+    "apply",
+    "build_model",
+    "inference_model",
+]

@@ -1,0 +1,117 @@
+"""Keras layers for math that Keras lacks (L2-norm pooling, local response normalisation).
+
+Registered serializable under the ``cnnspec`` package so saved models reload in safe mode
+without custom-object scopes (importing :mod:`cnnspec.build` registers them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+
+def _tuple(value, rank: int) -> tuple[int, ...]:
+    value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    return value * rank if len(value) == 1 else value
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class L2Pooling(keras.layers.Layer):
+    """sqrt(sum of squares) over each window: the lecture's L2-norm pooling (1D/2D/3D).
+
+    Zero padding does not change a sum of squares, so 'same' pads explicitly with zeros and
+    then takes a valid average pool times the window size.
+    """
+
+    def __init__(self, pool_size, strides=None, padding="valid", rank=2, **kwargs):
+        super().__init__(**kwargs)
+        self.rank = int(rank)
+        self.pool_size = _tuple(pool_size, self.rank)
+        self.strides = _tuple(strides if strides is not None else pool_size, self.rank)
+        self.padding = padding
+
+    def _pads(self, spatial):
+        pads = []
+        for n, k, s in zip(spatial, self.pool_size, self.strides, strict=True):
+            out = math.ceil(n / s)
+            total = max((out - 1) * s + k - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return pads
+
+    def call(self, inputs):
+        x = ops.square(inputs)
+        if self.padding == "same":
+            spatial = inputs.shape[1:-1]
+            x = ops.pad(x, [(0, 0), *self._pads(spatial), (0, 0)])
+        x = ops.average_pool(x, self.pool_size, self.strides, padding="valid")
+        return ops.sqrt(x * float(math.prod(self.pool_size)) + 1e-12)
+
+    def compute_output_shape(self, input_shape):
+        out = []
+        for n, k, s in zip(input_shape[1:-1], self.pool_size, self.strides, strict=True):
+            out.append(math.ceil(n / s) if self.padding == "same" else (n - k) // s + 1)
+        return (input_shape[0], *out, input_shape[-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "rank": self.rank,
+        }
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class GlobalL2Pooling(keras.layers.Layer):
+    """sqrt(sum of squares) over all spatial positions."""
+
+    def __init__(self, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.keepdims = bool(keepdims)
+
+    def call(self, inputs):
+        axes = tuple(range(1, len(inputs.shape) - 1))
+        return ops.sqrt(ops.sum(ops.square(inputs), axis=axes, keepdims=self.keepdims) + 1e-12)
+
+    def compute_output_shape(self, input_shape):
+        if self.keepdims:
+            return (input_shape[0], *([1] * (len(input_shape) - 2)), input_shape[-1])
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class LocalResponseNormalization(keras.layers.Layer):
+    """AlexNet's LRN: x / (k + alpha * sum of x^2 over ``size`` neighbouring channels)^beta."""
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        sq = ops.square(inputs)
+        rank = len(inputs.shape)
+        pad = [(0, 0)] * (rank - 1) + [(self.size // 2, (self.size - 1) // 2)]
+        sq = ops.pad(sq, pad)
+        total = sq[..., 0:channels]
+        for i in range(1, self.size):
+            total = total + sq[..., i : i + channels]
+        return inputs / ops.power(self.k + self.alpha * total, self.beta)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "k": self.k,
+        }

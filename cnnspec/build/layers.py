@@ -1,0 +1,242 @@
+"""One builder per primitive layer kind (dispatched on the spec class, no if-chains).
+
+Each builder turns a spec into the Keras layers that compute it, named after the node:
+``conv_3`` (and ``conv_3_pad`` when the spec pads explicitly with zeros, the lecture's p).
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+from typing import Any
+
+import keras
+
+from .. import shapes
+from ..spec import layers as L
+from .custom import GlobalL2Pooling, L2Pooling, LocalResponseNormalization
+
+Tensor = Any
+
+_ACT = {"swish": "silu", "hard_swish": "hard_silu"}
+
+
+def activation(name: str | None) -> str | None:
+    """The Keras name of an activation (``None`` for none)."""
+    return None if name is None else _ACT.get(name, name)
+
+
+def _nd(prefix: str, rank: int, suffix: str = "") -> type:
+    """``Conv`` + 2 -> keras.layers.Conv2D."""
+    cls = getattr(keras.layers, f"{prefix}{rank}D{suffix}", None)
+    if cls is None:
+        raise ValueError(f"Keras has no {prefix}{rank}D{suffix}")
+    return cls
+
+
+def _padding(x: Tensor, p: Any, rank: int, name: str) -> tuple[Tensor, str]:
+    """Explicit zero padding as its own layer, or the Keras padding string."""
+    if isinstance(p, str):
+        return x, p
+    pads = shapes.pads_for(p, rank)
+    if not any(a or b for a, b in pads):
+        return x, "valid"
+    pad = pads[0] if rank == 1 else pads
+    return _nd("ZeroPadding", rank)(pad, name=f"{name}_pad")(x), "valid"
+
+
+def _rank(shape: shapes.Shape) -> int:
+    return len(shape) - 1
+
+
+@singledispatch
+def apply(spec: L.LayerSpec, name: str, inputs: list[Tensor], in_shapes: list, **kw: Any) -> Tensor:
+    """Build the Keras layers of ``spec`` on ``inputs``; returns the output tensor."""
+    raise NotImplementedError(f"no builder for layer kind '{spec.kind_name}'")
+
+
+@apply.register
+def _(spec: L.ConvSpec, name, inputs, in_shapes, **kw):
+    rank = _rank(in_shapes[0])
+    x, padding = _padding(inputs[0], spec.p, rank, name)
+    layer = _nd("Conv", rank)(
+        spec.n_K,
+        shapes.expand(spec.K, rank, "K"),
+        strides=shapes.expand(spec.s, rank, "s"),
+        padding=padding,
+        dilation_rate=shapes.expand(spec.d, rank, "d"),
+        groups=spec.groups,
+        activation=activation(spec.act),
+        use_bias=spec.bias,
+        name=name,
+        **kw,
+    )
+    return layer(x)
+
+
+@apply.register
+def _(spec: L.DepthwiseConvSpec, name, inputs, in_shapes, **kw):
+    rank = _rank(in_shapes[0])
+    x, padding = _padding(inputs[0], spec.p, rank, name)
+    return _nd("DepthwiseConv", rank)(
+        shapes.expand(spec.K, rank, "K"),
+        strides=shapes.expand(spec.s, rank, "s"),
+        padding=padding,
+        depth_multiplier=spec.multiplier,
+        dilation_rate=shapes.expand(spec.d, rank, "d"),
+        activation=activation(spec.act),
+        use_bias=spec.bias,
+        name=name,
+        **kw,
+    )(x)
+
+
+@apply.register
+def _(spec: L.SeparableConvSpec, name, inputs, in_shapes, **kw):
+    rank = _rank(in_shapes[0])
+    x, padding = _padding(inputs[0], spec.p, rank, name)
+    return _nd("SeparableConv", rank)(
+        spec.n_K,
+        shapes.expand(spec.K, rank, "K"),
+        strides=shapes.expand(spec.s, rank, "s"),
+        padding=padding,
+        depth_multiplier=spec.multiplier,
+        dilation_rate=shapes.expand(spec.d, rank, "d"),
+        activation=activation(spec.act),
+        use_bias=spec.bias,
+        name=name,
+        **kw,
+    )(x)
+
+
+def _pool(prefix: str):
+    def build(spec: L._Pool, name, inputs, in_shapes, **kw):
+        rank = _rank(in_shapes[0])
+        x, padding = _padding(inputs[0], spec.p, rank, name)
+        return _nd(prefix, rank)(
+            shapes.expand(spec.K, rank, "K"),
+            strides=shapes.expand(spec.strides, rank, "s"),
+            padding=padding,
+            name=name,
+            **kw,
+        )(x)
+
+    return build
+
+
+apply.register(L.MaxPoolSpec, _pool("MaxPooling"))
+apply.register(L.AvgPoolSpec, _pool("AveragePooling"))
+
+
+@apply.register
+def _(spec: L.L2PoolSpec, name, inputs, in_shapes, **kw):
+    rank = _rank(in_shapes[0])
+    x, padding = _padding(inputs[0], spec.p, rank, name)
+    return L2Pooling(
+        shapes.expand(spec.K, rank, "K"),
+        shapes.expand(spec.strides, rank, "s"),
+        padding=padding,
+        rank=rank,
+        name=name,
+        **kw,
+    )(x)
+
+
+def _global(prefix: str):
+    def build(spec: L._GlobalPool, name, inputs, in_shapes, **kw):
+        return _nd(prefix, _rank(in_shapes[0]))(keepdims=spec.keepdims, name=name, **kw)(inputs[0])
+
+    return build
+
+
+apply.register(L.GlobalMaxPoolSpec, _global("GlobalMaxPooling"))
+apply.register(L.GlobalAvgPoolSpec, _global("GlobalAveragePooling"))
+
+
+@apply.register
+def _(spec: L.GlobalL2PoolSpec, name, inputs, in_shapes, **kw):
+    return GlobalL2Pooling(keepdims=spec.keepdims, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.DenseSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Dense(
+        spec.units, activation=activation(spec.act), use_bias=spec.bias, name=name, **kw
+    )(inputs[0])
+
+
+@apply.register
+def _(spec: L.FlattenSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Flatten(name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.DropoutSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Dropout(spec.rate, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.BatchNormSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.BatchNormalization(
+        epsilon=spec.eps, momentum=spec.momentum, center=spec.center, scale=spec.scale, name=name, **kw
+    )(inputs[0])
+
+
+@apply.register
+def _(spec: L.LayerNormSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.LayerNormalization(epsilon=spec.eps, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.LRNSpec, name, inputs, in_shapes, **kw):
+    return LocalResponseNormalization(spec.size, spec.alpha, spec.beta, spec.k, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.ActivationSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Activation(activation(spec.fn), name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.ZeroPadSpec, name, inputs, in_shapes, **kw):
+    rank = _rank(in_shapes[0])
+    pads = shapes.pads_for(spec.p, rank)
+    return _nd("ZeroPadding", rank)(pads[0] if rank == 1 else pads, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.CropSpec, name, inputs, in_shapes, **kw):
+    rank = _rank(in_shapes[0])
+    pads = shapes.pads_for(spec.p, rank)
+    return _nd("Cropping", rank)(pads[0] if rank == 1 else pads, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.UpsampleSpec, name, inputs, in_shapes, **kw):
+    rank = _rank(in_shapes[0])
+    size = shapes.expand(spec.size, rank, "size")
+    return _nd("UpSampling", rank)(size[0] if rank == 1 else size, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.RescaleSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Rescaling(spec.scale, spec.offset, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.ReshapeSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Reshape(spec.shape, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.AddSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Add(name=name, **kw)(inputs)
+
+
+@apply.register
+def _(spec: L.MultiplySpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Multiply(name=name, **kw)(inputs)
+
+
+@apply.register
+def _(spec: L.ConcatSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Concatenate(axis=spec.axis, name=name, **kw)(inputs)

@@ -1,0 +1,493 @@
+"""One class per primitive layer kind, each with its shape, parameter and MAC rules.
+
+A class declares its ``kind`` tag, the order of its positional notation values
+(``positional``) and three pure functions of its input shapes. Adding a kind means adding a
+class here, listing it in :data:`PRIMITIVES`, and giving it a builder in ``cnnspec.build``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import ConfigDict, Field, PositiveInt, field_validator
+
+from .. import shapes
+from ..shapes import Shape, ShapeError, fmt, prod
+from .base import StrictModel
+from .types import NAME_RE, Activation, FromRef, Padding, Sizes
+
+
+class LayerSpec(StrictModel):
+    """Fields every layer item has: an optional ``name`` and ``from``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+    name: str | None = Field(None, pattern=NAME_RE, description="layer name (unique)")
+    from_: FromRef | None = Field(
+        None, alias="from", description="input: a layer name, -N, or a list (merges)"
+    )
+    # Where the item came from in the YAML (set by the loader; not part of the language).
+    src: Any = Field(None, alias="__src__", exclude=True)
+
+    positional: ClassVar[tuple[str, ...]] = ()
+    #: Takes several inputs (add, concat, multiply).
+    is_merge: ClassVar[bool] = False
+
+    @property
+    def kind_name(self) -> str:
+        return self.kind  # type: ignore[attr-defined]
+
+    # --- shape rules -----------------------------------------------------------------------
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    def params(self, inputs: list[Shape]) -> int:
+        return 0
+
+    def non_trainable(self, inputs: list[Shape]) -> int:
+        return 0
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return 0
+
+    def notation(self) -> str:
+        """The compact notation of this layer, for summaries."""
+        parts = []
+        for key, value in self.model_dump(exclude_defaults=True, by_alias=True).items():
+            if key in ("name", "from", "kind"):
+                continue
+            parts.append(_fmt_value(value) if key in self.positional else f"{key}={_fmt_value(value)}")
+        return ", ".join(parts)
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        if value and all(isinstance(v, int) for v in value):
+            return "x".join(str(v) for v in value)
+        return str(list(value))
+    return str(value)
+
+
+def _spatial(inputs: list[Shape], kind: str, ranks: tuple[int, ...] = (2, 3, 4)) -> Shape:
+    shape = inputs[0]
+    if len(shape) not in ranks:
+        if len(shape) == 1:
+            raise ShapeError(
+                f"{kind} needs a spatial input but received a flat vector of {shape[0]}",
+                "move it before flatten/dense, or reshape the vector",
+            )
+        dims = ", ".join(f"{r - 1}D" for r in ranks)
+        raise ShapeError(f"{kind} works on {dims} inputs, received {fmt(shape)}")
+    return shape
+
+
+def _check_dilation(s: tuple[int, ...], d: tuple[int, ...]) -> None:
+    if max(s) > 1 and max(d) > 1:
+        raise ShapeError(
+            f"a stride above 1 cannot be combined with a dilation above 1, received s={fmt(s)}, d={fmt(d)}",
+            "use s=1 with dilation, and downsample in another layer",
+        )
+
+
+class _Window(LayerSpec):
+    """Sliding-window layers: K, s, p, d."""
+
+    K: Sizes = Field(description="filter size K (K×K), or per direction e.g. 1x7")
+    s: Sizes = Field((1,), description="stride, or per direction e.g. 2x1")
+    p: Padding = Field((0,), description="padding: zeros per side, same or valid")
+    d: Sizes = Field((1,), description="dilation")
+
+    def _out_spatial(self, shape: Shape) -> Shape:
+        _check_dilation(self.s, self.d)
+        return shapes.window_out(shape[:-1], self.K, self.s, self.d, self.p, self.kind_name)
+
+    def _kprod(self, shape: Shape) -> int:
+        return prod(shapes.expand(self.K, len(shape) - 1, "K"))
+
+
+class ConvSpec(_Window):
+    """Convolution (1D/2D/3D from the input rank): K×K filters, n_K of them."""
+
+    kind: Literal["conv"] = "conv"
+    n_K: PositiveInt = Field(description="number of kernels (output channels)")
+    groups: PositiveInt = Field(1, description="grouped convolution (AlexNet uses 2)")
+    act: Activation | None = Field(None, description="activation applied after the convolution")
+    bias: bool = True
+    positional: ClassVar = ("K", "n_K")
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = _spatial(inputs, "conv")
+        c_in = shape[-1]
+        if c_in % self.groups or self.n_K % self.groups:
+            raise ShapeError(
+                f"groups={self.groups} must divide the input channels ({c_in}) and n_K ({self.n_K})",
+                "choose groups that divides both",
+            )
+        return (*self._out_spatial(shape), self.n_K)
+
+    def params(self, inputs: list[Shape]) -> int:
+        c_in = inputs[0][-1]
+        return self._kprod(inputs[0]) * (c_in // self.groups) * self.n_K + (self.n_K if self.bias else 0)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        c_in = inputs[0][-1]
+        return prod(output[:-1]) * self._kprod(inputs[0]) * (c_in // self.groups) * self.n_K
+
+
+class DepthwiseConvSpec(_Window):
+    """Depthwise convolution: one K×K filter per input channel (times ``multiplier``)."""
+
+    kind: Literal["dwconv"] = "dwconv"
+    multiplier: PositiveInt = 1
+    act: Activation | None = None
+    bias: bool = True
+    positional: ClassVar = ("K",)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = _spatial(inputs, "dwconv", (2, 3))
+        return (*self._out_spatial(shape), shape[-1] * self.multiplier)
+
+    def params(self, inputs: list[Shape]) -> int:
+        c = inputs[0][-1] * self.multiplier
+        return self._kprod(inputs[0]) * c + (c if self.bias else 0)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return prod(output[:-1]) * self._kprod(inputs[0]) * output[-1]
+
+
+class SeparableConvSpec(_Window):
+    """Depthwise-separable convolution: depthwise K×K, then a pointwise 1×1 to n_K channels."""
+
+    kind: Literal["sepconv"] = "sepconv"
+    n_K: PositiveInt
+    multiplier: PositiveInt = 1
+    act: Activation | None = None
+    bias: bool = True
+    positional: ClassVar = ("K", "n_K")
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = _spatial(inputs, "sepconv", (2, 3))
+        return (*self._out_spatial(shape), self.n_K)
+
+    def params(self, inputs: list[Shape]) -> int:
+        mid = inputs[0][-1] * self.multiplier
+        return self._kprod(inputs[0]) * mid + mid * self.n_K + (self.n_K if self.bias else 0)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        mid = inputs[0][-1] * self.multiplier
+        return prod(output[:-1]) * (self._kprod(inputs[0]) * mid + mid * self.n_K)
+
+
+class _Pool(LayerSpec):
+    """Pooling: K×K window; the stride defaults to K (2x2 pooling halves the size)."""
+
+    K: Sizes = Field(description="window size")
+    s: Sizes | None = Field(None, description="stride (default: K)")
+    p: Padding = Field((0,), description="padding: zeros per side, same or valid")
+    positional: ClassVar = ("K",)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.s or self.K
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = _spatial(inputs, self.kind_name)
+        out = shapes.window_out(shape[:-1], self.K, self.strides, (1,), self.p, self.kind_name)
+        return (*out, shape[-1])
+
+
+class MaxPoolSpec(_Pool):
+    """Max pooling: the maximum of each K×K neighbourhood."""
+
+    kind: Literal["maxpool"] = "maxpool"
+
+
+class AvgPoolSpec(_Pool):
+    """Average pooling: the mean of each K×K neighbourhood."""
+
+    kind: Literal["avgpool"] = "avgpool"
+
+
+class L2PoolSpec(_Pool):
+    """L2-norm pooling: sqrt of the sum of squares of each K×K neighbourhood."""
+
+    kind: Literal["l2pool"] = "l2pool"
+
+
+class _GlobalPool(LayerSpec):
+    keepdims: bool = Field(False, description="keep 1x1 spatial dimensions (for SE blocks)")
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = _spatial(inputs, self.kind_name)
+        return (*([1] * (len(shape) - 1)), shape[-1]) if self.keepdims else (shape[-1],)
+
+
+class GlobalMaxPoolSpec(_GlobalPool):
+    """Global max pooling over all spatial positions."""
+
+    kind: Literal["gmaxpool"] = "gmaxpool"
+
+
+class GlobalAvgPoolSpec(_GlobalPool):
+    """Global average pooling over all spatial positions."""
+
+    kind: Literal["gavgpool"] = "gavgpool"
+
+
+class GlobalL2PoolSpec(_GlobalPool):
+    """Global L2-norm pooling over all spatial positions."""
+
+    kind: Literal["gl2pool"] = "gl2pool"
+
+
+class DenseSpec(LayerSpec):
+    """Fully connected layer with ``units`` outputs."""
+
+    kind: Literal["dense"] = "dense"
+    units: PositiveInt
+    act: Activation | None = None
+    bias: bool = True
+    pointwise: bool = Field(
+        False, description="allow a spatial input: applied at every position (like a 1x1 conv)"
+    )
+    positional: ClassVar = ("units",)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = inputs[0]
+        if len(shape) > 1 and not self.pointwise:
+            raise ShapeError(
+                f"dense needs a flat input but follows a spatial tensor of shape {fmt(shape)} without flatten",
+                "add '- flatten' or '- gavgpool' before it (or pointwise: true)",
+            )
+        return (*shape[:-1], self.units)
+
+    def params(self, inputs: list[Shape]) -> int:
+        return inputs[0][-1] * self.units + (self.units if self.bias else 0)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return prod(inputs[0]) * self.units
+
+
+class FlattenSpec(LayerSpec):
+    """Flatten a spatial tensor into a vector."""
+
+    kind: Literal["flatten"] = "flatten"
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return (prod(inputs[0]),)
+
+
+class DropoutSpec(LayerSpec):
+    """Dropout with the given rate (training only)."""
+
+    kind: Literal["dropout"] = "dropout"
+    rate: float = Field(ge=0.0, lt=1.0)
+    positional: ClassVar = ("rate",)
+
+
+class BatchNormSpec(LayerSpec):
+    """Batch normalisation over the channel axis."""
+
+    kind: Literal["bn"] = "bn"
+    eps: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.99, gt=0, lt=1)
+    center: bool = True
+    scale: bool = True
+
+    def params(self, inputs: list[Shape]) -> int:
+        c = inputs[0][-1]
+        return c * (int(self.center) + int(self.scale)) + 2 * c
+
+    def non_trainable(self, inputs: list[Shape]) -> int:
+        return 2 * inputs[0][-1]
+
+
+class LayerNormSpec(LayerSpec):
+    """Layer normalisation over the channel axis (ConvNeXt)."""
+
+    kind: Literal["layernorm"] = "layernorm"
+    eps: float = Field(1e-3, gt=0)
+
+    def params(self, inputs: list[Shape]) -> int:
+        return 2 * inputs[0][-1]
+
+
+class LRNSpec(LayerSpec):
+    """Local response normalisation across channels (AlexNet, GoogLeNet)."""
+
+    kind: Literal["lrn"] = "lrn"
+    size: PositiveInt = Field(5, description="number of neighbouring channels summed")
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 2.0
+    positional: ClassVar = ("size",)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return _spatial(inputs, "lrn")
+
+
+class ActivationSpec(LayerSpec):
+    """An activation function as its own layer."""
+
+    kind: Literal["act"] = "act"
+    fn: Activation
+    positional: ClassVar = ("fn",)
+
+
+class ZeroPadSpec(LayerSpec):
+    """Zero padding: p zeros on each side (or per direction, or [before, after] pairs)."""
+
+    kind: Literal["zeropad"] = "zeropad"
+    p: Padding
+    positional: ClassVar = ("p",)
+
+    @field_validator("p")
+    @classmethod
+    def _explicit(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            raise ValueError(f"zeropad needs explicit sizes, received {v!r}")
+        return v
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = _spatial(inputs, "zeropad")
+        pads = shapes.pads_for(self.p, len(shape) - 1)
+        return (*(n + a + b for n, (a, b) in zip(shape[:-1], pads, strict=True)), shape[-1])
+
+
+class CropSpec(LayerSpec):
+    """Crop rows/columns from each side (NASNet)."""
+
+    kind: Literal["crop"] = "crop"
+    p: Padding = Field(description="how much to crop: per side, per direction or pairs")
+    positional: ClassVar = ("p",)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = _spatial(inputs, "crop")
+        if isinstance(self.p, str):
+            raise ShapeError(f"crop needs explicit sizes, received {self.p!r}")
+        pads = shapes.pads_for(self.p, len(shape) - 1)
+        out = tuple(n - a - b for n, (a, b) in zip(shape[:-1], pads, strict=True))
+        if min(out) <= 0:
+            raise ShapeError(f"crop removes the whole {fmt(shape)} input, received p={self.p}")
+        return (*out, shape[-1])
+
+
+class UpsampleSpec(LayerSpec):
+    """Nearest-neighbour upsampling by an integer factor."""
+
+    kind: Literal["upsample"] = "upsample"
+    size: Sizes = (2,)
+    positional: ClassVar = ("size",)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = _spatial(inputs, "upsample")
+        f = shapes.expand(self.size, len(shape) - 1, "size")
+        return (*(n * k for n, k in zip(shape[:-1], f, strict=True)), shape[-1])
+
+
+class RescaleSpec(LayerSpec):
+    """x * scale + offset (e.g. scale=1/255 maps pixels to [0, 1])."""
+
+    kind: Literal["rescale"] = "rescale"
+    scale: float
+    offset: float = 0.0
+    positional: ClassVar = ("scale", "offset")
+
+
+class ReshapeSpec(LayerSpec):
+    """Reshape to ``shape`` (without the batch axis; one -1 is inferred)."""
+
+    kind: Literal["reshape"] = "reshape"
+    shape: tuple[int, ...]
+    positional: ClassVar = ("shape",)
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _parse(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [int(x) for x in v.replace("x", ",").split(",") if x.strip()]
+        return [v] if isinstance(v, int) else v
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        total = prod(inputs[0])
+        known = prod([d for d in self.shape if d != -1])
+        if self.shape.count(-1) > 1 or any(d == 0 or d < -1 for d in self.shape):
+            raise ShapeError(f"reshape takes positive sizes and at most one -1, received {list(self.shape)}")
+        if -1 in self.shape:
+            if total % known:
+                raise ShapeError(f"cannot reshape {fmt(inputs[0])} into {list(self.shape)}")
+            return tuple(total // known if d == -1 else d for d in self.shape)
+        if known != total:
+            raise ShapeError(
+                f"reshape must keep {total} values, received shape {list(self.shape)} ({known} values) "
+                f"for an input of {fmt(inputs[0])}",
+                "use -1 for one dimension to infer it",
+            )
+        return self.shape
+
+
+class _Merge(LayerSpec):
+    is_merge: ClassVar[bool] = True
+
+
+class AddSpec(_Merge):
+    """Element-wise sum of two or more inputs (residual connections)."""
+
+    kind: Literal["add"] = "add"
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return shapes.broadcast(inputs, "add")
+
+
+class MultiplySpec(_Merge):
+    """Element-wise product (squeeze-and-excitation gating); 1-sized dims broadcast."""
+
+    kind: Literal["multiply"] = "multiply"
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return shapes.broadcast(inputs, "multiply")
+
+
+class ConcatSpec(_Merge):
+    """Concatenation along an axis (channels by default: inception, DenseNet)."""
+
+    kind: Literal["concat"] = "concat"
+    axis: int = -1
+    positional: ClassVar = ("axis",)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        return shapes.concat(inputs, self.axis)
+
+
+#: Every primitive kind, in the order of the README reference.
+PRIMITIVES: tuple[type[LayerSpec], ...] = (
+    ConvSpec,
+    DepthwiseConvSpec,
+    SeparableConvSpec,
+    MaxPoolSpec,
+    AvgPoolSpec,
+    L2PoolSpec,
+    GlobalMaxPoolSpec,
+    GlobalAvgPoolSpec,
+    GlobalL2PoolSpec,
+    DenseSpec,
+    FlattenSpec,
+    DropoutSpec,
+    BatchNormSpec,
+    LayerNormSpec,
+    LRNSpec,
+    ActivationSpec,
+    ZeroPadSpec,
+    CropSpec,
+    UpsampleSpec,
+    RescaleSpec,
+    ReshapeSpec,
+    AddSpec,
+    MultiplySpec,
+    ConcatSpec,
+)
+
+
+def kind_of(cls: type[LayerSpec]) -> str:
+    """The ``kind`` tag of a layer class."""
+    return cls.model_fields["kind"].default

@@ -1,0 +1,158 @@
+"""Field types of the language: kernel sizes, strides, padding, activations, layer references.
+
+Each type accepts the compact forms users write (``3``, ``"3x3"``, ``[1, 7]``, ``same``) and
+normalises them, with error messages that name the field and what was received.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import PlainValidator, WithJsonSchema
+
+ACTIVATIONS = (
+    "relu",
+    "tanh",
+    "sigmoid",
+    "softmax",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "relu6",
+    "hard_swish",
+    "hard_sigmoid",
+    "softplus",
+    "linear",
+)
+Activation = Literal[
+    "relu",
+    "tanh",
+    "sigmoid",
+    "softmax",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "relu6",
+    "hard_swish",
+    "hard_sigmoid",
+    "softplus",
+    "linear",
+]
+
+_SIZES_RE = re.compile(r"^\s*\d+(\s*x\s*\d+)*\s*$")
+NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _sizes(minimum: int):
+    def parse(value: Any) -> tuple[int, ...]:
+        if _is_int(value):
+            out = (value,)
+        elif isinstance(value, str) and _SIZES_RE.match(value):
+            out = tuple(int(p) for p in value.split("x"))
+        elif isinstance(value, (list, tuple)) and value and all(_is_int(v) for v in value):
+            out = tuple(value)
+        else:
+            raise ValueError(f"expected an int, 'AxB' or a list of ints, received {value!r}")
+        if any(v < minimum for v in out):
+            what = "positive" if minimum == 1 else f">= {minimum}"
+            raise ValueError(f"must be {what}, received {value!r}")
+        return out
+
+    return parse
+
+
+_SIZES_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "string", "pattern": r"^\d+(x\d+)*$"},
+        {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1},
+    ]
+}
+
+#: A per-direction size: ``3`` (all directions), ``"1x7"`` or ``[1, 7]``.
+Sizes = Annotated[tuple[int, ...], PlainValidator(_sizes(1)), WithJsonSchema(_SIZES_SCHEMA)]
+
+
+def _padding(value: Any) -> str | tuple:
+    if isinstance(value, str) and value.strip() in ("same", "valid"):
+        return value.strip()
+    if _is_int(value) or (isinstance(value, str) and _SIZES_RE.match(value)):
+        return _sizes(0)(value)
+    if isinstance(value, (list, tuple)) and value:
+        if all(_is_int(v) for v in value):
+            return _sizes(0)(list(value))
+        if all(
+            isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x >= 0 for x in v)
+            for v in value
+        ):
+            return tuple(tuple(v) for v in value)
+    raise ValueError(
+        "expected same, valid, a number of zeros (p=1), one per direction (1x2) "
+        f"or [before, after] pairs, received {value!r}"
+    )
+
+
+Padding = Annotated[
+    str | tuple,
+    PlainValidator(_padding),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": ["same", "valid"]},
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\d+(x\d+)*$"},
+                {
+                    "type": "array",
+                    "items": {
+                        "anyOf": [
+                            {"type": "integer", "minimum": 0},
+                            {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+                        ]
+                    },
+                },
+            ]
+        }
+    ),
+]
+
+
+def _ref(value: Any) -> str | int | tuple:
+    def one(v: Any) -> str | int:
+        if _is_int(v):
+            if v >= 0:
+                raise ValueError(f"a numeric from: must be negative (-1 is the previous layer), received {v}")
+            return v
+        if isinstance(v, str) and v:
+            return v
+        raise ValueError(f"expected a layer name or a negative index, received {v!r}")
+
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError("expected at least one input, received []")
+        return tuple(one(v) for v in value)
+    return one(value)
+
+
+#: ``from:`` a layer name, a negative index (-1 = previous), or a list of them (merges).
+FromRef = Annotated[
+    str | int | tuple,
+    PlainValidator(_ref),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "integer", "maximum": -1},
+                {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer", "maximum": -1}]}},
+            ]
+        }
+    ),
+]
