@@ -1,1 +1,233 @@
-"""CLI commands (filled in by their issue)."""
+"""CLI commands that use trained models: export, predict, evaluate, visualize.
+
+TensorFlow, Keras, matplotlib and scikit-learn are imported only inside the command functions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import app
+
+visualize_app = typer.Typer(
+    help="Draw PNG pictures: conv filters, feature maps, training curves, architecture.",
+    no_args_is_help=True,
+)
+app.add_typer(visualize_app, name="visualize")
+
+ModelArg = Annotated[
+    Path,
+    typer.Argument(help="Run directory (runs/<name>/<timestamp>), .keras file or an export."),
+]
+KerasModelArg = Annotated[
+    Path, typer.Argument(help="Run directory (runs/<name>/<timestamp>) or .keras file.")
+]
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024**2 else f"{n / 1024**2:.2f} MiB"
+
+
+@app.command()
+def export(
+    source: KerasModelArg,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="keras | savedmodel | tflite | onnx")
+    ] = "keras",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Destination (default: <run>/export/<name>.<ext>)."),
+    ] = None,
+    quantize: Annotated[
+        str | None, typer.Option(help="tflite only: dynamic (int8 weights) | float16")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
+) -> None:
+    """Export the inference model, verified against Keras in its own runtime, written atomically."""
+    from ..export import export_model
+
+    r = export_model(source, format.lower(), output, quantize=quantize, overwrite=overwrite)
+    q = f", quantised {r.quantize}" if r.quantize else ""
+    typer.echo(f"wrote {r.path} ({r.format}{q}, {_kb(r.size_bytes)}) and {r.meta_path.name}")
+    typer.echo(
+        f"verified: max abs diff {r.max_abs_diff:.3g} vs Keras "
+        f"(tolerance {r.tolerance:g}) in {r.seconds:.1f} s"
+    )
+
+
+@app.command()
+def predict(
+    model: ModelArg,
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes to show per image.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Predict the classes of images with a .keras, SavedModel, TFLite or ONNX model."""
+    from ..predict import predict_files
+
+    preds = predict_files(model, list(inputs), top_k)
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in preds], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("file", *[f"#{i + 1}" for i in range(len(preds[0].top))], box=None)
+    for p in preds:
+        table.add_row(p.file, *[f"{name} {prob:.3f}" for name, prob in p.top])
+    Console().print(table)
+
+
+def _default_eval_png(model: Path, split: str) -> Path:
+    from ..modelio import find_model
+
+    source = find_model(model)
+    if source.run_dir is not None:
+        return source.run_dir / "eval" / f"confusion_{split}.png"
+    stem = source.path.name.split(".")[0]
+    return source.path.with_name(f"{stem}.confusion_{split}.png")
+
+
+@app.command()
+def evaluate(
+    model: ModelArg,
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", "-d", help="digits | mnist | cifar10 | ... | image folder | .npz file."
+        ),
+    ],
+    split: Annotated[str, typer.Option(help="test | val | train | all")] = "test",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="k of top-k accuracy.")] = 3,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Confusion-matrix PNG (default: <run>/eval/...)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Accuracy, top-k, per-class precision/recall/F1 and a confusion-matrix PNG."""
+    from ..evaluate import evaluate_model
+
+    png = output if output is not None else _default_eval_png(model, split)
+    ev = evaluate_model(model, data, split=split, k=top_k, confusion_png=png)
+    if as_json:
+        typer.echo(json.dumps(ev.to_dict(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"{ev.model} on {ev.data} [{ev.split}]: {ev.n} images, accuracy {ev.accuracy:.4f}, "
+        f"top-{ev.top_k} {ev.top_k_accuracy:.4f}, macro F1 {ev.macro['f1']:.4f}"
+    )
+    table = Table("class", "precision", "recall", "F1", "support", box=None)
+    for row in ev.per_class:
+        table.add_row(
+            row["class"],
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
+    console.print(table)
+    console.print(f"confusion matrix: {ev.confusion_png}")
+
+
+def _viz_out(output: Path | None, source_path: Path, default_name: str) -> Path:
+    if output is not None:
+        return output
+    from ..modelio import find_model
+
+    source = find_model(source_path)
+    base = source.run_dir if source.run_dir is not None else source.path.parent
+    return base / "viz" / default_name
+
+
+@visualize_app.command("filters")
+def visualize_filters(
+    model: KerasModelArg,
+    layer: Annotated[
+        str | None, typer.Option(help="Conv layer to draw (default: the first).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG path.")] = None,
+) -> None:
+    """A conv layer's kernels as an image grid (per input channel for deeper layers)."""
+    from ..modelio import load_run_model
+    from ..viz.filters import conv_layer_names, plot_filters
+
+    keras_model, meta, _ = load_run_model(model)
+    name = layer or (conv_layer_names(keras_model) or [None])[0]
+    out = _viz_out(output, model, f"filters_{name}.png")
+    pic = plot_filters(keras_model, out, name)
+    typer.echo(f"wrote {pic.path} ({pic.width}x{pic.height})")
+
+
+@visualize_app.command("features")
+def visualize_features(
+    model: KerasModelArg,
+    image: Annotated[Path, typer.Argument(help="One image file.")],
+    layers: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated layer names (default: the first conv layers)."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG path.")] = None,
+) -> None:
+    """Feature maps of chosen layers for one image."""
+    from ..data import load_images
+    from ..modelio import load_run_model
+    from ..viz.features import plot_features
+
+    keras_model, meta, _ = load_run_model(model)
+    images, _ = load_images([image], meta["input_shape"])
+    chosen = [s.strip() for s in layers.split(",") if s.strip()] if layers else None
+    out = _viz_out(output, model, f"features_{image.stem}.png")
+    pic = plot_features(keras_model, images[0], out, chosen, image_name=image.name)
+    typer.echo(f"wrote {pic.path} ({pic.width}x{pic.height})")
+
+
+@visualize_app.command("curves")
+def visualize_curves(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (or its history.csv).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG path.")] = None,
+) -> None:
+    """Training curves (loss and accuracy, train vs validation) from history.csv."""
+    from ..viz.curves import plot_curves
+
+    base = run_dir if run_dir.is_dir() else run_dir.parent
+    out = output if output is not None else base / "viz" / "curves.png"
+    title = base.parent.name if base.parent.name else ""
+    pic = plot_curves(run_dir, out, title=title)
+    typer.echo(f"wrote {pic.path} ({pic.width}x{pic.height})")
+
+
+@visualize_app.command("graph")
+def visualize_graph(
+    spec: Annotated[Path, typer.Argument(help="A spec YAML file or a run directory.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="arch.svg | arch.png | arch.dot")
+    ] = Path("arch.png"),
+) -> None:
+    """The architecture diagram (same as `cnnspec graph`)."""
+    from ..errors import RunError
+
+    if spec.is_dir():
+        from ..modelio import find_model
+
+        run_dir = find_model(spec).run_dir
+        if run_dir is None or not (run_dir / "spec.yaml").is_file():
+            raise RunError(f"{spec}: no spec.yaml in this run directory")
+        spec = run_dir / "spec.yaml"
+    try:
+        from ..graph import render
+        from ..spec import load_spec
+    except ImportError:
+        raise RunError(
+            "architecture diagrams are not available in this version", hint="see cnnspec graph"
+        ) from None
+    render(load_spec(spec), output)
+    typer.echo(f"wrote {output}")

@@ -1,0 +1,174 @@
+"""Evaluating a model on labelled data: accuracy, top-k, per-class precision/recall/F1, confusion.
+
+Any model source works (run directory, .keras, SavedModel, TFLite, ONNX). Data comes from
+``cnnspec.data.load_data`` (the same sources and deterministic splits as training), so
+``--split test`` is the same held-out set that ``cnnspec train`` never saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import RunError
+
+SPLITS = ("test", "val", "train", "all")
+
+
+@dataclass
+class Evaluation:
+    """Scores of a model on one split of a data source."""
+
+    model: str
+    data: str
+    split: str
+    class_names: list[str]
+    n: int
+    accuracy: float
+    top_k: int
+    top_k_accuracy: float
+    per_class: list[dict[str, Any]]
+    macro: dict[str, float]
+    confusion: list[list[int]]
+    confusion_png: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "split": self.split,
+            "n": self.n,
+            "accuracy": self.accuracy,
+            f"top_{self.top_k}_accuracy": self.top_k_accuracy,
+            "top_k": self.top_k,
+            "macro": self.macro,
+            "per_class": self.per_class,
+            "class_names": self.class_names,
+            "confusion_matrix": self.confusion,
+            "confusion_png": self.confusion_png,
+        }
+
+
+def score(
+    probs: np.ndarray, labels: np.ndarray, class_names: list[str], k: int = 3
+) -> dict[str, Any]:
+    """Accuracy, top-k accuracy, per-class P/R/F1/support and the confusion matrix."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    n_classes = len(class_names)
+    k = max(1, min(k, n_classes))
+    pred = probs.argmax(axis=-1)
+    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    top_hit = (order == labels[:, None]).any(axis=1)
+    ids = list(range(n_classes))
+    p, r, f1, support = precision_recall_fscore_support(labels, pred, labels=ids, zero_division=0)
+    per_class = [
+        {
+            "class": class_names[i],
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i in ids
+    ]
+    present = support > 0  # macro averages over the classes that occur in this split
+    macro = {
+        "precision": float(p[present].mean()) if present.any() else 0.0,
+        "recall": float(r[present].mean()) if present.any() else 0.0,
+        "f1": float(f1[present].mean()) if present.any() else 0.0,
+    }
+    return {
+        "accuracy": float((pred == labels).mean()) if len(labels) else 0.0,
+        "top_k": k,
+        "top_k_accuracy": float(top_hit.mean()) if len(labels) else 0.0,
+        "per_class": per_class,
+        "macro": macro,
+        "confusion": confusion_matrix(labels, pred, labels=ids).tolist(),
+    }
+
+
+def dataset_arrays(data, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one split (or of every split, ``all``) as numpy arrays."""
+    names = ["train", "val", "test"] if split == "all" else [split]
+    xs, ys = [], []
+    for name in names:
+        ds = data.split(name) if split != "all" else getattr(data, name)
+        if ds is None:
+            continue
+        for x, y in ds.batch(512).as_numpy_iterator():
+            xs.append(np.asarray(x, np.float32))
+            ys.append(np.asarray(y).reshape(-1).astype(np.int64))
+    if not xs:
+        raise RunError(f"data '{data.source}' has no images in split '{split}'")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def align_labels(labels: np.ndarray, data_names: list[str], model_names: list[str]) -> np.ndarray:
+    """Map the data's label ids onto the model's class order (matching class names)."""
+    if list(data_names) == list(model_names):
+        return labels
+    missing = [n for n in data_names if n not in model_names]
+    if missing:
+        raise RunError(
+            f"the data has classes the model does not know: {', '.join(missing[:5])}",
+            hint=f"the model's classes are {', '.join(model_names[:10])}",
+        )
+    mapping = np.array([model_names.index(n) for n in data_names])
+    return mapping[labels]
+
+
+def evaluate_model(
+    model: str | Path,
+    data_source: str,
+    *,
+    split: str = "test",
+    k: int = 3,
+    confusion_png: str | Path | None = None,
+) -> Evaluation:
+    """Evaluate a model source on a data source split; optionally draw the confusion matrix."""
+    from .data import load_data
+    from .export.runtime import open_model
+    from .modelio import find_model
+    from .predict import predict_probabilities
+
+    if split not in SPLITS:
+        raise RunError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
+    if k < 1:
+        raise RunError(f"--top-k must be at least 1, received {k}")
+    runtime, meta = open_model(model)
+    data = load_data(data_source, meta["input_shape"])
+    x, y = dataset_arrays(data, split)
+    y = align_labels(y, data.class_names, meta["class_names"])
+    probs = predict_probabilities(runtime, x)
+    s = score(probs, y, meta["class_names"], k)
+    png = None
+    if confusion_png is not None:
+        from .viz.confusion import plot_confusion
+
+        plot_confusion(
+            np.array(s["confusion"]),
+            meta["class_names"],
+            confusion_png,
+            title=f"{meta.get('name', 'model')} on {data_source} [{split}] "
+            f"accuracy {s['accuracy']:.3f}",
+        )
+        png = str(confusion_png)
+    return Evaluation(
+        model=str(find_model(model).path),
+        data=data_source,
+        split=split,
+        class_names=list(meta["class_names"]),
+        n=int(len(y)),
+        accuracy=s["accuracy"],
+        top_k=s["top_k"],
+        top_k_accuracy=s["top_k_accuracy"],
+        per_class=s["per_class"],
+        macro=s["macro"],
+        confusion=s["confusion"],
+        confusion_png=png,
+    )

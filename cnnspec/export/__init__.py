@@ -1,0 +1,281 @@
+"""Exporting a trained model: Keras, SavedModel, TFLite (optionally quantised) and ONNX.
+
+``export_model`` writes the inference model (aux heads already dropped by ``cnnspec train``,
+preprocessing inside, class probabilities out) plus ``<stem>.meta.json`` beside it, then verifies
+the export by loading it with its own runtime and comparing its outputs with the Keras model on
+sample inputs. Writes are atomic: everything is written under hidden temporary names in the
+destination's folder and renamed into place only after verification, so an interrupted or failed
+export leaves nothing at the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import RunError
+from ..modelio import FORMATS, Format, ModelSource, load_run_model, meta_path_for, versions
+
+Quantize = Literal["dynamic", "float16"]
+QUANTIZE_MODES: tuple[Quantize, ...] = ("dynamic", "float16")
+
+TOLERANCE = 1e-4
+TOLERANCE_QUANTISED = 1e-2
+N_SAMPLES = 16
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote and how well it matched the Keras model."""
+
+    path: Path
+    meta_path: Path
+    format: Format
+    quantize: Quantize | None
+    max_abs_diff: float
+    tolerance: float
+    seconds: float
+    size_bytes: int
+
+
+def default_destination(source: ModelSource, meta: dict[str, Any], fmt: Format, quantize) -> Path:
+    """``<run dir>/export/<name>[_dynamic|_float16].<ext>`` (a folder for SavedModel)."""
+    base = (source.run_dir or source.path.parent) / "export"
+    stem = str(meta.get("name") or "model") + (f"_{quantize}" if quantize else "")
+    names = {
+        "keras": f"{stem}.keras",
+        "savedmodel": f"{stem}_savedmodel",
+        "tflite": f"{stem}.tflite",
+        "onnx": f"{stem}.onnx",
+    }
+    return base / names[fmt]
+
+
+def export_model(
+    source_path: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    *,
+    quantize: str | None = None,
+    overwrite: bool = False,
+    tolerance: float | None = None,
+    n_samples: int = N_SAMPLES,
+) -> ExportResult:
+    """Export a run directory or ``.keras`` file to ``fmt``, verified, atomically (see module doc)."""
+    if fmt not in FORMATS:
+        raise RunError(f"unknown export format '{fmt}'", hint=f"use one of {', '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise RunError(
+            f"unknown quantisation '{quantize}'", hint=f"use one of {', '.join(QUANTIZE_MODES)}"
+        )
+    if quantize is not None and fmt != "tflite":
+        raise RunError(f"--quantize applies to tflite exports only, received --format {fmt}")
+    started = time.perf_counter()
+    model, meta, source = load_run_model(source_path)
+    dest = Path(out) if out is not None else default_destination(source, meta, fmt, quantize)
+    _check_destination(dest, fmt, overwrite)
+    meta_dest = meta_path_for(dest)
+    if tolerance is None:
+        tolerance = TOLERANCE_QUANTISED if quantize else TOLERANCE
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    tmp = dest.with_name(f".{dest.name}.{token}.partial" + _suffix(dest))
+    tmp_meta = meta_dest.with_name(f".{meta_dest.name}.{token}.partial")
+    try:
+        _WRITERS[fmt](model, tmp, quantize)
+        diff = verify_export(model, tmp, fmt, meta["input_shape"], n_samples)
+        if not diff <= tolerance:  # also catches NaN
+            raise RunError(
+                f"export verification failed: {fmt} output differs from Keras by {diff:.3g} "
+                f"(tolerance {tolerance:g}); nothing was written to {dest}",
+                hint="report it with the model's spec; try another format or no quantisation",
+            )
+        export_meta = {
+            **meta,
+            **versions(),
+            "format": fmt,
+            "quantize": quantize,
+            "source": str(source.path),
+            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "verification": {
+                "max_abs_diff": diff,
+                "tolerance": tolerance,
+                "samples": n_samples,
+                "runtime": _runtime_name(fmt),
+            },
+        }
+        tmp_meta.write_text(json.dumps(export_meta, indent=2) + "\n", encoding="utf-8")
+        # The model is renamed last: a model at the destination always has its metadata beside it.
+        os.replace(tmp_meta, meta_dest)
+        _move_into_place(tmp, dest)
+    finally:
+        for leftover in (tmp, tmp_meta):
+            _remove(leftover)
+    return ExportResult(
+        path=dest,
+        meta_path=meta_dest,
+        format=fmt,  # type: ignore[arg-type]
+        quantize=quantize,  # type: ignore[arg-type]
+        max_abs_diff=diff,
+        tolerance=tolerance,
+        seconds=time.perf_counter() - started,
+        size_bytes=_size(dest),
+    )
+
+
+def _suffix(dest: Path) -> str:
+    # Keras insists on the ".keras" suffix; keep every format's own suffix on temp names.
+    return dest.suffix if dest.suffix in (".keras", ".tflite", ".onnx") else ""
+
+
+def _check_destination(dest: Path, fmt: Format, overwrite: bool) -> None:
+    wanted = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx"}.get(fmt)
+    if wanted and dest.suffix != wanted:
+        raise RunError(f"-o {dest}: a {fmt} export must end in '{wanted}'")
+    if fmt == "savedmodel" and dest.suffix in (".keras", ".tflite", ".onnx", ".pb"):
+        raise RunError(f"-o {dest}: a SavedModel is a folder; give a folder name")
+    if dest.exists() and not overwrite:
+        raise RunError(f"{dest} already exists", hint="pass --overwrite or choose another -o")
+
+
+def _move_into_place(tmp: Path, dest: Path) -> None:
+    if dest.is_dir() and not dest.is_symlink():
+        # A directory cannot be replaced by rename while it has contents: move it aside first.
+        aside = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(dest, aside)
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            os.replace(aside, dest)
+            raise
+        _remove(aside)
+    else:
+        os.replace(tmp, dest)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def _write_keras(model, path: Path, quantize) -> None:
+    model.save(path)
+
+
+def _write_savedmodel(model, path: Path, quantize) -> None:
+    model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+def _write_tflite(model, path: Path, quantize) -> None:
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="cnnspec-tflite-") as saved:
+        model.export(saved, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        # Builtin ops only: the file then runs in the plain LiteRT runtime, no Flex delegate.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        try:
+            data = converter.convert()
+        except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and others
+            text = str(exc).strip().splitlines()
+            raise RunError(
+                f"TFLite conversion failed: {text[0] if text else type(exc).__name__}",
+                hint="a layer may have no TFLite builtin op; try --format onnx or savedmodel",
+            ) from None
+    path.write_bytes(data)
+
+
+def _write_onnx(model, path: Path, quantize) -> None:
+    try:
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        raise RunError(
+            "ONNX export needs tf2onnx, onnx and onnxruntime", hint="pip install 'cnnspec[onnx]'"
+        ) from None
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    # Keras exports to ONNX only a model that has been called once; a freshly loaded one hasn't.
+    model(np.zeros((1, *(int(d) for d in model.inputs[0].shape[1:])), np.float32), training=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras' numpy-2 patch of tf2onnx warns about np.object
+        model.export(str(path), format="onnx", verbose=False)
+
+
+_WRITERS = {
+    "keras": _write_keras,
+    "savedmodel": _write_savedmodel,
+    "tflite": _write_tflite,
+    "onnx": _write_onnx,
+}
+
+
+def _runtime_name(fmt: Format) -> str:
+    if fmt == "tflite":
+        try:
+            import ai_edge_litert  # noqa: F401
+
+            return "ai_edge_litert"
+        except ImportError:
+            return "tf.lite"
+    return {"keras": "keras", "savedmodel": "tf.saved_model", "onnx": "onnxruntime"}[fmt]
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def sample_inputs(input_shape: list[int], n: int = N_SAMPLES, seed: int = 0) -> np.ndarray:
+    """Deterministic inputs in [0, 255]: noise, flat images and smooth gradients."""
+    rng = np.random.default_rng(seed)
+    h, w, c = input_shape
+    x = rng.uniform(0.0, 255.0, size=(n, h, w, c)).astype(np.float32)
+    if n >= 4:
+        x[0] = 0.0
+        x[1] = 255.0
+        ramp = np.linspace(0.0, 255.0, w, dtype=np.float32)
+        x[2] = ramp[None, :, None]
+        x[3] = np.linspace(0.0, 255.0, h, dtype=np.float32)[:, None, None]
+    return x
+
+
+def verify_export(model, path: Path, fmt: Format, input_shape: list[int], n: int) -> float:
+    """Max absolute difference between the Keras model and the export run by its own runtime."""
+    from .runtime import _RUNTIMES
+
+    x = sample_inputs(list(input_shape), n)
+    expected = np.asarray(model(x, training=False))
+    runtime = _RUNTIMES[fmt](path)
+    got = runtime.predict(x)
+    if got.shape != expected.shape:
+        raise RunError(
+            f"export verification failed: {fmt} output shape {got.shape}, Keras {expected.shape}"
+        )
+    return float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))

@@ -1,0 +1,275 @@
+"""Finding and safely loading trained models and their metadata.
+
+A *model source* is one of:
+
+- a run directory written by ``cnnspec train`` (``runs/<name>/<timestamp>/`` holding ``model.keras``
+  and ``meta.json``), or a ``runs/<name>/`` folder (its newest run is used);
+- a ``.keras`` file;
+- an export: a SavedModel folder, a ``.tflite`` file or an ``.onnx`` file.
+
+Metadata lives beside the model: ``meta.json`` in a run directory, ``<stem>.meta.json`` next to an
+export (``digits.onnx`` -> ``digits.meta.json``).
+
+Safety: a ``.keras`` archive's ``config.json`` is checked *before* Keras sees it (no ``Lambda``
+layers, no Python lambdas, no ``TFSMLayer``, no classes outside Keras/cnnspec) and then loaded with
+``safe_mode=True``; nothing here unpickles anything. This module imports Keras only inside the
+functions that load a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import RunError
+
+Format = Literal["keras", "savedmodel", "tflite", "onnx"]
+FORMATS: tuple[Format, ...] = ("keras", "savedmodel", "tflite", "onnx")
+
+RUN_MODEL_FILE = "model.keras"
+RUN_META_FILE = "meta.json"
+META_SUFFIX = ".meta.json"
+_META_REQUIRED = ("name", "input_shape", "class_names")
+
+# Layers that carry (or load) code rather than weights; refused even though safe_mode would stop
+# the first two, so the user gets one clear line instead of a Keras ValueError.
+_CODE_LAYERS = {"Lambda", "TFSMLayer", "__lambda__"}
+_ALLOWED_MODULE_ROOTS = ("keras", "cnnspec")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A located model: its file or folder, format, run directory (if any) and metadata path."""
+
+    path: Path
+    format: Format
+    meta_path: Path | None
+    run_dir: Path | None = None
+
+
+def meta_path_for(model_path: Path) -> Path:
+    """Where an export's metadata file goes: ``out/digits.onnx`` -> ``out/digits.meta.json``."""
+    name = model_path.name
+    for suffix in (".keras", ".tflite", ".onnx"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return model_path.with_name(name + META_SUFFIX)
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / RUN_MODEL_FILE).is_file()
+
+
+def _is_savedmodel(path: Path) -> bool:
+    return path.is_dir() and (path / "saved_model.pb").is_file()
+
+
+def find_model(path: str | Path) -> ModelSource:
+    """Locate the model behind a user-given path (see the module docstring for what is accepted)."""
+    p = Path(path)
+    if not p.exists():
+        raise RunError(
+            f"{p}: no such file or directory",
+            hint="pass a run directory (runs/<name>/<timestamp>), a .keras file or an export",
+        )
+    if p.is_dir() and not _is_run_dir(p) and not _is_savedmodel(p):
+        runs = sorted(c for c in p.iterdir() if _is_run_dir(c))
+        if runs:
+            p = runs[-1]  # timestamps sort chronologically
+    if _is_run_dir(p):
+        meta = p / RUN_META_FILE
+        return ModelSource(p / RUN_MODEL_FILE, "keras", meta if meta.is_file() else None, p)
+    if _is_savedmodel(p):
+        return ModelSource(p, "savedmodel", _existing_meta(p))
+    if p.is_file():
+        by_suffix: dict[str, Format] = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}
+        fmt = by_suffix.get(p.suffix.lower())
+        if fmt is None:
+            raise RunError(
+                f"{p}: unsupported model file type '{p.suffix or p.name}'",
+                hint="use a .keras, .tflite or .onnx file, a SavedModel folder or a run directory "
+                "(legacy .h5 models are refused: they can carry marshalled Python code)",
+            )
+        meta = _existing_meta(p)
+        if meta is None and fmt == "keras" and (p.parent / RUN_META_FILE).is_file():
+            meta = p.parent / RUN_META_FILE
+        run_dir = (
+            p.parent if p.name == RUN_MODEL_FILE and meta == p.parent / RUN_META_FILE else None
+        )
+        return ModelSource(p, fmt, meta, run_dir)
+    raise RunError(
+        f"{p}: not a model: no model.keras, saved_model.pb or runs inside",
+        hint="pass a run directory (runs/<name>/<timestamp>), a .keras file or an export",
+    )
+
+
+def _existing_meta(model_path: Path) -> Path | None:
+    meta = meta_path_for(model_path)
+    return meta if meta.is_file() else None
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """Read and check a metadata JSON file (``name``, ``input_shape``, ``class_names``, ...)."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path}: cannot read model metadata: {exc}") from None
+    if not isinstance(meta, dict):
+        raise RunError(
+            f"{path}: model metadata must be a JSON object, received {type(meta).__name__}"
+        )
+    missing = [k for k in _META_REQUIRED if k not in meta]
+    if missing:
+        raise RunError(f"{path}: model metadata lacks {', '.join(missing)}")
+    shape = meta["input_shape"]
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(isinstance(d, int) and d > 0 for d in shape)
+    ):
+        raise RunError(f"{path}: input_shape must be [H, W, C] positive integers, received {shape}")
+    names = meta["class_names"]
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise RunError(f"{path}: class_names must be a non-empty list of strings")
+    return meta
+
+
+def default_meta(name: str, input_shape: list[int], n_classes: int) -> dict[str, Any]:
+    """Metadata for a model that came without any: classes are named by their index."""
+    return {
+        "name": name,
+        "input_shape": list(input_shape),
+        "class_names": [str(i) for i in range(n_classes)],
+        "preprocess": None,
+    }
+
+
+def versions() -> dict[str, str]:
+    """cnnspec / TensorFlow / Keras versions, as recorded in metadata."""
+    import keras
+    import tensorflow as tf
+
+    from . import __version__
+
+    return {
+        "cnnspec_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+    }
+
+
+# --------------------------------------------------------------------------- safe .keras loading
+
+
+def check_keras_archive(path: Path) -> None:
+    """Refuse a ``.keras`` archive whose config could run code, before Keras deserialises it."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if "config.json" not in names:
+                raise RunError(f"{path}: not a Keras 3 model archive (no config.json inside)")
+            config = json.loads(zf.read("config.json"))
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(
+            f"{path}: not a readable .keras archive: {exc}",
+            hint="was the file truncated? re-export or retrain it",
+        ) from None
+    for layer_name, class_name, module in _walk_classes(config):
+        if class_name in _CODE_LAYERS:
+            raise RunError(
+                f"{path}: refusing to load: layer '{layer_name}' is a {class_name}, "
+                "which can run arbitrary Python code",
+                hint="cnnspec only loads models built from layers; rebuild it from its spec",
+            )
+        if module and module.split(".")[0] not in _ALLOWED_MODULE_ROOTS:
+            raise RunError(
+                f"{path}: refusing to load: layer '{layer_name}' uses class {module}.{class_name} "
+                "from outside Keras and cnnspec",
+                hint="cnnspec only loads models built from Keras and cnnspec layers",
+            )
+
+
+def _walk_classes(node: Any, layer_name: str = "?"):
+    """Yield (layer name, class_name, module) for every serialised object in a Keras config."""
+    if isinstance(node, dict):
+        if "class_name" in node:
+            cfg = node.get("config")
+            name = cfg.get("name", layer_name) if isinstance(cfg, dict) else layer_name
+            module = node.get("module")
+            yield str(name), str(node["class_name"]), module if isinstance(module, str) else None
+            layer_name = str(name)
+        for value in node.values():
+            yield from _walk_classes(value, layer_name)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk_classes(value, layer_name)
+
+
+def load_keras_model(path: str | Path):
+    """Load a ``.keras`` file for inference: checked archive, safe mode, not compiled."""
+    path = Path(path)
+    check_keras_archive(path)
+    import keras
+
+    # cnnspec's own registered layers (if any) must be imported before loading
+    with contextlib.suppress(ImportError):
+        import cnnspec.build  # noqa: F401
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"{path}: Keras cannot load this model: {first}") from None
+
+
+def load_run_model(path: str | Path):
+    """Load a Keras model source plus its metadata: ``(model, meta, source)``.
+
+    Raises RunError when the source is an export (use :func:`cnnspec.export.runtime.open_model`
+    for those) or when anything is missing or unsafe.
+    """
+    source = find_model(path)
+    if source.format != "keras":
+        raise RunError(
+            f"{source.path}: this command needs the Keras model, received a {source.format} export",
+            hint="pass the run directory or the .keras file",
+        )
+    model = load_keras_model(source.path)
+    meta = model_meta(source, model)
+    return model, meta, source
+
+
+def model_meta(source: ModelSource, model=None) -> dict[str, Any]:
+    """The metadata of a source: its file if present, else derived from a loaded Keras model."""
+    if source.meta_path is not None:
+        meta = read_meta(source.meta_path)
+        if model is not None:
+            _check_meta_matches(meta, model, source.meta_path)
+        return meta
+    if model is None:
+        raise RunError(
+            f"{source.path}: no metadata file beside the model ({meta_path_for(source.path).name})",
+            hint="export it with cnnspec export, which writes one",
+        )
+    shape = [int(d) for d in model.inputs[0].shape[1:]]
+    return default_meta(source.path.stem, shape, int(model.outputs[0].shape[-1]))
+
+
+def _check_meta_matches(meta: dict[str, Any], model, meta_path: Path) -> None:
+    shape = [int(d) if d is not None else None for d in model.inputs[0].shape[1:]]
+    if shape != list(meta["input_shape"]):
+        raise RunError(
+            f"{meta_path}: input_shape {meta['input_shape']} does not match the model's {shape}"
+        )
+    n = model.outputs[0].shape[-1]
+    if n is not None and int(n) != len(meta["class_names"]):
+        raise RunError(
+            f"{meta_path}: {len(meta['class_names'])} class_names for a model with {int(n)} outputs"
+        )

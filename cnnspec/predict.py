@@ -1,0 +1,97 @@
+"""Predicting classes of image files with any model source (.keras, SavedModel, TFLite, ONNX).
+
+Images are decoded exactly as training does (``cnnspec.data.load_images``); the model source's
+metadata supplies the input shape and class names. Every runtime answers the same question, so the
+same files give the same top-k classes whatever the format (up to quantisation error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RunError
+
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top-k classes of one image, most probable first."""
+
+    file: str
+    top: list[tuple[str, float]]
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "top": [{"class": name, "probability": p} for name, p in self.top],
+        }
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Image files from files and folders (folders: their image files, recursively, sorted)."""
+    from .data import IMAGE_EXTENSIONS
+
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not found:
+                raise RunError(
+                    f"{p}: folder holds no images", hint="supported: " + ", ".join(IMAGE_EXTENSIONS)
+                )
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise RunError(f"{p}: no such image file or folder")
+    if not files:
+        raise RunError("no input images given")
+    return files
+
+
+def predict_probabilities(runtime, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
+    """Class probabilities for a float32 (N, H, W, C) batch, run in chunks of ``batch``."""
+    if len(images) == 0:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(
+        [runtime.predict(images[i : i + batch]) for i in range(0, len(images), batch)]
+    )
+
+
+def top_k(probs: np.ndarray, class_names: list[str], k: int) -> list[list[tuple[str, float]]]:
+    """The k most probable (class name, probability) pairs of every row, best first."""
+    if probs.shape[-1] != len(class_names):
+        raise RunError(
+            f"the model outputs {probs.shape[-1]} classes but its metadata names {len(class_names)}"
+        )
+    k = max(1, min(k, len(class_names)))
+    # stable sort on the negated probabilities: ties keep class order, the same on every runtime
+    order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+    return [
+        [(class_names[j], float(row[j])) for j in idx]
+        for row, idx in zip(probs, order, strict=True)
+    ]
+
+
+def predict_files(model: str | Path, inputs: list[str | Path], k: int = 3) -> list[Prediction]:
+    """Predict the top-k classes of image files and folders with any model source."""
+    from .data import load_images
+    from .export.runtime import open_model
+
+    if k < 1:
+        raise RunError(f"--top-k must be at least 1, received {k}")
+    files = expand_inputs(inputs)
+    runtime, meta = open_model(model)
+    images, names = load_images(files, meta["input_shape"])
+    probs = predict_probabilities(runtime, images)
+    return [
+        Prediction(name, top)
+        for name, top in zip(names, top_k(probs, meta["class_names"], k), strict=True)
+    ]

@@ -1,0 +1,94 @@
+"""Training curves from a run's ``history.csv`` (loss and accuracy, train vs validation)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from ..errors import RunError
+from ._canvas import Picture, add_axes_px, new_figure, save_png
+
+WIDTH, HEIGHT = 1100, 420
+
+
+def read_history(path: str | Path) -> dict[str, list[float]]:
+    """history.csv as {column: values}, with an ``epoch`` column (1-based if absent)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "history.csv"
+    if not path.is_file():
+        raise RunError(f"{path}: no training history", hint="pass a run directory of cnnspec train")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunError(f"{path}: cannot read history: {exc}") from None
+    if not rows:
+        raise RunError(f"{path}: the history has no epochs")
+    columns: dict[str, list[float]] = {}
+    for key in rows[0]:
+        try:
+            columns[key] = [float(r[key]) if r[key] not in ("", None) else math.nan for r in rows]
+        except ValueError:
+            continue  # a non-numeric column (e.g. a timestamp) is not a curve
+    if "epoch" not in columns:
+        columns["epoch"] = [float(i + 1) for i in range(len(rows))]
+    if "loss" not in columns:
+        raise RunError(f"{path}: the history has no 'loss' column")
+    return columns
+
+
+def plot_curves(history: str | Path, out: str | Path, *, title: str = "") -> Picture:
+    """Loss and accuracy against epochs, train solid and validation dashed; best val marked."""
+    h = read_history(history)
+    epochs = h["epoch"]
+    fig = new_figure(WIDTH, HEIGHT)
+    if title:
+        fig.text(0.5, 1 - 16 / HEIGHT, title, ha="center", va="center", fontsize=12)
+    panels = [("loss", "loss", min), ("accuracy", "accuracy", max)]
+    for i, (key, label, best) in enumerate(panels):
+        ax = add_axes_px(fig, 70 + i * 540, 40, 440, 320)
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        drawn = False
+        for prefix, style, colour in (("", "-", "tab:blue"), ("val_", "--", "tab:orange")):
+            values = h.get(prefix + key)
+            if values is None:
+                continue
+            ax.plot(
+                epochs,
+                values,
+                style,
+                color=colour,
+                marker="o",
+                markersize=3,
+                label=("validation" if prefix else "train"),
+            )
+            drawn = True
+            if prefix:
+                finite = [(v, e) for v, e in zip(values, epochs, strict=True) if not math.isnan(v)]
+                if finite:
+                    v, e = best(finite)
+                    ax.axvline(e, color="grey", lw=0.8, ls=":")
+                    ax.annotate(
+                        f"best {v:.3f} @ {int(e)}",
+                        (e, v),
+                        textcoords="offset points",
+                        xytext=(5, 8),
+                        fontsize=8,
+                    )
+        if drawn:
+            ax.legend(loc="best", fontsize=9)
+        else:
+            ax.text(
+                0.5,
+                0.5,
+                f"no '{key}' in history",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="grey",
+            )
+    return save_png(fig, out, WIDTH, HEIGHT)
