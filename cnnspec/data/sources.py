@@ -119,7 +119,8 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, shape, cache: bool):
     ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
     # Convert in batches (vectorised resize), then unbatch: no Python per image.
     ds = ds.batch(256).map(lambda a, b: (convert(a, shape), b), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.unbatch()
+    # unbatch() hides the size; tell tf.data (Keras then knows where an epoch ends).
+    ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(len(y)))
     return ds.cache() if cache else ds
 
 

@@ -1,0 +1,133 @@
+"""Keras callbacks of a run: plain log names, NaN guard, timing, history.csv, checkpoints.
+
+Order matters (Keras hands every callback the same ``logs`` dict): ``LogNames`` first so the
+others see ``accuracy`` / ``val_accuracy`` also for models with auxiliary heads; ``History``
+before ``Checkpoint`` so a kill between the two repeats an epoch (its row is then replaced)
+instead of losing its row.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+
+
+@dataclass
+class RunState:
+    """What the callbacks observed, read by the trainer after ``fit``."""
+
+    nan: dict[str, Any] | None = None  # {"epoch": 1-based, "batch": 0-based, "loss": value}
+    epochs_done: int = 0  # absolute count of completed, good epochs
+    first_epoch: int | None = None  # 0-based epoch this session started at
+    epoch_seconds: list[float] = field(default_factory=list)  # training time per epoch
+    epoch_images: list[int] = field(default_factory=list)
+    last_logs: dict[str, float] = field(default_factory=dict)
+
+    def images_per_second(self) -> float:
+        """Training throughput; the first epoch (tracing, cache fill) is left out if possible."""
+        secs, imgs = self.epoch_seconds, self.epoch_images
+        if len(secs) > 1:
+            secs, imgs = secs[1:], imgs[1:]
+        total = sum(secs)
+        return sum(imgs) / total if total > 0 else 0.0
+
+
+class LogNames(keras.callbacks.Callback):
+    """Alias ``<output>_accuracy`` to ``accuracy`` (etc.) and record the learning rate."""
+
+    def __init__(self, output_name: str | None) -> None:
+        super().__init__()
+        self.prefix = f"{output_name}_" if output_name else None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        if self.prefix:
+            for key in list(logs):
+                for lead in ("", "val_"):
+                    if key.startswith(lead + self.prefix):
+                        plain = lead + key[len(lead + self.prefix) :]
+                        if plain != lead + "loss":  # the total loss keeps its name
+                            logs.setdefault(plain, logs[key])
+        logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stop at the first non-finite training loss; remember where."""
+
+    def __init__(self, state: RunState) -> None:
+        super().__init__()
+        self.state = state
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.state.nan = {"epoch": self.epoch + 1, "batch": batch, "loss": float(loss)}
+            self.model.stop_training = True
+
+
+class Timer(keras.callbacks.Callback):
+    """Training seconds and images of each epoch (validation excluded)."""
+
+    def __init__(self, state: RunState, batch_size: int) -> None:
+        super().__init__()
+        self.state, self.batch_size = state, batch_size
+        self.start = self.last = 0.0
+        self.batches = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.state.first_epoch is None:
+            self.state.first_epoch = epoch
+        self.start = self.last = time.perf_counter()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.last = time.perf_counter()
+        self.batches += 1
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.state.epoch_seconds.append(self.last - self.start)
+        self.state.epoch_images.append(self.batches * self.batch_size)
+        if self.state.nan is None:
+            self.state.epochs_done = epoch + 1
+            self.state.last_logs = {k: float(v) for k, v in (logs or {}).items()}
+
+
+class History(keras.callbacks.Callback):
+    """Append one row per epoch to history.csv; rows of repeated epochs are replaced."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from .rundir import read_history, write_history
+
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        rows = [r for r in read_history(self.path) if r["epoch"] < epoch + 1]
+        write_history(self.path, [*rows, row])
+
+
+class Checkpoint(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that keeps its files after training and never saves a NaN epoch.
+
+    Kept files let ``--resume`` extend a finished run (more epochs) and leave the last good
+    training state on disk when a NaN stops the run.
+    """
+
+    def __init__(self, backup_dir: Path, state: RunState) -> None:
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.state = state
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.state.nan is None:
+            super().on_epoch_end(epoch, logs)

@@ -1,0 +1,137 @@
+"""The run directory: resolved spec, history.csv, curves.png, meta.json, metrics.json.
+
+Layout (``runs/<name>/<timestamp>/`` by default)::
+
+    spec.yaml        the fully resolved spec (overrides applied); --resume reads it back
+    meta.json        name, input shape, class names, preprocess, output name, versions
+    history.csv      one row per epoch (1-based), appended across resumes
+    curves.png       loss and accuracy per epoch
+    metrics.json     final train/val/test metrics, epochs done, wall time, images/s, status
+    model.keras      the inference model (auxiliary heads dropped)
+    checkpoints/     training state of the last good epoch (BackupAndRestore; --resume)
+    logs/            TensorBoard
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+META = "meta.json"
+SPEC = "spec.yaml"
+MODEL = "model.keras"
+CURVES = "curves.png"
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+
+
+def new_run_dir(name: str, root: str | Path = "runs") -> Path:
+    """A fresh ``root/<name>/<timestamp>`` directory (suffixed if the second is taken)."""
+    base = Path(root) / name / time.strftime("%Y%m%d-%H%M%S")
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (a kill never leaves half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_finite(data), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """Rows of history.csv as dicts of floats (``epoch`` as int); [] if absent."""
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append(
+                {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+            )
+    return rows
+
+
+def write_history(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Rewrite history.csv atomically with the union of the rows' columns."""
+    rows = list(rows)
+    columns: list[str] = ["epoch"]
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    os.replace(tmp, path)
+
+
+def _csv_value(v: Any) -> Any:
+    return repr(float(v)) if isinstance(v, float) else v
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """curves.png: loss (left) and accuracy (right), train and validation, per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            values = [row.get(key, math.nan) for row in history]
+            if any(math.isfinite(v) for v in values):
+                ax.plot(epochs, values, style, marker="o", markersize=3, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def versions() -> dict[str, str]:
+    """cnnspec / TensorFlow / Keras / Python versions for meta.json."""
+    import platform
+    from importlib import metadata
+
+    import keras
+    import tensorflow as tf
+
+    try:
+        own = metadata.version("cnnspec")
+    except metadata.PackageNotFoundError:
+        own = "unknown"
+    return {
+        "cnnspec": own,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,336 @@
+"""Train a spec with ``model.fit``: one process, one device or MirroredStrategy.
+
+The multi-worker path lives in ``multiworker.py`` (Keras 3's ``fit`` crashes under
+MultiWorkerMirroredStrategy on TF 2.21; see there).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import Data, load_data, make_pipeline
+from ..errors import RunError
+from . import hardware, recipe, rundir
+from .callbacks import Checkpoint, History, LogNames, NanGuard, RunState, Timer
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(
+    spec: Any,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    verbose: int | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Train ``spec`` (a ModelSpec) by its ``train:`` recipe; write and return the run.
+
+    ``run_dir``: the run directory (default ``runs/<name>/<timestamp>``); with ``resume`` it
+    must be an earlier run's directory, and training continues from its last good epoch.
+    ``verbose``: Keras progress (1 bar, 2 one line per epoch, 0 silent; default: 1 on a TTY).
+    """
+    echo = echo or (lambda text: print(text, flush=True))
+    started = time.time()
+    hw = hardware.setup(spec.train)  # first: before any TensorFlow op
+    if hw.distribute == "multi_worker":
+        from .multiworker import train_multiworker
+
+        return train_multiworker(spec, hw, run_dir=run_dir, echo=echo, started=started)
+
+    data = load_training_data(spec)
+    run = prepare_run_dir(spec, data, hw, run_dir, resume)
+    echo(describe(spec, data, hw, run))
+    if not tensorboard_available():
+        echo("note: the tensorboard package is not installed, so no TensorBoard logs are written")
+    result = _fit(spec, data, hw, run, verbose=verbose, echo=echo, started=started)
+    echo(summary(result))
+    return result
+
+
+def load_training_data(spec: Any) -> Data:
+    """The recipe's data, converted to the spec's input and checked against its classes."""
+    r = spec.train
+    return load_data(
+        r.data,
+        spec.input,
+        seed=r.seed,
+        validation_split=r.validation_split,
+        test_split=r.test_split,
+        num_classes=spec.num_classes,
+        cache=r.cache,
+    )
+
+
+def prepare_run_dir(spec, data: Data, hw, run_dir, resume: bool) -> Path:
+    """Create (or, resuming, reuse) the run directory; write spec.yaml and meta.json."""
+    import yaml
+
+    if resume:
+        run = Path(run_dir)
+        if not (run / rundir.SPEC).is_file():
+            raise RunError(f"{run} is not a run directory (it has no {rundir.SPEC})")
+    elif run_dir is None:
+        run = rundir.new_run_dir(spec.name)
+    else:
+        run = Path(run_dir)
+        if run.exists() and any(run.iterdir()):
+            raise RunError(
+                f"run directory {run} exists and is not empty",
+                hint=f"choose a new --out, or continue it with --resume {run}",
+            )
+        run.mkdir(parents=True, exist_ok=True)
+    if hw.is_chief:
+        text = yaml.safe_dump(spec.source_data, sort_keys=False, allow_unicode=True)
+        (run / rundir.SPEC).write_text(text)
+        rundir.write_json(run / rundir.META, meta(spec, data, hw))
+    return run
+
+
+def meta(spec, data: Data, hw) -> dict[str, Any]:
+    """meta.json: what export/predict need to use model.keras without the spec."""
+    return {
+        "name": spec.name,
+        "input_shape": list(spec.input),
+        "class_names": list(data.class_names),
+        "num_classes": data.num_classes,
+        "preprocess": spec.preprocess,
+        "output_name": spec.output_name,
+        "heads": list(spec.heads),
+        "data": spec.train.data,
+        "input": "float32 pixels in [0, 255], channels-last; the model rescales",
+        "hardware": hw.describe(),
+        "versions": rundir.versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def describe(spec, data: Data, hw, run: Path) -> str:
+    r = spec.train
+    sizes = data.sizes
+    return (
+        f"training {spec.name} on {r.data} ({sizes['train']} train / {sizes.get('val', 0)} val / "
+        f"{sizes.get('test', 0)} test, {data.num_classes} classes) for {r.epochs} epochs, "
+        f"batch {r.batch_size}, {r.optimizer.kind} + {r.schedule.kind}; "
+        f"{hw.describe()['device']}, {hw.policy}, jit {'on' if hw.jit else 'off'}, "
+        f"distribute {hw.distribute} ({hw.replicas} replica{'s' if hw.replicas > 1 else ''}), "
+        f"deterministic {'on' if hw.deterministic else 'off'} -> {run}"
+    )
+
+
+def summary(result: RunResult) -> str:
+    m = result.metrics
+    parts = [f"{m['epochs_done']} epochs"]
+    for split in ("train", "val", "test"):
+        if m.get(split) and "accuracy" in m[split]:
+            parts.append(f"{split} accuracy {m[split]['accuracy']:.4f}")
+    parts.append(f"{m['images_per_s']:.0f} images/s")
+    return f"done: {', '.join(parts)} -> {result.run_dir}"
+
+
+def training_model(spec: Any) -> Any:
+    """The training model: the spec's graph with its auxiliary heads.
+
+    A single-output model when the spec has no heads (plain metric names), else dict outputs.
+    Under a mixed-precision policy the builder keeps the output layers in float32.
+    """
+    import keras
+
+    from ..build import build_model
+
+    model = build_model(spec, heads=True)
+    outputs = model.output
+    if isinstance(outputs, dict) and len(outputs) == 1:
+        model = keras.Model(model.inputs, next(iter(outputs.values())), name=model.name)
+    return model
+
+
+def _output_names(model: Any) -> list[str] | None:
+    out = model.output
+    return list(out) if isinstance(out, dict) else None
+
+
+def compile_model(model: Any, spec: Any, hw, steps: int) -> None:
+    """Compile the training model from the recipe (loss weights for auxiliary heads)."""
+    r = spec.train
+    outputs = _output_names(model)
+    if outputs:
+        weights = spec.loss_weights()
+        model.compile(
+            optimizer=recipe.optimizer(r, steps),
+            loss={name: recipe.loss(r) for name in outputs},
+            loss_weights={name: float(weights.get(name, 1.0)) for name in outputs},
+            metrics={spec.output_name: recipe.metrics(r)},
+            jit_compile=hw.jit,
+        )
+    else:
+        model.compile(
+            optimizer=recipe.optimizer(r, steps),
+            loss=recipe.loss(r),
+            metrics=recipe.metrics(r),
+            jit_compile=hw.jit,
+        )
+
+
+def callbacks(spec: Any, run: Path, state: RunState, model: Any, hw) -> list[Any]:
+    """The run's callbacks, in the order their shared ``logs`` need (see callbacks.py)."""
+    import keras
+
+    r = spec.train
+    cbs: list[Any] = [
+        LogNames(spec.output_name if _output_names(model) else None),
+        NanGuard(state),
+        Timer(state, r.batch_size),
+    ]
+    if hw.is_chief:
+        cbs.append(History(run / rundir.HISTORY))
+    cbs.append(Checkpoint(run / rundir.CHECKPOINTS, state))
+    if r.early_stopping is not None:
+        es = r.early_stopping
+        cbs.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es.monitor,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                mode=es.mode,
+                restore_best_weights=es.restore_best_weights,
+            )
+        )
+    if r.schedule.kind == "reduce_on_plateau":
+        p = r.schedule.params
+        cbs.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=p.monitor, factor=p.factor, patience=p.patience, min_lr=p.min_lr
+            )
+        )
+    if hw.is_chief and tensorboard_available():
+        cbs.append(
+            keras.callbacks.TensorBoard(str(run / rundir.LOGS), write_graph=False, profile_batch=0)
+        )
+    return cbs
+
+
+def tensorboard_available() -> bool:
+    """TensorBoard logs need the ``tensorboard`` package (tf.summary's implementation)."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResult:
+    r = spec.train
+    steps = recipe.steps_per_epoch(r, data.sizes["train"])
+    with hw.strategy.scope():
+        model = training_model(spec)
+        compile_model(model, spec, hw, steps)
+    labels = recipe.label_fn(r, data.num_classes, _output_names(model))
+    train_ds = make_pipeline(
+        data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed, repeat=True,
+        labels=labels,
+    )  # fmt: skip
+    val_ds = (
+        make_pipeline(data.val, r.batch_size, training=False, labels=labels)
+        if data.val is not None
+        else None
+    )
+    state = RunState()
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    try:
+        model.fit(
+            train_ds,
+            epochs=r.epochs,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            callbacks=callbacks(spec, run, state, model, hw),
+            verbose=verbose,
+            shuffle=False,  # the pipeline shuffles (seeded)
+        )
+    except OSError as exc:  # a damaged checkpoint file
+        raise RunError(
+            f"cannot restore the checkpoint in {run / rundir.CHECKPOINTS}: {exc}"
+        ) from None
+    history = rundir.read_history(run / rundir.HISTORY)
+    if history:
+        rundir.plot_curves(history, run / rundir.CURVES)
+
+    if not state.epochs_done and state.nan is None and history:
+        # Resumed a run that had already reached its epoch count: nothing to train.
+        state.epochs_done = int(history[-1]["epoch"])
+        state.last_logs = {k: v for k, v in history[-1].items() if k != "epoch"}
+    metrics: dict[str, Any] = {
+        "status": "completed",
+        "epochs": r.epochs,
+        "epochs_done": state.epochs_done,
+        "resumed_from_epoch": state.first_epoch or 0,
+        "train": _split_metrics(state.last_logs, val=False),
+        "val": {},
+        "test": {},
+        "images_per_s": state.images_per_second(),
+        "train_time_s": sum(state.epoch_seconds),
+        "wall_time_s": 0.0,
+        "hardware": hw.describe(),
+    }
+    if state.nan is not None:
+        metrics["status"] = "nan"
+        metrics["nan"] = state.nan
+        metrics["wall_time_s"] = time.time() - started
+        rundir.write_json(run / rundir.METRICS, metrics)
+        good = state.epochs_done
+        kept = (
+            f"the last good checkpoint (epoch {good}) is kept in {run / rundir.CHECKPOINTS}"
+            if good
+            else "no epoch finished, so there is no checkpoint"
+        )
+        raise RunError(
+            f"training stopped: the loss became {state.nan['loss']} in epoch {state.nan['epoch']} "
+            f"(batch {state.nan['batch']}); {kept}",
+            hint="lower the learning rate (--set train.optimizer.<name>.lr=...) and continue with "
+            f"--resume {run}",
+        )
+    if state.epochs_done < r.epochs and r.early_stopping is not None:
+        metrics["status"] = "early_stopped"
+
+    from ..build import inference_model
+
+    infer = inference_model(model, spec)
+    with hw.strategy.scope():
+        infer.compile(loss=recipe.loss(r), metrics=recipe.metrics(r), jit_compile=hw.jit)
+    plain = recipe.label_fn(r, data.num_classes, None)
+    for split in ("val", "test"):
+        ds = getattr(data, split)
+        if ds is not None:
+            pipe = make_pipeline(ds, r.batch_size, training=False, labels=plain)
+            metrics[split] = {
+                k: float(v) for k, v in infer.evaluate(pipe, verbose=0, return_dict=True).items()
+            }
+    if hw.is_chief:
+        infer.save(run / rundir.MODEL)
+    metrics["wall_time_s"] = time.time() - started
+    rundir.write_json(run / rundir.METRICS, metrics)
+    return RunResult(run, metrics, history)
+
+
+def _split_metrics(logs: dict[str, float], *, val: bool) -> dict[str, float]:
+    """The train (or val_) entries of an epoch's logs, without the prefix."""
+    out = {}
+    for key, value in logs.items():
+        if key == "lr":
+            continue
+        if val and key.startswith("val_"):
+            out[key[4:]] = value
+        elif not val and not key.startswith("val_"):
+            out[key] = value
+    return out
