@@ -30,16 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # typer/click exits (e.g. --help)
         return int(exc.code or 0)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-        import click
+        import typer
 
-        if isinstance(exc, click.exceptions.Exit):
+        if isinstance(exc, typer.Exit):
             return exc.exit_code
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, typer.Abort):
             print("aborted", file=sys.stderr)
             return 1
+        if isinstance(exc, typer.TyperException):  # usage errors: shown like Click does
+            exc.show()
+            return getattr(exc, "exit_code", 2)
         if debug:
             raise
         print(

@@ -363,14 +363,30 @@ class _Compiler:
         return out
 
     def block_seq(self, item: BlockSpec, x: str, name: str, scopes: list[dict]) -> str:
-        return self.sequence(item.body, x, f"{name}_", scopes)
+        body = item.body
+        if len(body) == 1 and body[0].name is None and body[0].from_ is None:
+            # A one-item block is that item under the block's name: bottleneck_3_conv_1,
+            # not bottleneck_3_residual_1_conv_1.
+            only = body[0]
+            expand = _BLOCKS.get(type(only))
+            if expand is None:
+                return self.emit(only, f"{name}_{only.kind_name}", [x])
+            return expand(self, only, x, name, scopes)
+        return self.sequence(body, x, f"{name}_", scopes)
 
     # --- whole model -----------------------------------------------------------------------
     def run(self) -> Graph:
         g = self.graph
         g.nodes[INPUT] = Node(INPUT, None, [], tuple(self.spec.input))
         start = INPUT
-        if self.spec.preprocess != "none":
+        backbone = self.spec.backbone
+        if backbone is not None:
+            # The backbone brings its own preprocessing (keras.applications' preprocess_input).
+            try:
+                start = self.emit(backbone, "backbone", [INPUT])
+            except _Failed:
+                return g
+        elif self.spec.preprocess != "none":
             scale, offset = (1 / 255, 0.0) if self.spec.preprocess == "unit" else (1 / 127.5, -1.0)
             start = self.emit(RescaleSpec(scale=scale, offset=offset), "preprocess", [INPUT])
         try:

@@ -51,16 +51,23 @@ class LayerSpec(StrictModel):
         return 0
 
     def notation(self) -> str:
-        """The compact notation of this layer, for summaries."""
-        parts = []
-        for key, value in self.model_dump(exclude_defaults=True, by_alias=True).items():
-            if key in ("name", "from", "kind"):
-                continue
-            parts.append(_fmt_value(value) if key in self.positional else f"{key}={_fmt_value(value)}")
+        """The compact notation of this layer, for summaries: ``3x3, 64, s=2, p=same, relu``."""
+        values = self.model_dump(exclude_defaults=True, by_alias=True)
+        parts = [_fmt_value(values.pop(k)) for k in self.positional if k in values]
+        act = values.pop("act", None)
+        for key, value in values.items():
+            if key not in ("name", "from", "kind"):
+                parts.append(f"{key}={_fmt_value(value)}")
+        if act:
+            parts.append(str(act))
         return ", ".join(parts)
 
 
 def _fmt_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
     if isinstance(value, (tuple, list)):
         if value and all(isinstance(v, int) for v in value):
             return "x".join(str(v) for v in value)

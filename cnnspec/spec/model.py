@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PositiveInt, PrivateAttr
 
+from .backbone import BackboneSpec
 from .base import StrictModel
 from .blocks import LayerItem
 from .train import TrainSpec
@@ -49,6 +50,9 @@ class ModelSpec(StrictModel):
     )
     description: str | None = None
     define: dict[str, DefineSpec] = Field(default_factory=dict)
+    backbone: BackboneSpec | None = Field(
+        None, description="a pretrained network under the layers (transfer learning)"
+    )
     layers: list[LayerItem] = Field(min_length=1)
     heads: dict[str, HeadSpec] = Field(default_factory=dict)
     train: TrainSpec = Field(default_factory=TrainSpec)

@@ -1,0 +1,199 @@
+"""Spec commands: validate, summary, build, schema, graph. Only ``build`` imports Keras."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import SpecError
+from . import app
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a spec value: --set train.epochs=5 (repeatable)."),
+]
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _fmt_macs(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+@app.command()
+def validate(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    set_: SetOption = None,
+) -> None:
+    """Check specs (schema, notation, shapes) without TensorFlow; exit 2 on any problem."""
+    from ..spec import load_spec
+
+    failed: list[SpecError] = []
+    for path in specs:
+        try:
+            spec = load_spec(path, set_ or ())
+        except SpecError as exc:
+            failed.append(exc)
+            continue
+        g = spec.graph
+        print(
+            f"ok {path}: {len(g.main_nodes()) - 1} layers, {_fmt_int(g.total_params)} params, "
+            f"{_fmt_macs(g.total_macs)} MACs, output {'x'.join(map(str, g.nodes[g.output].shape))}"
+        )
+    if failed:
+        raise SpecError([p for exc in failed for p in exc.problems])
+
+
+def summary_rows(spec) -> list[dict]:
+    """One row per layer of the main graph and the heads."""
+    from ..shapes import fmt
+
+    rows = []
+    for node in spec.graph.nodes.values():
+        rows.append(
+            {
+                "name": node.name,
+                "kind": node.kind,
+                "notation": node.spec.notation() if node.spec is not None else "",
+                "inputs": node.inputs,
+                "output_shape": list(node.shape),
+                "shape": fmt(node.shape),
+                "params": node.params,
+                "trainable_params": node.params - node.non_trainable,
+                "macs": node.macs,
+                "block": node.block,
+                "head": node.head,
+            }
+        )
+    return rows
+
+
+@app.command()
+def summary(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Every layer's output shape, parameters and MACs, inferred without TensorFlow."""
+    from ..spec import load_spec
+
+    spec = load_spec(spec_path, set_ or ())
+    g = spec.graph
+    rows = summary_rows(spec)
+    totals = {
+        "name": spec.name,
+        "input_shape": list(g.input_shape),
+        "output": g.output,
+        "output_shape": list(g.nodes[g.output].shape),
+        "total_params": g.total_params,
+        "trainable_params": g.trainable_params,
+        "non_trainable_params": g.total_params - g.trainable_params,
+        "total_macs": g.total_macs,
+        "heads": {h: {"output": n, "loss_weight": spec.heads[h].loss_weight} for h, n in g.heads.items()},
+    }
+    if json_:
+        json.dump({**totals, "layers": rows}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{spec.name}  ({spec_path})", header_style="bold", show_lines=False)
+    for col, justify in (
+        ("name", "left"),
+        ("kind", "left"),
+        ("notation", "left"),
+        ("output", "right"),
+        ("params", "right"),
+        ("MACs", "right"),
+    ):
+        table.add_column(col, justify=justify, overflow="fold")
+    for row in rows:
+        style = "dim" if row["head"] else None
+        table.add_row(
+            row["name"],
+            row["kind"],
+            row["notation"],
+            row["shape"],
+            _fmt_int(row["params"]) if row["params"] else "",
+            _fmt_macs(row["macs"]) if row["macs"] else "",
+            style=style,
+        )
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    console.print(
+        f"total params: {_fmt_int(totals['total_params'])} "
+        f"(trainable {_fmt_int(totals['trainable_params'])}, "
+        f"non-trainable {_fmt_int(totals['non_trainable_params'])})   "
+        f"MACs: {_fmt_int(totals['total_macs'])} ({_fmt_macs(totals['total_macs'])})"
+        + (f"   heads (training only): {', '.join(g.heads)}" if g.heads else "")
+    )
+
+
+@app.command()
+def build(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .keras model.")],
+    heads: Annotated[bool, typer.Option(help="Keep auxiliary heads (the training model).")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Build the untrained Keras model and save it as .keras."""
+    from ..errors import RunError
+    from ..spec import load_spec
+
+    spec = load_spec(spec_path, set_ or ())
+    if output.suffix != ".keras":
+        raise RunError(f"the model file must end in .keras, received {output}", "e.g. -o model.keras")
+    import os
+    import tempfile
+
+    from ..build import build_model
+
+    model = build_model(spec, heads=heads)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".keras")
+    os.close(fd)
+    try:  # atomic: an interrupted build never leaves a partial model at the destination
+        model.save(tmp)
+        os.replace(tmp, output)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    print(f"wrote {output}: {model.count_params():,} params")
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to a file.")] = None,
+) -> None:
+    """Print (or write) the JSON Schema of the spec language."""
+    from ..schema import dumps
+
+    text = dumps()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        print(f"wrote {output}")
+
+
+@app.command()
+def graph(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="arch.svg, arch.png or arch.dot")],
+    set_: SetOption = None,
+) -> None:
+    """Draw the architecture diagram (Graphviz for SVG/PNG; DOT text always works)."""
+    from ..graph import render
+    from ..spec import load_spec
+
+    spec = load_spec(spec_path, set_ or ())
+    print(f"wrote {render(spec, output)}")
