@@ -136,3 +136,35 @@ def write_class_folders(root: Path, indices: list[int]) -> Path:
     for i in indices:
         write_digit_pngs(root / CLASS_NAMES[y[i]], [i])
     return root
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A PNG's pixels (H, W, channels) after checking it is a complete, valid PNG file."""
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    with Image.open(path) as im:
+        im.verify()  # checks chunk CRCs: a truncated or corrupt file fails here
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert("RGB"))
+
+
+def assert_not_blank(pixels: np.ndarray, min_colours: int = 16) -> None:
+    """A picture with content: many distinct colours and real contrast, not a flat page."""
+    colours = np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)
+    assert len(colours) >= min_colours, f"only {len(colours)} colours"
+    assert pixels.std() > 10, f"pixel std {pixels.std():.1f}: nearly flat"
+    non_white = (pixels < 245).any(axis=-1).mean()
+    assert non_white > 0.05, f"only {non_white:.1%} of the picture is not white"
+
+
+def run_cli(args: list[str]) -> int:
+    """Run the cnnspec CLI in-process (as ``cnnspec ARGS``), returning its exit code."""
+    from cnnspec.cli import main
+
+    return main([str(a) for a in args])

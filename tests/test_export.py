@@ -1,0 +1,217 @@
+"""cnnspec export: every format verified by its own runtime, metadata beside it, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _model_fixtures import CLASS_NAMES, INPUT_SHAPE, digits_run, digits_split, run_cli
+
+from cnnspec.errors import RunError
+from cnnspec.export import export_model, sample_inputs
+
+REPO = Path(__file__).resolve().parents[1]
+
+CASES = [
+    ("keras", None, "digits.keras"),
+    ("savedmodel", None, "digits_savedmodel"),
+    ("tflite", None, "digits.tflite"),
+    ("tflite", "dynamic", "digits_dynamic.tflite"),
+    ("tflite", "float16", "digits_float16.tflite"),
+    ("onnx", None, "digits.onnx"),
+]
+
+
+def _own_runtime_predict(fmt: str, path: Path, x: np.ndarray) -> np.ndarray:
+    """Run an export with its runtime's own API, not through cnnspec's wrappers."""
+    if fmt == "keras":
+        import keras
+
+        return np.asarray(keras.saving.load_model(path, compile=False, safe_mode=True)(x))
+    if fmt == "savedmodel":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))  # keep a reference: serve() uses its variables
+        return loaded.serve(tf.constant(x)).numpy()
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        it = Interpreter(model_path=str(path))
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        it.resize_tensor_input(inp["index"], list(x.shape))
+        it.allocate_tensors()
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        return it.get_tensor(out["index"]).copy()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize(("fmt", "quantize", "name"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_export_is_verified_and_runs_in_its_own_runtime(tmp_path, fmt, quantize, name):
+    import keras
+
+    run = digits_run()
+    dest = tmp_path / name
+    result = export_model(run, fmt, dest, quantize=quantize)
+
+    assert result.path == dest and dest.exists()
+    tolerance = 1e-2 if quantize else 1e-4
+    assert result.tolerance == tolerance
+    assert 0.0 <= result.max_abs_diff <= tolerance
+    meta = json.loads((tmp_path / (name.split(".")[0] + ".meta.json")).read_text())
+    assert meta["format"] == fmt and meta["quantize"] == quantize
+    assert meta["input_shape"] == INPUT_SHAPE and meta["class_names"] == CLASS_NAMES
+    assert meta["name"] == "digits" and meta["tensorflow_version"] and meta["cnnspec_version"]
+    assert meta["verification"]["max_abs_diff"] == result.max_abs_diff
+    # nothing but the export and its metadata in the folder (no temp leftovers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [name, name.split(".")[0] + ".meta.json"]
+    )
+
+    # Independently: the export, in its own runtime, agrees with Keras on real digits and is
+    # as accurate as the Keras model.
+    x, y = digits_split("test")
+    reference = np.asarray(
+        keras.saving.load_model(run / "model.keras", compile=False)(x, training=False)
+    )
+    got = _own_runtime_predict(fmt, dest, x)
+    assert got.shape == (len(x), len(CLASS_NAMES))
+    assert np.abs(got - reference).max() <= tolerance
+    keras_acc = (reference.argmax(1) == y).mean()
+    export_acc = (got.argmax(1) == y).mean()
+    assert keras_acc >= 0.9
+    assert export_acc >= keras_acc - (0.01 if quantize else 0.0)
+
+
+def test_quantised_tflite_is_smaller(tmp_path):
+    run = digits_run()
+    plain = export_model(run, "tflite", tmp_path / "a.tflite")
+    dynamic = export_model(run, "tflite", tmp_path / "b.tflite", quantize="dynamic")
+    half = export_model(run, "tflite", tmp_path / "c.tflite", quantize="float16")
+    assert dynamic.size_bytes < half.size_bytes < plain.size_bytes
+    assert plain.max_abs_diff < 1e-5 < dynamic.max_abs_diff  # quantisation really happened
+
+
+def test_default_destination_is_in_the_run(tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run(), run)
+    result = export_model(run, "tflite")
+    assert result.path == run / "export" / "digits.tflite"
+    assert (run / "export" / "digits.meta.json").is_file()
+
+
+def test_existing_destination_needs_overwrite(tmp_path):
+    run = digits_run()
+    dest = tmp_path / "sm"
+    export_model(run, "savedmodel", dest)
+    marker = dest / "assets" / "old-marker"
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text("old")
+    with pytest.raises(RunError, match="already exists"):
+        export_model(run, "savedmodel", dest)
+    assert marker.exists()
+    export_model(run, "savedmodel", dest, overwrite=True)
+    assert not marker.exists() and (dest / "saved_model.pb").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm", "sm.meta.json"]
+
+
+def test_failed_verification_leaves_nothing(tmp_path):
+    """A real verification failure (quantised model against a zero tolerance) writes nothing."""
+    dest = tmp_path / "out" / "q.tflite"
+    with pytest.raises(RunError, match="verification failed.*nothing was written"):
+        export_model(digits_run(), "tflite", dest, quantize="dynamic", tolerance=0.0)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fmt": "pytorch"}, "unknown export format 'pytorch'"),
+        ({"fmt": "onnx", "quantize": "dynamic"}, "tflite exports only"),
+        ({"fmt": "tflite", "quantize": "int4"}, "unknown quantisation 'int4'"),
+        ({"fmt": "onnx", "out": "x.tflite"}, "must end in '.onnx'"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(tmp_path, kwargs, message):
+    kwargs = dict(kwargs)
+    if "out" in kwargs:
+        kwargs["out"] = tmp_path / kwargs["out"]
+    with pytest.raises(RunError, match=message) as info:
+        export_model(digits_run(), **kwargs)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_prints_the_difference(tmp_path, capsys):
+    dest = tmp_path / "d.onnx"
+    assert run_cli(["export", digits_run(), "--format", "onnx", "-o", dest]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {dest}" in out and "max abs diff" in out
+    assert run_cli(["export", digits_run(), "--format", "onnx", "-o", dest]) == 1
+    err = capsys.readouterr().err
+    assert "already exists" in err and "Traceback" not in err
+    assert run_cli(["export", tmp_path / "missing", "--format", "onnx"]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+
+_INTERRUPTIBLE = """
+import sys
+sys.path.insert(0, {repo!r})
+from cnnspec.export import export_model
+try:
+    export_model({run!r}, "savedmodel", {dest!r})
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_export_leaves_nothing_at_the_destination(tmp_path, sig):
+    """Interrupt a real export while it is writing: the destination never appears."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = out / "model_savedmodel"
+    code = _INTERRUPTIBLE.format(repo=str(REPO), run=str(digits_run()), dest=str(dest))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".partial") for p in out.iterdir()):
+        assert proc.poll() is None, "export ended before writing anything"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    assert proc.returncode in (130, -signal.SIGKILL), proc.stderr.read().decode()[-2000:]
+    assert not dest.exists()
+    assert not (out / "model_savedmodel.meta.json").exists()
+    leftovers = [p.name for p in out.iterdir()]
+    if sig == signal.SIGINT:  # cleanup ran
+        assert leftovers == []
+    else:  # no cleanup possible; whatever is left is a hidden temp, never the destination
+        assert all(name.startswith(".") and ".partial" in name for name in leftovers)
+
+
+def test_sample_inputs_cover_the_pixel_range():
+    x = sample_inputs([8, 8, 3], 16)
+    assert x.dtype == np.float32 and x.shape == (16, 8, 8, 3)
+    assert x.min() == 0.0 and x.max() == 255.0
+    assert np.array_equal(sample_inputs([8, 8, 3], 16), x)  # deterministic
+
+
+def test_export_warnings_are_not_shown(tmp_path, recwarn):
+    warnings.simplefilter("always")
+    export_model(digits_run(), "onnx", tmp_path / "w.onnx")
+    assert not [w for w in recwarn if "np.object" in str(w.message)]
