@@ -76,10 +76,22 @@ def predict(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("file", *[f"#{i + 1}" for i in range(len(preds[0].top))], box=None)
+    table = Table(box=None)
+    table.add_column("file", overflow="fold")  # wrap long paths rather than cut them
+    for i in range(len(preds[0].top)):
+        table.add_column(f"#{i + 1}", no_wrap=True)
     for p in preds:
-        table.add_row(p.file, *[f"{name} {prob:.3f}" for name, prob in p.top])
+        table.add_row(_short(p.file), *[f"{name} {prob:.3f}" for name, prob in p.top])
     Console().print(table)
+
+
+def _short(path: str) -> str:
+    """A path relative to the working directory when it is inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _default_eval_png(model: Path, split: str) -> Path:
