@@ -74,6 +74,7 @@ def predict(
         typer.echo(json.dumps([p.to_dict() for p in preds], indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None)
@@ -81,7 +82,7 @@ def predict(
     for i in range(len(preds[0].top)):
         table.add_column(f"#{i + 1}", no_wrap=True)
     for p in preds:
-        table.add_row(_short(p.file), *[f"{name} {prob:.3f}" for name, prob in p.top])
+        table.add_row(escape(_short(p.file)), *[f"{escape(n)} {prob:.3f}" for n, prob in p.top])
     Console().print(table)
 
 
@@ -130,24 +131,27 @@ def evaluate(
         typer.echo(json.dumps(ev.to_dict(), indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     console.print(
         f"{ev.model} on {ev.data} [{ev.split}]: {ev.n} images, accuracy {ev.accuracy:.4f}, "
-        f"top-{ev.top_k} {ev.top_k_accuracy:.4f}, macro F1 {ev.macro['f1']:.4f}"
+        f"top-{ev.top_k} {ev.top_k_accuracy:.4f}, macro F1 {ev.macro['f1']:.4f}",
+        markup=False,  # "[test]" and paths are text, not rich markup
+        highlight=False,
     )
     table = Table("class", "precision", "recall", "F1", "support", box=None)
     for row in ev.per_class:
         table.add_row(
-            row["class"],
+            escape(row["class"]),
             f"{row['precision']:.3f}",
             f"{row['recall']:.3f}",
             f"{row['f1']:.3f}",
             str(row["support"]),
         )
     console.print(table)
-    console.print(f"confusion matrix: {ev.confusion_png}")
+    console.print(f"confusion matrix: {ev.confusion_png}", markup=False, highlight=False)
 
 
 def _viz_out(output: Path | None, source_path: Path, default_name: str) -> Path:
