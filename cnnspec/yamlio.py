@@ -2,8 +2,8 @@
 
 - Only plain data (mappings, sequences, scalars): no Python objects, no tags that run code.
 - Duplicate keys are an error (PyYAML silently keeps the last one).
-- YAML 1.2 scalars: ``1e-3`` is a float (YAML 1.1 reads it as a string) and only
-  ``true``/``false`` are booleans (YAML 1.1 reads ``on``, ``off``, ``yes``, ``no`` as booleans,
+- YAML 1.2 scalars: ``1e-3`` is a float (YAML 1.1 reads it as a string), ints are decimal
+  (``0x3`` is a string, not hexadecimal 3) and only ``true``/``false`` are booleans (YAML 1.1 reads ``on``, ``off``, ``yes``, ``no`` as booleans,
   which would turn ``act: on`` or a class called ``no`` into ``True``/``False``).
 """
 
@@ -37,10 +37,9 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+# Decimal ints only: "0x3" must stay a string (a 0x3 kernel), not hexadecimal 3.
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
-    list("-+0123456789"),
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789")
 )
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
@@ -53,8 +52,7 @@ _Loader.add_implicit_resolver(
 
 
 def _int(loader: _Loader, node: yaml.ScalarNode) -> int:
-    text = loader.construct_scalar(node).replace("_", "")
-    return int(text, 0) if text[:2] in ("0x", "0o") else int(text)
+    return int(loader.construct_scalar(node))
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _int)
@@ -80,6 +78,9 @@ class Document:
         return Location(self.file, line, col)
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _convert(
     node: yaml.Node,
     path: PathKey,
@@ -89,6 +90,10 @@ def _convert(
     file: str,
 ) -> Any:
     positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"the tag {node.tag} is not allowed", node.start_mark
+        )
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
         out: dict[Any, Any] = {}

@@ -79,10 +79,12 @@ def _fill_positional(
 def _split_item(item: Any) -> tuple[str | None, Any, dict[str, Any], str]:
     """``item`` -> (kind, kind value, common keys, error)."""
     if isinstance(item, str):
-        word = item.strip()
-        if ":" in word or "," in word or " " in word:
-            return None, None, {}, f"expected '- kind: values' (a mapping), received {item!r}"
-        return word, None, {}, ""
+        word, colon, rest = item.strip().partition(":")
+        word = word.strip()
+        if not word or "," in word or " " in word:
+            return None, None, {}, f"expected '- kind: values', received {item!r}"
+        # 'conv: 3x3, 64' quoted in a flow list means {conv: '3x3, 64'}.
+        return word, (rest.strip() or None) if colon else None, {}, ""
     if not isinstance(item, dict):
         return None, None, {}, f"a layer must be a kind name or a mapping, received {item!r}"
     kinds = [k for k in item if k not in COMMON_KEYS]
@@ -367,13 +369,12 @@ def _walk(data: Any, loc: Sequence) -> tuple[tuple | None, str, str, list[str], 
     kind = ""
     rest: list[str] = []
     owner = data
+    tag_next = False
     for part in loc:
-        if isinstance(node, dict) and part not in node and node.get("kind") == part:
+        if tag_next and isinstance(node, dict) and node.get("kind") == part:
+            tag_next = False  # Pydantic puts the union tag after the list index
             continue
-        if isinstance(node, dict) and SRC in node and part in node:
-            src, human = node[SRC]
-            kind = node.get("kind", "")
-            rest = []
+        tag_next = False
         owner = node
         rest.append(str(part))
         try:
@@ -385,6 +386,7 @@ def _walk(data: Any, loc: Sequence) -> tuple[tuple | None, str, str, list[str], 
             kind = node.get("kind", "")
             rest = []
             owner = node
+            tag_next = True
     return src, human, kind, rest, owner
 
 
@@ -469,7 +471,10 @@ def from_document(doc: yamlio.Document, overrides: Iterable[str] = ()) -> ModelS
     try:
         spec = ModelSpec.model_validate(normalised)
     except ValidationError as exc:
-        problems.extend(_problems_from(exc, normalised, ctx))
+        found = _problems_from(exc, normalised, ctx)
+        if problems:  # a list emptied by the expander's own errors is not a further problem
+            found = [p for p in found if "at least 1 item" not in p.message]
+        problems.extend(found)
     if problems:
         problems.sort(key=lambda p: (p.location.file, p.location.line or 0, p.location.col or 0))
         raise SpecError(problems)

@@ -41,7 +41,7 @@ class ModelSpec(StrictModel):
 
     name: str = Field(pattern=NAME_RE)
     input: tuple[PositiveInt, ...] = Field(
-        min_length=2, max_length=4, description="[H, W, C]; [L, C] for 1D; [D, H, W, C] for 3D"
+        min_length=1, max_length=4, description="[H, W, C]; [L, C] for 1D; [D, H, W, C] for 3D; [N] for vectors"
     )
     preprocess: Literal["unit", "symmetric", "none"] = Field(
         "unit",

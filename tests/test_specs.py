@@ -1,0 +1,130 @@
+"""Every shipped spec validates, builds, and its inferred numbers equal Keras's; the standard
+architectures reproduce their papers / keras.applications."""
+
+import numpy as np
+import pytest
+from conftest import SPECS
+
+from cnnspec.spec import load_spec
+
+# Reference numbers: (total params, (MACs low, MACs high)) from the papers / keras.applications.
+REFERENCE = {
+    "lenet5": 61_706,  # LeCun et al. 1998
+    "vgg16": 138_357_544,  # keras.applications.VGG16(weights=None)
+    "resnet50": 25_636_712,  # keras.applications.ResNet50(weights=None), convs with bias
+}
+MACS_G = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6, "resnet152": 11.3}
+# GoogLeNet Table 1 (Szegedy et al. 2015) per inception module: (params in K, ops in M).
+GOOGLENET_TABLE1 = {
+    "inception_3a": (159, 128), "inception_3b": (380, 304), "inception_4a": (364, 73),
+    "inception_4b": (437, 88), "inception_4c": (463, 100), "inception_4d": (580, 119),
+    "inception_4e": (840, 170), "inception_5a": (1072, 54), "inception_5b": (1388, 71),
+}
+# Table 1's params entry for 4c (463K) contradicts the same row's columns and ops: its
+# columns (128, 128, 256, 24, 64, 64 on 512 channels) give 509K weights, and 509K x 14x14 =
+# 100M, exactly the row's ops entry. We check 4c against its ops (as every row), not that typo.
+TABLE1_PARAMS_TYPO = {"inception_4c"}
+
+
+def _overrides(path):
+    # Specs with a downloadable backbone are built without downloading its weights.
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    backbone = data.get("backbone") or {}
+    return ["backbone.weights=none"] if backbone.get("weights", "imagenet") == "imagenet" and backbone else []
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_shipped_spec_builds_with_inferred_shapes_and_params(path):
+    from cnnspec.build import build_model
+
+    spec = load_spec(path, _overrides(path))
+    model = build_model(spec, heads=True)
+    names = {layer.name for layer in model.layers}
+    for node in spec.graph.nodes.values():
+        if node.spec is None or node.name not in names:
+            continue
+        layer = model.get_layer(node.name)
+        assert tuple(layer.output.shape[1:]) == node.shape, node.name
+        extra = model.get_layer(f"{node.name}_pad").count_params() if f"{node.name}_pad" in names else 0
+        assert layer.count_params() + extra == node.params, node.name
+    inference = build_model(spec)
+    assert inference.count_params() == spec.graph.total_params
+    if spec.num_classes:
+        assert inference.output.shape[-1] == spec.num_classes
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_reference_parameter_counts(name):
+    assert load_spec(f"specs/{name}.yaml").graph.total_params == REFERENCE[name]
+
+
+def test_alexnet_has_about_60_million_parameters():
+    total = load_spec("specs/alexnet.yaml").graph.total_params
+    assert abs(total - 60e6) / 60e6 < 0.05, total
+
+
+@pytest.mark.parametrize("name", sorted(MACS_G))
+def test_resnet_macs_within_10_percent_of_the_paper(name):
+    macs = load_spec(f"specs/{name}.yaml").graph.total_macs / 1e9
+    assert abs(macs - MACS_G[name]) / MACS_G[name] < 0.10, macs
+
+
+def test_googlenet_inception_blocks_match_table1_and_macs():
+    spec = load_spec("specs/googlenet.yaml")
+    g = spec.graph
+    for block, (ref_k, ref_ops) in GOOGLENET_TABLE1.items():
+        params = sum(n.params for n in g.nodes.values() if n.block == block)
+        macs = sum(n.macs for n in g.nodes.values() if n.block == block)
+        if block not in TABLE1_PARAMS_TYPO:
+            assert abs(params / 1000 - ref_k) / ref_k < 0.05, (block, params)
+        assert abs(macs / 1e6 - ref_ops) / ref_ops < 0.07, (block, macs)
+    assert abs(g.total_macs / 1e9 - 1.5) / 1.5 < 0.10, g.total_macs
+    assert set(g.heads) == {"aux1", "aux2"}
+    assert spec.loss_weights() == {"predictions": 1.0, "aux1": 0.3, "aux2": 0.3}
+
+
+def test_resnet50_equals_keras_applications_weight_for_weight():
+    import keras
+
+    from cnnspec.build import build_model
+
+    spec = load_spec("specs/resnet50.yaml", ["preprocess=none"])
+    ours = build_model(spec)
+    ref = keras.applications.ResNet50(weights=None)
+    assert ours.count_params() == ref.count_params() == 25_636_712
+    ours_w = [layer for layer in ours.layers if layer.weights]
+    ref_w = [layer for layer in ref.layers if layer.weights]
+    assert len(ours_w) == len(ref_w)
+    for a, b in zip(ours_w, ref_w, strict=True):
+        assert [w.shape for w in a.weights] == [w.shape for w in b.weights], (a.name, b.name)
+        a.set_weights(b.get_weights())
+    x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), ref.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["small_resnet", "small_inception", "googlenet_small"])
+def test_saved_model_reloads_in_safe_mode_with_identical_outputs(name, tmp_path):
+    import keras
+
+    import cnnspec.build  # noqa: F401 - registers the custom layers
+    from cnnspec.build import build_model
+    from cnnspec.spec import loads_spec
+
+    if name == "googlenet_small":  # LRN + L2 pooling + inception + heads, at a small size
+        spec = loads_spec(
+            "name: g\ninput: [32, 32, 3]\nlayers:\n  - conv: 3x3, 8, p=same, relu\n  - lrn: 5\n"
+            "  - l2pool: 2x2\n  - inception: 4, 4, 8, 2, 4, 4\n    name: inc\n  - gl2pool\n"
+            "  - dense: 3, softmax\nheads:\n  aux:\n    from: inc\n    layers: [gavgpool, 'dense: 3, softmax']\n"
+        )
+    else:
+        spec = load_spec(f"specs/{name}.yaml")
+    model = build_model(spec)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    x = np.random.default_rng(1).uniform(0, 255, (3, *spec.input)).astype("float32")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+    assert [layer.name for layer in model.layers] == [layer.name for layer in again.layers]
+    assert not any(type(layer).__name__ == "Lambda" for layer in model.layers)
