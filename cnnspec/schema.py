@@ -34,10 +34,8 @@ def _kind_schema(cls: type[LayerSpec]) -> dict[str, Any]:
         "description": (cls.__doc__ or "").strip().splitlines()[0],
     }
     forms: list[dict[str, Any]] = [mapping]
-    if cls.positional:
-        forms.append(
-            {"type": ["string", "number"], "description": "compact form: " + ", ".join(cls.positional)}
-        )
+    compact = ", ".join(cls.positional) + (", " if cls.positional else "") + "key=value, ..."
+    forms.append({"type": ["string", "number"], "description": f"compact form: {compact}"})
     if not required:
         forms.append({"type": "null"})
     if "body" in props:
@@ -64,9 +62,11 @@ def language_schema() -> dict[str, Any]:
     defs["from"] = from_schema
     common = _common()
     items: list[dict[str, Any]] = [
-        {"enum": [k for k, c in REGISTRY.items() if not any(
-            f.is_required() for n, f in c.model_fields.items() if n not in ("name", "from_", "src")
-        )], "description": "a kind that needs no values, e.g. '- flatten'"}
+        {
+            "type": "string",
+            "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\s*:.*)?$",
+            "description": "a kind or define: block with no values ('- flatten'), or 'kind: values'",
+        }
     ]
     for kind, cls in REGISTRY.items():
         items.append(
