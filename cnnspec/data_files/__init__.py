@@ -1,0 +1,1 @@
+"""Package data: the keras.applications table (applications.json)."""
