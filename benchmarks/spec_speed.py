@@ -33,8 +33,10 @@ def wall(cmd: list[str], reps: int) -> float:
 def main() -> None:
     validate = wall([sys.executable, "cli.py", "validate", "specs/resnet152.yaml"], 5)
     import_tf = wall([sys.executable, "-c", "import tensorflow"], 5)
-    print(f"validate resnet152: {validate:.3f} s   import tensorflow: {import_tf:.3f} s   "
-          f"ratio {validate / import_tf:.3f} (target <= 0.10)")
+    print(
+        f"validate resnet152: {validate:.3f} s   import tensorflow: {import_tf:.3f} s   "
+        f"ratio {validate / import_tf:.3f} (target <= 0.10)"
+    )
 
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     import keras
@@ -56,8 +58,10 @@ def main() -> None:
         keras.applications.ResNet50(weights=None)
         ref.append(time.perf_counter() - t)
     o, r = statistics.median(ours), statistics.median(ref)
-    print(f"build ResNet-50 from spec: {o:.3f} s   keras.applications.ResNet50: {r:.3f} s   "
-          f"ratio {o / r:.3f} (target <= 1.2)")
+    print(
+        f"build ResNet-50 from spec: {o:.3f} s   keras.applications.ResNet50: {r:.3f} s   "
+        f"ratio {o / r:.3f} (target <= 1.2)"
+    )
 
 
 if __name__ == "__main__":

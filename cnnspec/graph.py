@@ -43,13 +43,17 @@ def to_dot(spec: ModelSpec) -> str:
     g = spec.graph
     lines = [
         f"digraph {_quote(spec.name)} {{",
-        "  rankdir=TB; node [shape=box, style=\"rounded,filled\", fontname=Helvetica, fontsize=10];",
+        '  rankdir=TB; node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=10];',
         "  edge [arrowsize=0.6];",
     ]
     clusters: dict[str, list[str]] = {}
     for node in g.nodes.values():
         notation = node.spec.notation() if node.spec is not None else ""
-        label = f"{node.name}\\n{node.kind}" + (f": {notation}" if notation else "") + f"\\n{fmt(node.shape)}"
+        label = (
+            f"{node.name}\\n{node.kind}"
+            + (f": {notation}" if notation else "")
+            + f"\\n{fmt(node.shape)}"
+        )
         style = ', style="rounded,filled,dashed"' if node.head else ""
         decl = (
             f"  {_quote(node.name)} [label={_quote(label)}, "
@@ -60,7 +64,9 @@ def to_dot(spec: ModelSpec) -> str:
         else:
             lines.append(decl)
     for i, (block, decls) in enumerate(clusters.items()):
-        lines.append(f"  subgraph cluster_{i} {{ label={_quote(block)}; style=dashed; color=gray50;")
+        lines.append(
+            f"  subgraph cluster_{i} {{ label={_quote(block)}; style=dashed; color=gray50;"
+        )
         lines.extend("  " + d for d in decls)
         lines.append("  }")
     for node in g.nodes.values():
@@ -76,7 +82,9 @@ def render(spec: ModelSpec, out: str | Path) -> Path:
     fmt_ = out.suffix.lstrip(".").lower()
     dot_src = to_dot(spec)
     if fmt_ not in ("dot", "gv", "svg", "png", "pdf"):
-        raise RunError(f"cannot draw to '{out}': unknown format '.{fmt_}'", "use .svg, .png, .pdf or .dot")
+        raise RunError(
+            f"cannot draw to '{out}': unknown format '.{fmt_}'", "use .svg, .png, .pdf or .dot"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt_ in ("dot", "gv"):
         _atomic_write(out, dot_src.encode())
@@ -88,9 +96,13 @@ def render(spec: ModelSpec, out: str | Path) -> Path:
             f"install Graphviz (apt-get install graphviz) or write {out.with_suffix('.dot')}",
         )
     try:
-        result = subprocess.run([exe, f"-T{fmt_}"], input=dot_src.encode(), capture_output=True, timeout=120)
+        result = subprocess.run(
+            [exe, f"-T{fmt_}"], input=dot_src.encode(), capture_output=True, timeout=120
+        )
     except subprocess.TimeoutExpired:
-        raise RunError("Graphviz took over 120 s to lay out the graph", "write a .dot file instead") from None
+        raise RunError(
+            "Graphviz took over 120 s to lay out the graph", "write a .dot file instead"
+        ) from None
     if result.returncode != 0:
         raise RunError(f"Graphviz failed: {result.stderr.decode(errors='replace').strip()}")
     _atomic_write(out, result.stdout)

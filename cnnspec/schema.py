@@ -13,10 +13,11 @@ SCHEMA_ID = "https://cnnspec.dev/schema/cnnspec.schema.json"
 _NESTED = {"body", "shortcut", "branches", "layers"}
 _LAYERS_REF = {"$ref": "#/$defs/layers"}
 
+
 def _kind_schema(cls: type[LayerSpec]) -> dict[str, Any]:
     raw = cls.model_json_schema(by_alias=True)
     props = {
-        k: v for k, v in raw.get("properties", {}).items() if k not in ("name", "from", "__src__", "kind")
+        k: v for k, v in raw.get("properties", {}).items() if k not in ("__src__", "kind")
     }
     for key in list(props):
         if key in ("body",):
@@ -42,20 +43,27 @@ def _kind_schema(cls: type[LayerSpec]) -> dict[str, Any]:
         forms.append(_LAYERS_REF)
     return {"anyOf": forms}
 
+
 def _common() -> dict[str, Any]:
     field = LayerSpec.model_fields
     return {
-        "name": {"type": "string", "pattern": field["name"].metadata[0].pattern
-                 if field["name"].metadata else "", "description": "layer name (unique)"},
+        "name": {
+            "type": "string",
+            "pattern": field["name"].metadata[0].pattern if field["name"].metadata else "",
+            "description": "layer name (unique)",
+        },
         "from": {"$ref": "#/$defs/from"},
         "times": {"type": "integer", "minimum": 1, "description": "repeat this item"},
     }
+
 
 def language_schema() -> dict[str, Any]:
     """The schema of a spec file as users write it (compact notation and mappings)."""
     top = ModelSpec.model_json_schema(by_alias=True)
     defs = {
-        k: v for k, v in top.pop("$defs", {}).items() if k not in {c.__name__ for c in REGISTRY.values()}
+        k: v
+        for k, v in top.pop("$defs", {}).items()
+        if k not in {c.__name__ for c in REGISTRY.values()}
     }
     from_schema = LayerSpec.model_json_schema(by_alias=True)["properties"]["from"]
     from_schema.pop("default", None)
@@ -82,7 +90,9 @@ def language_schema() -> dict[str, Any]:
         {
             "type": "object",
             "description": "a block from define:, e.g. '- bottleneck: {n: 64, s: 2}'",
-            "propertyNames": {"anyOf": [{"enum": list(COMMON_KEYS)}, {"not": {"enum": list(REGISTRY)}}]},
+            "propertyNames": {
+                "anyOf": [{"enum": list(COMMON_KEYS)}, {"not": {"enum": list(REGISTRY)}}]
+            },
             "minProperties": 1,
         }
     )
@@ -92,7 +102,9 @@ def language_schema() -> dict[str, Any]:
     for name in ("HeadSpec", "DefineSpec"):
         if name in defs:
             defs[name]["properties"]["layers"] = (
-                _LAYERS_REF if name == "HeadSpec" else {"type": "array", "description": "layers with $param placeholders"}
+                _LAYERS_REF
+                if name == "HeadSpec"
+                else {"type": "array", "description": "layers with $param placeholders"}
             )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -102,6 +114,6 @@ def language_schema() -> dict[str, Any]:
         "$defs": defs,
     }
 
+
 def dumps() -> str:
     return json.dumps(language_schema(), indent=2, sort_keys=False) + "\n"
-

@@ -64,9 +64,7 @@ def pads_for(padding: str | Sequence, rank: int) -> Pads | str:
     return tuple((int(x), int(x)) for x in per_dir)
 
 
-def spatial_out(
-    size: int, k: int, s: int, d: int, pad: tuple[int, int] | str
-) -> int:
+def spatial_out(size: int, k: int, s: int, d: int, pad: tuple[int, int] | str) -> int:
     """Output size along one direction (the lecture's rule, generalised to dilation and same)."""
     span = d * (k - 1) + 1
     if pad == "same":

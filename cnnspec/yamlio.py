@@ -29,8 +29,7 @@ _Loader.yaml_implicit_resolvers = {
     first: [
         (tag, regexp)
         for tag, regexp in resolvers
-        if tag
-        not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float", "tag:yaml.org,2002:int")
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float", "tag:yaml.org,2002:int")
     ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
@@ -102,7 +101,9 @@ def _convert(
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 problems.append(
                     Problem(
-                        Location(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1),
+                        Location(
+                            file, key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                        ),
                         f"a mapping key must be a plain scalar, received {key!r}",
                     )
                 )
@@ -111,7 +112,9 @@ def _convert(
                 first = positions.get(path + (key,), ("?", "?"))
                 problems.append(
                     Problem(
-                        Location(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1),
+                        Location(
+                            file, key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                        ),
                         f"duplicate key '{key}', received it twice (first on line {first[0]})",
                         "remove one of them",
                     )
@@ -119,7 +122,10 @@ def _convert(
                 continue
             out[key] = _convert(value_node, path + (key,), loader, positions, problems, file)
             # A key's own position is more useful than its value's for "unknown key" errors.
-            positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            positions[path + (key,)] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
         return out
     if isinstance(node, yaml.SequenceNode):
         return [
@@ -138,7 +144,9 @@ def loads(text: str, file: str = "<string>") -> Document:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         what = " ".join(x for x in (exc.context, exc.problem) if x)
-        raise SpecError([Problem(loc, f"invalid YAML: {what}", "check indentation and quoting")]) from None
+        raise SpecError(
+            [Problem(loc, f"invalid YAML: {what}", "check indentation and quoting")]
+        ) from None
     except yaml.YAMLError as exc:  # pragma: no cover - other scanner errors
         raise SpecError([Problem(Location(file), f"invalid YAML: {exc}")]) from None
     finally:
@@ -153,7 +161,13 @@ def loads(text: str, file: str = "<string>") -> Document:
         mark = exc.problem_mark
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         raise SpecError(
-            [Problem(loc, f"unsupported YAML: {exc.problem}", "only plain mappings, lists and scalars are allowed")]
+            [
+                Problem(
+                    loc,
+                    f"unsupported YAML: {exc.problem}",
+                    "only plain mappings, lists and scalars are allowed",
+                )
+            ]
         ) from None
     if problems:
         raise SpecError(problems)
@@ -166,11 +180,17 @@ def load(path: str | Path) -> Document:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError.single("file not found", location=Location(str(path)), hint="check the path") from None
+        raise SpecError.single(
+            "file not found", location=Location(str(path)), hint="check the path"
+        ) from None
     except IsADirectoryError:
-        raise SpecError.single("is a directory, not a YAML file", location=Location(str(path))) from None
+        raise SpecError.single(
+            "is a directory, not a YAML file", location=Location(str(path))
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError.single(f"cannot read the file: {exc}", location=Location(str(path))) from None
+        raise SpecError.single(
+            f"cannot read the file: {exc}", location=Location(str(path))
+        ) from None
     return loads(text, str(path))
 
 

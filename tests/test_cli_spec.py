@@ -13,7 +13,11 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 def cli(*args, check=None):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True, env=ENV, cwd=ROOT
+        [sys.executable, str(ROOT / "cli.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
     )
     if check is not None:
         assert result.returncode == check, result.stderr + result.stdout
@@ -27,7 +31,9 @@ def test_validate_never_imports_tensorflow():
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
         "assert not bad, bad[:5]; print('clean')"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV
+    )
     assert result.returncode == 0, result.stderr
     assert "clean" in result.stdout
 
@@ -47,7 +53,11 @@ def test_summary_json_has_totals_and_every_layer():
     assert data["total_params"] == 61_706
     assert data["total_macs"] == sum(row["macs"] for row in data["layers"]) > 0
     conv = next(row for row in data["layers"] if row["name"] == "conv_1")
-    assert conv["output_shape"] == [28, 28, 6] and conv["notation"] == "5x5, 6, tanh" and conv["params"] == 156
+    assert (
+        conv["output_shape"] == [28, 28, 6]
+        and conv["notation"] == "5x5, 6, tanh"
+        and conv["params"] == 156
+    )
 
 
 def test_summary_table():
@@ -72,14 +82,20 @@ def test_bad_spec_exit_2_and_missing_file(tmp_path):
 
 
 def test_set_overrides_apply():
-    data = json.loads(cli("summary", "specs/lenet5.yaml", "--json", "--set", "layers.7.dense=5, softmax", check=0).stdout)
+    data = json.loads(
+        cli(
+            "summary", "specs/lenet5.yaml", "--json", "--set", "layers.7.dense=5, softmax", check=0
+        ).stdout
+    )
     assert data["output_shape"] == [5]
 
 
 def test_committed_schema_is_current_and_validates_the_specs(tmp_path):
     out = tmp_path / "s.json"
     cli("schema", "-o", out, check=0)
-    assert out.read_text() == (ROOT / "specs" / "cnnspec.schema.json").read_text(), "run: cnnspec schema -o specs/cnnspec.schema.json"
+    assert out.read_text() == (ROOT / "specs" / "cnnspec.schema.json").read_text(), (
+        "run: cnnspec schema -o specs/cnnspec.schema.json"
+    )
     jsonschema = pytest.importorskip("jsonschema")
     import yaml
 
@@ -89,14 +105,21 @@ def test_committed_schema_is_current_and_validates_the_specs(tmp_path):
     for path in sorted((ROOT / "specs").glob("*.yaml")):
         errors = list(validator.iter_errors(yaml.safe_load(path.read_text())))
         assert not errors, (path.name, errors[0].message[:300])
-    assert list(validator.iter_errors({"name": "x", "input": [8, 8, 1], "layers": [{"conv": {"K": 3, "bogus": 1}}]}))
+    assert list(
+        validator.iter_errors(
+            {"name": "x", "input": [8, 8, 1], "layers": [{"conv": {"K": 3, "bogus": 1}}]}
+        )
+    )
 
 
 def test_graph_dot_and_svg(tmp_path):
     dot = tmp_path / "a.dot"
     cli("graph", "specs/small_resnet.yaml", "-o", dot, check=0)
     text = dot.read_text()
-    assert text.startswith('digraph "small_resnet"') and '"basic_2_shortcut_bn" -> "basic_2_add"' in text
+    assert (
+        text.startswith('digraph "small_resnet"')
+        and '"basic_2_shortcut_bn" -> "basic_2_add"' in text
+    )
     import shutil
 
     svg = tmp_path / "a.svg"

@@ -11,8 +11,15 @@ from cnnspec.spec import REGISTRY, loads_spec
 
 # kind -> (input shape, layers in the notation). Each exercises the kind's options.
 SAMPLES = {
-    "conv": ([16, 16, 3], ["conv: 3x3, 8, s=2, p=1, relu", "conv: 1x7, 4, p=same", "conv: {K: 3, n_K: 4, d: 2}",
-                           "conv: 3, 8, groups=2, bias=false"]),
+    "conv": (
+        [16, 16, 3],
+        [
+            "conv: 3x3, 8, s=2, p=1, relu",
+            "conv: 1x7, 4, p=same",
+            "conv: {K: 3, n_K: 4, d: 2}",
+            "conv: 3, 8, groups=2, bias=false",
+        ],
+    ),
     "dwconv": ([16, 16, 4], ["dwconv: 3x3, s=2, p=1, multiplier=2, relu6"]),
     "sepconv": ([16, 16, 4], ["sepconv: 3x3, 8, p=same, swish"]),
     "maxpool": ([15, 15, 3], ["maxpool: 3x3, s=2", "maxpool: 2, p=same"]),
@@ -34,20 +41,61 @@ SAMPLES = {
     "rescale": ([4, 4, 2], ["rescale: 0.5, 1.0"]),
     "reshape": ([4, 4, 2], ["reshape: [16, 2]", "reshape: [-1]"]),
     "add": ([4, 4, 2], ["{conv: '1x1, 2', name: a}", "conv: 1x1, 2", "add: {from: [a, -1]}"]),
-    "multiply": ([4, 4, 8], ["{conv: '1x1, 8', name: x}", "gavgpool: {keepdims: true}", "conv: 1x1, 8, sigmoid",
-                             "multiply: {from: [x, -1]}"]),
-    "concat": ([4, 4, 2], ["{conv: '1x1, 3', name: a}", "{conv: '3x3, 5, p=same', from: input}",
-                           "concat: {from: [a, -1]}"]),
-    "residual": ([8, 8, 4], ["residual: {body: ['conv: 3x3, 8, s=2, p=1', bn, 'act: relu', 'conv: 3x3, 8, p=1', bn]}",
-                             "residual: [\"conv: 3x3, 8, p=same\"]"]),
-    "inception": ([8, 8, 16], ["inception: 8, 4, 8, 2, 4, 4", "inception: {n1x1: 0, n3x3red: 0, n3x3: 4, n5x5red: 2, n5x5: 2, pool_proj: 2, bn: true}"]),
-    "parallel": ([8, 8, 4], ["parallel: {branches: [['conv: 3x3, 4, p=same'], []], merge: add, act: relu}"]),
+    "multiply": (
+        [4, 4, 8],
+        [
+            "{conv: '1x1, 8', name: x}",
+            "gavgpool: {keepdims: true}",
+            "conv: 1x1, 8, sigmoid",
+            "multiply: {from: [x, -1]}",
+        ],
+    ),
+    "concat": (
+        [4, 4, 2],
+        [
+            "{conv: '1x1, 3', name: a}",
+            "{conv: '3x3, 5, p=same', from: input}",
+            "concat: {from: [a, -1]}",
+        ],
+    ),
+    "residual": (
+        [8, 8, 4],
+        [
+            "residual: {body: ['conv: 3x3, 8, s=2, p=1', bn, 'act: relu', 'conv: 3x3, 8, p=1', bn]}",
+            'residual: ["conv: 3x3, 8, p=same"]',
+        ],
+    ),
+    "inception": (
+        [8, 8, 16],
+        [
+            "inception: 8, 4, 8, 2, 4, 4",
+            "inception: {n1x1: 0, n3x3red: 0, n3x3: 4, n5x5red: 2, n5x5: 2, pool_proj: 2, bn: true}",
+        ],
+    ),
+    "parallel": (
+        [8, 8, 4],
+        ["parallel: {branches: [['conv: 3x3, 4, p=same'], []], merge: add, act: relu}"],
+    ),
     "block": ([8, 8, 4], ["block: ['conv: 3x3, 4, p=same', bn]"]),
 }
 
 RANK_SAMPLES = [  # 1D and 3D inputs
-    ([32, 3], ["conv: 5, 8, s=2, p=2", "maxpool: 2", "sepconv: 3, 8", "dwconv: 3", "l2pool: 2", "gavgpool", "dense: 4"]),
-    ([8, 8, 8, 2], ["conv: 3x3x3, 4, p=1", "avgpool: 2", "conv: 1x2x2, 4", "upsample: 2", "gmaxpool"]),
+    (
+        [32, 3],
+        [
+            "conv: 5, 8, s=2, p=2",
+            "maxpool: 2",
+            "sepconv: 3, 8",
+            "dwconv: 3",
+            "l2pool: 2",
+            "gavgpool",
+            "dense: 4",
+        ],
+    ),
+    (
+        [8, 8, 8, 2],
+        ["conv: 3x3x3, 4, p=1", "avgpool: 2", "conv: 1x2x2, 4", "upsample: 2", "gmaxpool"],
+    ),
 ]
 
 
@@ -103,7 +151,9 @@ def test_l2pool_computes_the_l2_norm():
 
     x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
     y = build_model(spec).predict(x, verbose=0)
-    expected = np.sqrt(np.array([[0 + 1 + 16 + 25, 4 + 9 + 36 + 49], [64 + 81 + 144 + 169, 100 + 121 + 196 + 225]]))
+    expected = np.sqrt(
+        np.array([[0 + 1 + 16 + 25, 4 + 9 + 36 + 49], [64 + 81 + 144 + 169, 100 + 121 + 196 + 225]])
+    )
     np.testing.assert_allclose(y[0, :, :, 0], expected, rtol=1e-5)
 
 

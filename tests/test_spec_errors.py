@@ -13,22 +13,66 @@ HEAD = "name: t\ninput: [16, 16, 1]\nlayers:\n"
 CASES = {
     "unknown kind": ("  - cnv: 3x3, 8\n", 4, ["unknown layer kind 'cnv'", "did you mean 'conv'"]),
     "activation as kind": ("  - relu\n", 4, ["unknown layer kind 'relu'", "act: relu"]),
-    "unknown key": ("  - conv: {K: 3, n_K: 4, strides: 2}\n", 4, ["unknown key 'strides'", "did you mean 's'"]),
+    "unknown key": (
+        "  - conv: {K: 3, n_K: 4, strides: 2}\n",
+        4,
+        ["unknown key 'strides'", "did you mean 's'"],
+    ),
     "wrong type": ("  - conv: 3x3, many\n", 4, ["n_K", "received 'many'"]),
     "non-positive size": ("  - conv: 0x3, 4\n", 4, ["K", "must be positive", "received '0x3'"]),
     "zero kernels": ("  - conv: 3x3, 0\n", 4, ["n_K", "received 0"]),
     "bad padding": ("  - conv: 3x3, 4, p=full\n", 4, ["expected same, valid", "received 'full'"]),
-    "kernel too large": ("  - conv: 3x3, 4, s=4\n  - conv: 5x5, 4\n", 5, ["K=5x5 is larger than its 4x4 input (p=0)", "p=same"]),
-    "dense after spatial": ("  - conv: 3x3, 4\n  - dense: 10\n", 5, ["without flatten", "received" if False else "14x14x4", "flatten"]),
-    "merge mismatch": ("  - conv: 3x3, 4, p=same\n    name: a\n  - conv: 3x3, 8, p=same\n  - add: {from: [a, -1]}\n", 7, ["matching shapes", "16x16x4, 16x16x8"]),
-    "unknown from": ("  - conv: 3x3, 4\n    name: stem\n  - conv: {K: 3, n_K: 4, from: stme}\n", 6, ["unknown layer 'stme'", "did you mean 'stem'"]),
-    "cycle / forward ref": ("  - conv: {K: 3, n_K: 4, from: later}\n  - conv: 3x3, 4\n    name: later\n", 4, ["defined later", "cycle"]),
-    "merge with one input": ("  - conv: 3x3, 4\n  - concat\n", 5, ["merges two or more inputs", "from: [a, b]"]),
+    "kernel too large": (
+        "  - conv: 3x3, 4, s=4\n  - conv: 5x5, 4\n",
+        5,
+        ["K=5x5 is larger than its 4x4 input (p=0)", "p=same"],
+    ),
+    "dense after spatial": (
+        "  - conv: 3x3, 4\n  - dense: 10\n",
+        5,
+        ["without flatten", "received" if False else "14x14x4", "flatten"],
+    ),
+    "merge mismatch": (
+        "  - conv: 3x3, 4, p=same\n    name: a\n  - conv: 3x3, 8, p=same\n  - add: {from: [a, -1]}\n",
+        7,
+        ["matching shapes", "16x16x4, 16x16x8"],
+    ),
+    "unknown from": (
+        "  - conv: 3x3, 4\n    name: stem\n  - conv: {K: 3, n_K: 4, from: stme}\n",
+        6,
+        ["unknown layer 'stme'", "did you mean 'stem'"],
+    ),
+    "cycle / forward ref": (
+        "  - conv: {K: 3, n_K: 4, from: later}\n  - conv: 3x3, 4\n    name: later\n",
+        4,
+        ["defined later", "cycle"],
+    ),
+    "merge with one input": (
+        "  - conv: 3x3, 4\n  - concat\n",
+        5,
+        ["merges two or more inputs", "from: [a, b]"],
+    ),
     "too many values": ("  - conv: 3x3, 4, 5\n", 4, ["too many values", "received 5"]),
-    "duplicate name": ("  - conv: 3x3, 4\n    name: a\n  - conv: 3x3, 4\n    name: a\n", 6, ["'a' is used twice"]),
-    "bad times": ("  - conv: 3x3, 4\n    times: 0\n", 5, ["times must be a positive integer", "received 0"]),
-    "identity shortcut mismatch": ("  - residual: {body: ['conv: 3x3, 8, p=same'], shortcut: identity}\n", 4, ["identity shortcut", "shortcut: auto"]),
-    "empty output": ("  - conv: 3x3, 4, s=2\n  - conv: 3x3, 4, s=2\n  - conv: 3x3, 4, s=2\n  - conv: 3x3, 4\n", 7, ["larger than its 1x1 input"]),
+    "duplicate name": (
+        "  - conv: 3x3, 4\n    name: a\n  - conv: 3x3, 4\n    name: a\n",
+        6,
+        ["'a' is used twice"],
+    ),
+    "bad times": (
+        "  - conv: 3x3, 4\n    times: 0\n",
+        5,
+        ["times must be a positive integer", "received 0"],
+    ),
+    "identity shortcut mismatch": (
+        "  - residual: {body: ['conv: 3x3, 8, p=same'], shortcut: identity}\n",
+        4,
+        ["identity shortcut", "shortcut: auto"],
+    ),
+    "empty output": (
+        "  - conv: 3x3, 4, s=2\n  - conv: 3x3, 4, s=2\n  - conv: 3x3, 4, s=2\n  - conv: 3x3, 4\n",
+        7,
+        ["larger than its 1x1 input"],
+    ),
     "dilation with stride": ("  - conv: 3x3, 4, s=2, d=2\n", 4, ["stride above 1", "dilation"]),
     "groups": ("  - conv: 3x3, 3, groups=2\n", 4, ["groups=2 must divide"]),
 }
@@ -61,12 +105,21 @@ def test_all_problems_are_reported_not_only_the_first():
 @pytest.mark.parametrize(
     "text,parts",
     [
-        ("name: t\ninput: [0, 8, 1]\nlayers: [flatten]\n", ["net.yaml:2:", "input[0]", "received 0"]),
+        (
+            "name: t\ninput: [0, 8, 1]\nlayers: [flatten]\n",
+            ["net.yaml:2:", "input[0]", "received 0"],
+        ),
         ("name: t\ninput: [8, 8, 1]\nlayer: [flatten]\n", ["net.yaml:3:", "unknown key 'layer'"]),
         ("name: t\ninput: [8, 8, 1]\n", ["missing required 'layers'"]),
-        ("name: t\nname: u\ninput: [8, 8, 1]\nlayers: [flatten]\n", ["net.yaml:2:1", "duplicate key 'name'"]),
+        (
+            "name: t\nname: u\ninput: [8, 8, 1]\nlayers: [flatten]\n",
+            ["net.yaml:2:1", "duplicate key 'name'"],
+        ),
         ("name: t\ninput: [8, 8, 1\nlayers: [flatten]\n", ["net.yaml:", "invalid YAML"]),
-        ("name: !!python/object:os.system t\ninput: [8, 8, 1]\nlayers: [flatten]\n", ["unsupported YAML"]),
+        (
+            "name: !!python/object:os.system t\ninput: [8, 8, 1]\nlayers: [flatten]\n",
+            ["unsupported YAML"],
+        ),
         ("", ["empty"]),
         ("- 1\n- 2\n", ["must be a mapping"]),
     ],

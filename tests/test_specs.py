@@ -16,9 +16,15 @@ REFERENCE = {
 MACS_G = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6, "resnet152": 11.3}
 # GoogLeNet Table 1 (Szegedy et al. 2015) per inception module: (params in K, ops in M).
 GOOGLENET_TABLE1 = {
-    "inception_3a": (159, 128), "inception_3b": (380, 304), "inception_4a": (364, 73),
-    "inception_4b": (437, 88), "inception_4c": (463, 100), "inception_4d": (580, 119),
-    "inception_4e": (840, 170), "inception_5a": (1072, 54), "inception_5b": (1388, 71),
+    "inception_3a": (159, 128),
+    "inception_3b": (380, 304),
+    "inception_4a": (364, 73),
+    "inception_4b": (437, 88),
+    "inception_4c": (463, 100),
+    "inception_4d": (580, 119),
+    "inception_4e": (840, 170),
+    "inception_5a": (1072, 54),
+    "inception_5b": (1388, 71),
 }
 # Table 1's params entry for 4c (463K) contradicts the same row's columns and ops: its
 # columns (128, 128, 256, 24, 64, 64 on 512 channels) give 509K weights, and 509K x 14x14 =
@@ -32,7 +38,11 @@ def _overrides(path):
 
     data = yaml.safe_load(path.read_text())
     backbone = data.get("backbone") or {}
-    return ["backbone.weights=none"] if backbone.get("weights", "imagenet") == "imagenet" and backbone else []
+    return (
+        ["backbone.weights=none"]
+        if backbone.get("weights", "imagenet") == "imagenet" and backbone
+        else []
+    )
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
@@ -47,7 +57,9 @@ def test_shipped_spec_builds_with_inferred_shapes_and_params(path):
             continue
         layer = model.get_layer(node.name)
         assert tuple(layer.output.shape[1:]) == node.shape, node.name
-        extra = model.get_layer(f"{node.name}_pad").count_params() if f"{node.name}_pad" in names else 0
+        extra = (
+            model.get_layer(f"{node.name}_pad").count_params() if f"{node.name}_pad" in names else 0
+        )
         assert layer.count_params() + extra == node.params, node.name
     inference = build_model(spec)
     assert inference.count_params() == spec.graph.total_params

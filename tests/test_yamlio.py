@@ -42,7 +42,9 @@ def test_duplicate_keys_are_rejected_with_both_lines():
     assert "first on line 1" in str(info.value)
 
 
-@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system ['echo hi']", "!!python/name:os.system"])
+@pytest.mark.parametrize(
+    "tag", ["!!python/object/apply:os.system ['echo hi']", "!!python/name:os.system"]
+)
 def test_python_tags_are_refused(tag, tmp_path):
     marker = tmp_path / "ran"
     with pytest.raises(SpecError) as info:

@@ -177,7 +177,12 @@ def _(spec: L.DropoutSpec, name, inputs, in_shapes, **kw):
 @apply.register
 def _(spec: L.BatchNormSpec, name, inputs, in_shapes, **kw):
     return keras.layers.BatchNormalization(
-        epsilon=spec.eps, momentum=spec.momentum, center=spec.center, scale=spec.scale, name=name, **kw
+        epsilon=spec.eps,
+        momentum=spec.momentum,
+        center=spec.center,
+        scale=spec.scale,
+        name=name,
+        **kw,
     )(inputs[0])
 
 
@@ -188,7 +193,9 @@ def _(spec: L.LayerNormSpec, name, inputs, in_shapes, **kw):
 
 @apply.register
 def _(spec: L.LRNSpec, name, inputs, in_shapes, **kw):
-    return LocalResponseNormalization(spec.size, spec.alpha, spec.beta, spec.k, name=name, **kw)(inputs[0])
+    return LocalResponseNormalization(spec.size, spec.alpha, spec.beta, spec.k, name=name, **kw)(
+        inputs[0]
+    )
 
 
 @apply.register

@@ -98,7 +98,9 @@ def summary(
         "trainable_params": g.trainable_params,
         "non_trainable_params": g.total_params - g.trainable_params,
         "total_macs": g.total_macs,
-        "heads": {h: {"output": n, "loss_weight": spec.heads[h].loss_weight} for h, n in g.heads.items()},
+        "heads": {
+            h: {"output": n, "loss_weight": spec.heads[h].loss_weight} for h, n in g.heads.items()
+        },
     }
     if json_:
         json.dump({**totals, "layers": rows}, sys.stdout, indent=2)
@@ -142,7 +144,9 @@ def summary(
 @app.command()
 def build(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .keras model.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Where to write the .keras model.")
+    ],
     heads: Annotated[bool, typer.Option(help="Keep auxiliary heads (the training model).")] = False,
     set_: SetOption = None,
 ) -> None:
@@ -152,7 +156,9 @@ def build(
 
     spec = load_spec(spec_path, set_ or ())
     if output.suffix != ".keras":
-        raise RunError(f"the model file must end in .keras, received {output}", "e.g. -o model.keras")
+        raise RunError(
+            f"the model file must end in .keras, received {output}", "e.g. -o model.keras"
+        )
     import os
     import tempfile
 

@@ -139,7 +139,7 @@ class _Compiler:
 
     # --- bookkeeping ---------------------------------------------------------------------
     def fail(self, item: LayerSpec | None, message: str, hint: str = "") -> None:
-        src, human = (item.src if item is not None and item.src else ((), ""))
+        src, human = item.src if item is not None and item.src else ((), "")
         path = tuple(src) + ((item.kind_name,) if item is not None and src else ())
         self.problems.append(Problem(self.locate(path), message, hint, human))
         raise _Failed
@@ -157,7 +157,9 @@ class _Compiler:
             self.fail(item, f"the name '{name}' is used twice", "give every layer a unique name")
         return name
 
-    def emit(self, spec: LayerSpec, name: str, inputs: list[str], owner: LayerSpec | None = None) -> str:
+    def emit(
+        self, spec: LayerSpec, name: str, inputs: list[str], owner: LayerSpec | None = None
+    ) -> str:
         """Add one primitive node after checking its shape rule."""
         shapes = [self.graph.nodes[i].shape for i in inputs]
         try:
@@ -183,7 +185,9 @@ class _Compiler:
         return name
 
     # --- inputs ----------------------------------------------------------------------------
-    def lookup(self, item: LayerSpec, ref: str | int, outputs: list[str], scopes: list[dict]) -> str:
+    def lookup(
+        self, item: LayerSpec, ref: str | int, outputs: list[str], scopes: list[dict]
+    ) -> str:
         if isinstance(ref, int):
             if -ref > len(outputs):
                 self.fail(
@@ -251,7 +255,9 @@ class _Compiler:
                 scope[item.name] = out
         return outputs[-1]
 
-    def layer(self, item: LayerSpec, inputs: list[str], prefix: str, scopes: list[dict], name: str = "") -> str:
+    def layer(
+        self, item: LayerSpec, inputs: list[str], prefix: str, scopes: list[dict], name: str = ""
+    ) -> str:
         expand = _BLOCKS.get(type(item))
         if name:
             name = self.claim(item, name)
@@ -294,14 +300,16 @@ class _Compiler:
         # Move the shortcut's nodes before the body's (keras.applications' order).
         if body_nodes and shortcut != x:
             nodes = list(self.graph.nodes.items())
-            moved = nodes[mark + len(body_nodes):]
+            moved = nodes[mark + len(body_nodes) :]
             self.graph.nodes = dict(nodes[:mark] + moved + body_nodes)
         out = self.emit(AddSpec(), f"{name}_add", [shortcut, body], item)
         if item.act:
             out = self.emit(ActivationSpec(fn=item.act), f"{name}_out", [out], item)
         return out
 
-    def projection(self, item: ResidualSpec, x: str, name: str, x_shape: Shape, y_shape: Shape) -> str:
+    def projection(
+        self, item: ResidualSpec, x: str, name: str, x_shape: Shape, y_shape: Shape
+    ) -> str:
         if len(x_shape) < 2 or len(x_shape) != len(y_shape):
             self.fail(
                 item,
@@ -310,7 +318,11 @@ class _Compiler:
             )
         strides = tuple(math.ceil(a / b) for a, b in zip(x_shape[:-1], y_shape[:-1], strict=True))
         convs = _contains(item.body, ConvSpec)
-        bias = item.shortcut_bias if item.shortcut_bias is not None else (convs[-1].bias if convs else True)
+        bias = (
+            item.shortcut_bias
+            if item.shortcut_bias is not None
+            else (convs[-1].bias if convs else True)
+        )
         norms = _contains(item.body, BatchNormSpec)
         use_bn = item.shortcut_bn if item.shortcut_bn is not None else bool(norms)
         conv = ConvSpec(K=(1,), n_K=y_shape[-1], s=strides, bias=bias)
@@ -322,14 +334,20 @@ class _Compiler:
                 "make the body's output size a whole fraction of its input (use p=same)",
             )
         if use_bn:
-            bn = norms[-1].model_copy(update={"name": None, "src": None}) if norms else BatchNormSpec()
+            bn = (
+                norms[-1].model_copy(update={"name": None, "src": None})
+                if norms
+                else BatchNormSpec()
+            )
             out = self.emit(bn, f"{name}_shortcut_bn", [out], item)
         return out
 
     def inception(self, item: InceptionSpec, x: str, name: str, scopes: list[dict]) -> str:
         def conv(k: int, n: int, src: str, part: str) -> str:
             out = self.emit(
-                ConvSpec(K=(k,), n_K=n, p="same", act=None if item.bn else item.act, bias=not item.bn),
+                ConvSpec(
+                    K=(k,), n_K=n, p="same", act=None if item.bn else item.act, bias=not item.bn
+                ),
                 f"{name}_{part}",
                 [src],
                 item,
@@ -398,22 +416,33 @@ class _Compiler:
             try:
                 if hname in g.nodes or hname in g.aliases:
                     self.problems.append(
-                        Problem(self.locate(("heads", hname)), f"the head name '{hname}' is also a layer name",
-                                "rename the head", f"heads.{hname}")
+                        Problem(
+                            self.locate(("heads", hname)),
+                            f"the head name '{hname}' is also a layer name",
+                            "rename the head",
+                            f"heads.{hname}",
+                        )
                     )
                     continue
-                src = g.resolve(head.from_) if (head.from_ in g.nodes or head.from_ in g.aliases) else None
+                src = (
+                    g.resolve(head.from_)
+                    if (head.from_ in g.nodes or head.from_ in g.aliases)
+                    else None
+                )
                 if src is None:
                     self.problems.append(
                         Problem(
                             self.locate(("heads", hname, "from")),
                             f"unknown layer '{head.from_}' in from:, received from={head.from_}",
-                            did_you_mean(head.from_, list(g.nodes) + list(g.aliases)) or "name the layer first",
+                            did_you_mean(head.from_, list(g.nodes) + list(g.aliases))
+                            or "name the layer first",
                             f"heads.{hname}",
                         )
                     )
                     continue
-                g.heads[hname] = g.resolve(self.sequence(head.layers, src, f"{hname}_", [], final=hname))
+                g.heads[hname] = g.resolve(
+                    self.sequence(head.layers, src, f"{hname}_", [], final=hname)
+                )
             except _Failed:
                 continue
         return g

@@ -134,7 +134,9 @@ class ConvSpec(_Window):
 
     def params(self, inputs: list[Shape]) -> int:
         c_in = inputs[0][-1]
-        return self._kprod(inputs[0]) * (c_in // self.groups) * self.n_K + (self.n_K if self.bias else 0)
+        return self._kprod(inputs[0]) * (c_in // self.groups) * self.n_K + (
+            self.n_K if self.bias else 0
+        )
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         c_in = inputs[0][-1]
@@ -419,7 +421,9 @@ class ReshapeSpec(LayerSpec):
         total = prod(inputs[0])
         known = prod([d for d in self.shape if d != -1])
         if self.shape.count(-1) > 1 or any(d == 0 or d < -1 for d in self.shape):
-            raise ShapeError(f"reshape takes positive sizes and at most one -1, received {list(self.shape)}")
+            raise ShapeError(
+                f"reshape takes positive sizes and at most one -1, received {list(self.shape)}"
+            )
         if -1 in self.shape:
             if total % known:
                 raise ShapeError(f"cannot reshape {fmt(inputs[0])} into {list(self.shape)}")

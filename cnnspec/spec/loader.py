@@ -59,9 +59,7 @@ class _Ctx:
 # --- the expander ------------------------------------------------------------------------
 
 
-def _fill_positional(
-    cls: type[LayerSpec], values: list[Any], fields: dict[str, Any]
-) -> str | None:
+def _fill_positional(cls: type[LayerSpec], values: list[Any], fields: dict[str, Any]) -> str | None:
     """Assign notation values to the kind's positional fields; return an error or None."""
     names = [n for n in cls.positional if n not in fields]
     takes_act = "act" in cls.model_fields
@@ -96,7 +94,12 @@ def _split_item(item: Any) -> tuple[str | None, Any, dict[str, Any], str]:
         if len(known) == 1:
             extra = next(k for k in kinds if k != known[0])
             return known[0], item[known[0]], common, f"unknown key '{extra}' beside '{known[0]}'"
-        return None, None, common, f"one layer per item, received the kinds {', '.join(map(str, kinds))}"
+        return (
+            None,
+            None,
+            common,
+            f"one layer per item, received the kinds {', '.join(map(str, kinds))}",
+        )
     return kinds[0], item[kinds[0]], common, ""
 
 
@@ -187,7 +190,12 @@ class _Expander:
             hint = did_you_mean(kind, list(REGISTRY) + list(ctx.defines))
             if kind in ACTIVATIONS:
                 hint = f"write 'act: {kind}', or put {kind} in the previous layer (e.g. conv: 3x3, 64, {kind})"
-            ctx.add(path + (kind,), human, f"unknown layer kind '{kind}'", hint or "see 'cnnspec schema'")
+            ctx.add(
+                path + (kind,),
+                human,
+                f"unknown layer kind '{kind}'",
+                hint or "see 'cnnspec schema'",
+            )
             return []
         if node is None:
             return []
@@ -196,7 +204,9 @@ class _Expander:
                 node[key] = common[key]
         times = common.get("times", 1)
         if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-            ctx.add(path + ("times",), human, f"times must be a positive integer, received {times!r}")
+            ctx.add(
+                path + ("times",), human, f"times must be a positive integer, received {times!r}"
+            )
             return []
         if times == 1:
             return [node]
@@ -222,7 +232,9 @@ class _Expander:
             try:
                 values, keywords = notation.parse(value)
             except ValueError as exc:
-                self.ctx.add(path + (kind,), human, str(exc), "write e.g. '3x3, 64, s=2, p=1, relu'")
+                self.ctx.add(
+                    path + (kind,), human, str(exc), "write e.g. '3x3, 64, s=2, p=1, relu'"
+                )
                 return None
         else:
             values = [value]
@@ -274,28 +286,46 @@ class _Expander:
             args = dict(keywords)
             free = [p for p in declared if p not in args]
             if len(values) > len(free):
-                ctx.add(path + (name,), human, f"too many values for block '{name}', received {value!r}",
-                        f"it takes {', '.join(declared) or 'no parameters'}")
+                ctx.add(
+                    path + (name,),
+                    human,
+                    f"too many values for block '{name}', received {value!r}",
+                    f"it takes {', '.join(declared) or 'no parameters'}",
+                )
                 return None
             args.update(zip(free, values, strict=False))
         ok = True
         for key in args:
             if key not in declared:
-                ctx.add(path + (name, key), human, f"unknown parameter '{key}' of block '{name}'",
-                        did_you_mean(key, declared) or f"it takes {', '.join(declared) or 'no parameters'}")
+                ctx.add(
+                    path + (name, key),
+                    human,
+                    f"unknown parameter '{key}' of block '{name}'",
+                    did_you_mean(key, declared)
+                    or f"it takes {', '.join(declared) or 'no parameters'}",
+                )
                 ok = False
         params = {**declared, **args}
         missing = [k for k, v in params.items() if v is None]
         if missing:
-            ctx.add(path + (name,), human, f"block '{name}' needs {', '.join(missing)}, received none",
-                    f"write e.g. '- {name}: {{{missing[0]}: 64}}'")
+            ctx.add(
+                path + (name,),
+                human,
+                f"block '{name}' needs {', '.join(missing)}, received none",
+                f"write e.g. '- {name}: {{{missing[0]}: 64}}'",
+            )
             ok = False
         if not ok:
             return None
         try:
             layers = _substitute(copy.deepcopy(define["layers"]), params)
         except ValueError as exc:
-            ctx.add(("define", name, "layers"), f"define.{name}", str(exc), f"parameters: {', '.join(declared)}")
+            ctx.add(
+                ("define", name, "layers"),
+                f"define.{name}",
+                str(exc),
+                f"parameters: {', '.join(declared)}",
+            )
             return None
         ctx.stack.append(name)
         try:
@@ -323,7 +353,9 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict[tuple, str]:
                 location=Location("--set"),
                 hint="e.g. --set train.optimizer.lr=0.01",
             )
-        parts: list[Any] = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+        parts: list[Any] = [
+            int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")
+        ]
         node: Any = data
         path: list[Any] = []
         for i, part in enumerate(parts):
@@ -335,7 +367,11 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict[tuple, str]:
                         location=Location(f"--set {text}"),
                     )
             elif isinstance(node, dict):
-                if part not in node and len(node) == 1 and isinstance(next(iter(node.values())), dict):
+                if (
+                    part not in node
+                    and len(node) == 1
+                    and isinstance(next(iter(node.values())), dict)
+                ):
                     inner = next(iter(node))
                     node, path = node[inner], path + [inner]
                 if part not in node and not last:
@@ -412,15 +448,15 @@ def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]
             key = rest[-1] if rest else str(loc[-1])
             allowed = [
                 f.alias or name
-                for name, f in (
-                    REGISTRY[kind].model_fields.items() if kind in REGISTRY else []
-                )
+                for name, f in (REGISTRY[kind].model_fields.items() if kind in REGISTRY else [])
                 if name not in ("src", "kind")
             ]
             if not allowed and isinstance(owner, dict):
                 allowed = []
             message = f"unknown key '{key}'"
-            hint = did_you_mean(key, allowed) or (f"{kind} takes {', '.join(allowed)}" if allowed else "")
+            hint = did_you_mean(key, allowed) or (
+                f"{kind} takes {', '.join(allowed)}" if allowed else ""
+            )
             path_txt = human or ".".join(str(p) for p in loc[:-1])
         elif etype == "missing":
             message = f"missing required '{rest[-1] if rest else loc[-1]}'"

@@ -22,7 +22,9 @@ class HeadSpec(StrictModel):
     """An auxiliary classifier fed from an inner layer (GoogLeNet); dropped at inference."""
 
     from_: str = Field(alias="from", description="the inner layer it reads")
-    loss_weight: float = Field(0.3, ge=0, description="weight of its loss in training (GoogLeNet: 0.3)")
+    loss_weight: float = Field(
+        0.3, ge=0, description="weight of its loss in training (GoogLeNet: 0.3)"
+    )
     layers: list[LayerItem] = Field(min_length=1)
 
 
@@ -32,7 +34,9 @@ class DefineSpec(StrictModel):
     params: dict[str, Scalar] = Field(
         default_factory=dict, description="parameter defaults (null: required)"
     )
-    layers: list[Any] = Field(min_length=1, description="the block's layers, with $param placeholders")
+    layers: list[Any] = Field(
+        min_length=1, description="the block's layers, with $param placeholders"
+    )
     doc: str | None = None
 
 
@@ -41,7 +45,9 @@ class ModelSpec(StrictModel):
 
     name: str = Field(pattern=NAME_RE)
     input: tuple[PositiveInt, ...] = Field(
-        min_length=1, max_length=4, description="[H, W, C]; [L, C] for 1D; [D, H, W, C] for 3D; [N] for vectors"
+        min_length=1,
+        max_length=4,
+        description="[H, W, C]; [L, C] for 1D; [D, H, W, C] for 3D; [N] for vectors",
     )
     preprocess: Literal["unit", "symmetric", "none"] = Field(
         "unit",

@@ -115,7 +115,12 @@ Padding = Annotated[
                     "items": {
                         "anyOf": [
                             {"type": "integer", "minimum": 0},
-                            {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+                            {
+                                "type": "array",
+                                "items": {"type": "integer"},
+                                "minItems": 2,
+                                "maxItems": 2,
+                            },
                         ]
                     },
                 },
@@ -129,7 +134,9 @@ def _ref(value: Any) -> str | int | tuple:
     def one(v: Any) -> str | int:
         if _is_int(v):
             if v >= 0:
-                raise ValueError(f"a numeric from: must be negative (-1 is the previous layer), received {v}")
+                raise ValueError(
+                    f"a numeric from: must be negative (-1 is the previous layer), received {v}"
+                )
             return v
         if isinstance(v, str) and v:
             return v
@@ -151,7 +158,10 @@ FromRef = Annotated[
             "anyOf": [
                 {"type": "string"},
                 {"type": "integer", "maximum": -1},
-                {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer", "maximum": -1}]}},
+                {
+                    "type": "array",
+                    "items": {"anyOf": [{"type": "string"}, {"type": "integer", "maximum": -1}]},
+                },
             ]
         }
     ),
