@@ -7,8 +7,9 @@ A *model source* is one of:
 - a ``.keras`` file;
 - an export: a SavedModel folder, a ``.tflite`` file or an ``.onnx`` file.
 
-Metadata lives beside the model: ``meta.json`` in a run directory, ``<stem>.meta.json`` next to an
-export (``digits.onnx`` -> ``digits.meta.json``).
+Metadata lives beside the model: ``meta.json`` in a run directory, ``<name>.meta.json`` next to an
+export (``digits.onnx`` -> ``digits.onnx.meta.json``, ``digits_savedmodel/`` ->
+``digits_savedmodel.meta.json``).
 
 Safety: a ``.keras`` archive's ``config.json`` is checked *before* Keras sees it (no ``Lambda``
 layers, no Python lambdas, no ``TFSMLayer``, no classes outside Keras/cnnspec) and then loaded with
@@ -52,13 +53,12 @@ class ModelSource:
 
 
 def meta_path_for(model_path: Path) -> Path:
-    """Where an export's metadata file goes: ``out/digits.onnx`` -> ``out/digits.meta.json``."""
-    name = model_path.name
-    for suffix in (".keras", ".tflite", ".onnx"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return model_path.with_name(name + META_SUFFIX)
+    """Where an export's metadata goes: ``out/digits.onnx`` -> ``out/digits.onnx.meta.json``.
+
+    The full name is kept so that exports of one model to several formats in one folder each
+    have their own metadata.
+    """
+    return model_path.with_name(model_path.name + META_SUFFIX)
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -229,6 +229,35 @@ def load_keras_model(path: str | Path):
         raise RunError(f"{path}: Keras cannot load this model: {first}") from None
 
 
+def inference_model(model, output_name: str | None = None):
+    """The model as one tensor in, one tensor (class probabilities) out.
+
+    Models built with list inputs (``keras.Model([inp], [out])``) export with list signatures
+    that other runtimes and ``model(x)`` handle badly, and a model that still has auxiliary heads
+    has several outputs: both are rewired here (same layers, same weights) to a single input and
+    the named output (``meta.json``'s ``output_name``) or the only one.
+    """
+    import keras
+
+    if len(model.inputs) != 1:
+        raise RunError(
+            f"the model has {len(model.inputs)} inputs; cnnspec exports single-image models only"
+        )
+    outputs = model.outputs
+    if len(outputs) == 1:
+        out = outputs[0]
+    else:
+        names = list(getattr(model, "output_names", []) or [])
+        if output_name is None or output_name not in names:
+            raise RunError(
+                f"the model has {len(outputs)} outputs ({', '.join(names)}) and no output_name "
+                "in its metadata says which gives the class probabilities",
+                hint="export the inference model that cnnspec train writes (aux heads dropped)",
+            )
+        out = outputs[names.index(output_name)]
+    return keras.Model(model.inputs[0], out, name=model.name)
+
+
 def load_run_model(path: str | Path):
     """Load a Keras model source plus its metadata: ``(model, meta, source)``.
 
@@ -242,6 +271,10 @@ def load_run_model(path: str | Path):
             hint="pass the run directory or the .keras file",
         )
     model = load_keras_model(source.path)
+    output_name = None
+    if source.meta_path is not None:
+        output_name = read_meta(source.meta_path).get("output_name")
+    model = inference_model(model, output_name if isinstance(output_name, str) else None)
     meta = model_meta(source, model)
     return model, meta, source
 

@@ -60,9 +60,18 @@ def predict_probabilities(runtime, images: np.ndarray, batch: int = BATCH) -> np
     """Class probabilities for a float32 (N, H, W, C) batch, run in chunks of ``batch``."""
     if len(images) == 0:
         return np.zeros((0, 0), np.float32)
-    return np.concatenate(
-        [runtime.predict(images[i : i + batch]) for i in range(0, len(images), batch)]
-    )
+    from .export.runtime import _first_line
+
+    try:
+        return np.concatenate(
+            [runtime.predict(images[i : i + batch]) for i in range(0, len(images), batch)]
+        )
+    except RunError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - runtimes raise their own types for bad inputs
+        raise RunError(
+            f"{runtime.path}: the {runtime.format} model failed: {_first_line(exc)}"
+        ) from None
 
 
 def top_k(probs: np.ndarray, class_names: list[str], k: int) -> list[list[tuple[str, float]]]:

@@ -69,15 +69,13 @@ def test_export_is_verified_and_runs_in_its_own_runtime(tmp_path, fmt, quantize,
     tolerance = 1e-2 if quantize else 1e-4
     assert result.tolerance == tolerance
     assert 0.0 <= result.max_abs_diff <= tolerance
-    meta = json.loads((tmp_path / (name.split(".")[0] + ".meta.json")).read_text())
+    meta = json.loads((tmp_path / (name + ".meta.json")).read_text())
     assert meta["format"] == fmt and meta["quantize"] == quantize
     assert meta["input_shape"] == INPUT_SHAPE and meta["class_names"] == CLASS_NAMES
     assert meta["name"] == "digits" and meta["tensorflow_version"] and meta["cnnspec_version"]
     assert meta["verification"]["max_abs_diff"] == result.max_abs_diff
     # nothing but the export and its metadata in the folder (no temp leftovers)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [name, name.split(".")[0] + ".meta.json"]
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, name + ".meta.json"])
 
     # Independently: the export, in its own runtime, agrees with Keras on real digits and is
     # as accurate as the Keras model.
@@ -110,7 +108,11 @@ def test_default_destination_is_in_the_run(tmp_path):
     shutil.copytree(digits_run(), run)
     result = export_model(run, "tflite")
     assert result.path == run / "export" / "digits.tflite"
-    assert (run / "export" / "digits.meta.json").is_file()
+    assert (run / "export" / "digits.tflite.meta.json").is_file()
+    # another format in the same folder gets its own metadata
+    onnx = export_model(run, "onnx")
+    assert onnx.meta_path == run / "export" / "digits.onnx.meta.json"
+    assert json.loads(result.meta_path.read_text())["format"] == "tflite"
 
 
 def test_existing_destination_needs_overwrite(tmp_path):
@@ -215,3 +217,25 @@ def test_export_warnings_are_not_shown(tmp_path, recwarn):
     warnings.simplefilter("always")
     export_model(digits_run(), "onnx", tmp_path / "w.onnx")
     assert not [w for w in recwarn if "np.object" in str(w.message)]
+
+
+def test_a_real_cnnspec_train_run_exports_and_predicts_alike(tmp_path, capsys):
+    """End to end with the real trainer: LeNet-5 (built with list inputs) on digits."""
+    from _model_fixtures import write_digit_pngs
+
+    from cnnspec.predict import predict_files
+
+    run = tmp_path / "lenet"
+    args = ["train", REPO / "specs" / "lenet5.yaml", "--data", "digits", "--epochs", "3"]
+    assert run_cli([*args, "--out", run, "-q"]) == 0
+    images = write_digit_pngs(tmp_path / "imgs", list(range(1760, 1780)))
+    answers = {}
+    for fmt in ("keras", "savedmodel", "tflite", "onnx"):
+        result = export_model(run, fmt)
+        assert result.max_abs_diff <= 1e-4 and result.top1_agreement == 1.0
+        answers[fmt] = predict_files(result.path, images, k=2)
+    reference = predict_files(run, images, k=2)
+    for fmt, preds in answers.items():
+        for ref, got in zip(reference, preds, strict=True):
+            assert [c for c, _ in got.top] == [c for c, _ in ref.top], fmt
+            assert abs(got.top[0][1] - ref.top[0][1]) <= 1e-4, fmt

@@ -118,5 +118,5 @@ def test_an_export_without_its_metadata_is_refused(tmp_path, images):
 
     lone = tmp_path / "lone.onnx"
     shutil.copy(_models()["onnx"], lone)
-    with pytest.raises(RunError, match="no metadata file beside the model.*lone.meta.json"):
+    with pytest.raises(RunError, match="no metadata file beside the model.*lone.onnx.meta.json"):
         predict_files(lone, images[:1])

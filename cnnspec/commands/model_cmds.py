@@ -46,16 +46,22 @@ def export(
         str | None, typer.Option(help="tflite only: dynamic (int8 weights) | float16")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(help="Max abs difference allowed (default 1e-4, quantised 1e-2)."),
+    ] = None,
 ) -> None:
     """Export the inference model, verified against Keras in its own runtime, written atomically."""
     from ..export import export_model
 
-    r = export_model(source, format.lower(), output, quantize=quantize, overwrite=overwrite)
+    r = export_model(
+        source, format.lower(), output, quantize=quantize, overwrite=overwrite, tolerance=tolerance
+    )
     q = f", quantised {r.quantize}" if r.quantize else ""
     typer.echo(f"wrote {r.path} ({r.format}{q}, {_kb(r.size_bytes)}) and {r.meta_path.name}")
     typer.echo(
-        f"verified: max abs diff {r.max_abs_diff:.3g} vs Keras "
-        f"(tolerance {r.tolerance:g}) in {r.seconds:.1f} s"
+        f"verified: max abs diff {r.max_abs_diff:.3g} vs Keras (tolerance {r.tolerance:g}), "
+        f"same top-1 class on {r.top1_agreement:.0%} of samples; {r.seconds:.1f} s"
     )
 
 

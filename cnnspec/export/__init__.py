@@ -1,7 +1,7 @@
 """Exporting a trained model: Keras, SavedModel, TFLite (optionally quantised) and ONNX.
 
 ``export_model`` writes the inference model (aux heads already dropped by ``cnnspec train``,
-preprocessing inside, class probabilities out) plus ``<stem>.meta.json`` beside it, then verifies
+preprocessing inside, class probabilities out) plus ``<name>.meta.json`` beside it, then verifies
 the export by loading it with its own runtime and comparing its outputs with the Keras model on
 sample inputs. Writes are atomic: everything is written under hidden temporary names in the
 destination's folder and renamed into place only after verification, so an interrupted or failed
@@ -46,6 +46,7 @@ class ExportResult:
     format: Format
     quantize: Quantize | None
     max_abs_diff: float
+    top1_agreement: float
     tolerance: float
     seconds: float
     size_bytes: int
@@ -88,6 +89,8 @@ def export_model(
     dest = Path(out) if out is not None else default_destination(source, meta, fmt, quantize)
     _check_destination(dest, fmt, overwrite)
     meta_dest = meta_path_for(dest)
+    if meta_dest.exists() and not overwrite:
+        raise RunError(f"{meta_dest} already exists", hint="pass --overwrite or choose another -o")
     if tolerance is None:
         tolerance = TOLERANCE_QUANTISED if quantize else TOLERANCE
 
@@ -97,12 +100,19 @@ def export_model(
     tmp_meta = meta_dest.with_name(f".{meta_dest.name}.{token}.partial")
     try:
         _WRITERS[fmt](model, tmp, quantize)
-        diff = verify_export(model, tmp, fmt, meta["input_shape"], n_samples)
+        diff, agreement = verify_export(model, tmp, fmt, meta["input_shape"], n_samples)
         if not diff <= tolerance:  # also catches NaN
+            hint = (
+                "quantisation changes outputs; check accuracy with cnnspec evaluate on the "
+                "export (written with --tolerance) or use --quantize float16"
+                if quantize
+                else "report it with the model's spec; try another format"
+            )
             raise RunError(
                 f"export verification failed: {fmt} output differs from Keras by {diff:.3g} "
-                f"(tolerance {tolerance:g}); nothing was written to {dest}",
-                hint="report it with the model's spec; try another format or no quantisation",
+                f"(tolerance {tolerance:g}, same top-1 class on {agreement:.0%} of samples); "
+                f"nothing was written to {dest}",
+                hint=hint,
             )
         export_meta = {
             **meta,
@@ -113,6 +123,7 @@ def export_model(
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "verification": {
                 "max_abs_diff": diff,
+                "top1_agreement": agreement,
                 "tolerance": tolerance,
                 "samples": n_samples,
                 "runtime": _runtime_name(fmt),
@@ -131,6 +142,7 @@ def export_model(
         format=fmt,  # type: ignore[arg-type]
         quantize=quantize,  # type: ignore[arg-type]
         max_abs_diff=diff,
+        top1_agreement=agreement,
         tolerance=tolerance,
         seconds=time.perf_counter() - started,
         size_bytes=_size(dest),
@@ -266,16 +278,32 @@ def sample_inputs(input_shape: list[int], n: int = N_SAMPLES, seed: int = 0) -> 
     return x
 
 
-def verify_export(model, path: Path, fmt: Format, input_shape: list[int], n: int) -> float:
-    """Max absolute difference between the Keras model and the export run by its own runtime."""
-    from .runtime import _RUNTIMES
+def verify_export(
+    model, path: Path, fmt: Format, input_shape: list[int], n: int
+) -> tuple[float, float]:
+    """Run the export in its own runtime on sample inputs and compare with the Keras model.
+
+    Returns the max absolute difference of the probabilities and the share of samples whose
+    most probable class agrees.
+    """
+    from .runtime import _RUNTIMES, _first_line
 
     x = sample_inputs(list(input_shape), n)
     expected = np.asarray(model(x, training=False))
-    runtime = _RUNTIMES[fmt](path)
-    got = runtime.predict(x)
+    try:
+        runtime = _RUNTIMES[fmt](path)
+        got = runtime.predict(x)
+    except RunError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any runtime failure means the export is unusable
+        raise RunError(
+            f"export verification failed: the {fmt} runtime cannot run the export: "
+            f"{_first_line(exc)}"
+        ) from None
     if got.shape != expected.shape:
         raise RunError(
             f"export verification failed: {fmt} output shape {got.shape}, Keras {expected.shape}"
         )
-    return float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
+    diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
+    agreement = float((got.argmax(axis=-1) == expected.argmax(axis=-1)).mean())
+    return diff, agreement

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
-from ..modelio import ModelSource, find_model, load_keras_model, model_meta
+from ..modelio import ModelSource, find_model, load_run_model, model_meta
 
 
 class Runtime(ABC):
@@ -40,7 +40,9 @@ class KerasRuntime(Runtime):
 
     def __init__(self, path: Path, model=None) -> None:
         super().__init__(path)
-        self.model = model if model is not None else load_keras_model(path)
+        if model is None:
+            model, _, _ = load_run_model(path)
+        self.model = model
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         # model(x) rather than model.predict: no progress bar, no tf.data round trip for a batch
@@ -73,7 +75,11 @@ class SavedModelRuntime(Runtime):
     def predict(self, images: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
-        out = self.fn(tf.constant(np.asarray(images, np.float32)))
+        x = tf.constant(np.asarray(images, np.float32))
+        try:
+            out = self.fn(x)
+        except (TypeError, ValueError):  # a SavedModel exported with a list-of-one signature
+            out = self.fn([x])
         if isinstance(out, dict):  # a signature returns {name: tensor}
             out = next(iter(out.values()))
         return np.asarray(out)
@@ -179,6 +185,8 @@ def open_model(path: str | Path) -> tuple[Runtime, dict[str, Any]]:
     return runtime, meta
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, cut short (TF errors can embed whole tensors)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[:limit] + " ..."

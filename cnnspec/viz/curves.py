@@ -48,7 +48,7 @@ def plot_curves(history: str | Path, out: str | Path, *, title: str = "") -> Pic
         fig.text(0.5, 1 - 16 / HEIGHT, title, ha="center", va="center", fontsize=12)
     panels = [("loss", "loss", min), ("accuracy", "accuracy", max)]
     for i, (key, label, best) in enumerate(panels):
-        ax = add_axes_px(fig, 70 + i * 540, 40, 440, 320)
+        ax = add_axes_px(fig, 70 + i * 540, 56, 440, 310)
         ax.set_title(label)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -72,11 +72,14 @@ def plot_curves(history: str | Path, out: str | Path, *, title: str = "") -> Pic
                 if finite:
                     v, e = best(finite)
                     ax.axvline(e, color="grey", lw=0.8, ls=":")
-                    ax.annotate(
-                        f"best {v:.3f} @ {int(e)}",
+                    ax.plot([e], [v], "o", color=colour, markersize=7, markerfacecolor="none")
+                    right_half = e > (epochs[0] + epochs[-1]) / 2
+                    ax.annotate(  # text on the inner side of the marker, never off the axes
+                        f"best val {v:.3f} @ epoch {int(e)}",
                         (e, v),
                         textcoords="offset points",
-                        xytext=(5, 8),
+                        xytext=(-8 if right_half else 8, 10 if best is max else -14),
+                        ha="right" if right_half else "left",
                         fontsize=8,
                     )
         if drawn:
