@@ -144,3 +144,18 @@ def test_override_errors_name_the_override():
     with pytest.raises(SpecError) as info:
         loads_spec(HEAD + "  - flatten\n", file="net.yaml", overrides=["input=[8, 0, 1]"])
     assert "--set input=[8, 0, 1]" in str(info.value)
+
+
+def test_independent_shape_errors_are_all_reported_dependent_ones_not_repeated():
+    message = _error(
+        HEAD
+        + "  - conv: 3x3, 4, p=same\n    name: a\n"
+        + "  - conv: 32x32, 4\n"  # fails: larger than 16x16
+        + "  - conv: 3x3, 4\n"  # reads the failed layer: skipped silently
+        + "  - conv: {K: 3, n_K: 3, groups: 2, from: a}\n"  # an independent second error
+        + "  - dense: 10\n"
+    )
+    lines = message.splitlines()
+    assert len(lines) == 2, lines
+    assert "net.yaml:6:" in lines[0] and "K=32x32 is larger" in lines[0]
+    assert "net.yaml:8:" in lines[1] and "groups=2" in lines[1]

@@ -126,6 +126,11 @@ class _Failed(Exception):
     """A problem was recorded; stop expanding this item."""
 
 
+#: The output of an item that failed: items reading it are skipped without a second error, so
+#: one validation reports the independent problems of a spec, not only the first.
+FAILED = "\0failed"
+
+
 class _Compiler:
     def __init__(self, spec: ModelSpec, locate: Callable[[tuple], Location]) -> None:
         self.spec = spec
@@ -237,7 +242,10 @@ class _Compiler:
                 f"{item.kind_name} takes one input, received from={list(ref)}",
                 "merge them first with add, concat or multiply",
             )
-        return [self.lookup(item, r, outputs, scopes) for r in refs]
+        inputs = [self.lookup(item, r, outputs, scopes) for r in refs]
+        if FAILED in inputs:
+            raise _Failed  # its input already failed with its own error
+        return inputs
 
     # --- sequences and blocks ---------------------------------------------------------------
     def sequence(
@@ -247,9 +255,12 @@ class _Compiler:
         scope: dict[str, str] = {}
         scopes = scopes + [scope]
         for i, item in enumerate(items):
-            inputs = self.inputs_of(item, outputs, scopes)
-            name = final if (final and i == len(items) - 1 and not item.name) else ""
-            out = self.layer(item, inputs, prefix, scopes, name)
+            try:
+                inputs = self.inputs_of(item, outputs, scopes)
+                name = final if (final and i == len(items) - 1 and not item.name) else ""
+                out = self.layer(item, inputs, prefix, scopes, name)
+            except _Failed:
+                out = FAILED
             outputs.append(out)
             if item.name:
                 scope[item.name] = out
@@ -273,20 +284,28 @@ class _Compiler:
             self.block = name
         try:
             out = expand(self, item, inputs[0], name, scopes)
+        except _Failed:
+            out = FAILED
         finally:
             if top:
                 self.block = ""
         self.graph.aliases[name] = out
+        if out == FAILED:
+            raise _Failed
         return out
 
     def residual(self, item: ResidualSpec, x: str, name: str, scopes: list[dict]) -> str:
         mark = len(self.graph.nodes)
         body = self.sequence(item.body, x, f"{name}_", scopes)
+        if body == FAILED:
+            raise _Failed
         body_nodes = list(self.graph.nodes.items())[mark:]
         x_shape, y_shape = self.graph.nodes[x].shape, self.graph.nodes[body].shape
         short = item.shortcut
         if isinstance(short, list):
             shortcut = self.sequence(short, x, f"{name}_shortcut_", scopes)
+            if shortcut == FAILED:
+                raise _Failed
         elif short == "identity" or (short == "auto" and x_shape == y_shape):
             if x_shape != y_shape:
                 self.fail(
@@ -374,6 +393,8 @@ class _Compiler:
             self.sequence(branch, x, f"{name}_b{j + 1}_", scopes) if branch else x
             for j, branch in enumerate(item.branches)
         ]
+        if FAILED in outs:
+            raise _Failed
         merge = {"add": AddSpec, "concat": ConcatSpec, "multiply": MultiplySpec}[item.merge]()
         out = self.emit(merge, f"{name}_{item.merge}", outs, item)
         if item.act:
@@ -407,10 +428,7 @@ class _Compiler:
         elif self.spec.preprocess != "none":
             scale, offset = (1 / 255, 0.0) if self.spec.preprocess == "unit" else (1 / 127.5, -1.0)
             start = self.emit(RescaleSpec(scale=scale, offset=offset), "preprocess", [INPUT])
-        try:
-            g.output = self.sequence(self.spec.layers, start, "", [])
-        except _Failed:
-            return g
+        g.output = self.sequence(self.spec.layers, start, "", [])
         for hname, head in self.spec.heads.items():
             self.head = hname
             try:
@@ -423,6 +441,8 @@ class _Compiler:
                             f"heads.{hname}",
                         )
                     )
+                    continue
+                if g.resolve(head.from_) == FAILED:
                     continue
                 src = (
                     g.resolve(head.from_)
@@ -440,9 +460,9 @@ class _Compiler:
                         )
                     )
                     continue
-                g.heads[hname] = g.resolve(
-                    self.sequence(head.layers, src, f"{hname}_", [], final=hname)
-                )
+                out = self.sequence(head.layers, src, f"{hname}_", [], final=hname)
+                if out != FAILED:
+                    g.heads[hname] = g.resolve(out)
             except _Failed:
                 continue
         return g
