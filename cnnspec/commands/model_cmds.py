@@ -222,9 +222,19 @@ def visualize_curves(
 
     base = run_dir if run_dir.is_dir() else run_dir.parent
     out = output if output is not None else base / "viz" / "curves.png"
-    title = base.parent.name if base.parent.name else ""
-    pic = plot_curves(run_dir, out, title=title)
+    pic = plot_curves(run_dir, out, title=_run_title(base))
     typer.echo(f"wrote {pic.path} ({pic.width}x{pic.height})")
+
+
+def _run_title(run_dir: Path) -> str:
+    """The spec name from a run's meta.json, else the folder name."""
+    from ..errors import RunError
+    from ..modelio import RUN_META_FILE, read_meta
+
+    try:
+        return str(read_meta(run_dir / RUN_META_FILE)["name"])
+    except RunError:
+        return run_dir.name
 
 
 @visualize_app.command("graph")
