@@ -117,14 +117,19 @@ def prod(values: Sequence[int]) -> int:
     return math.prod(values)
 
 
-def broadcast(shapes: Sequence[Shape], op: str) -> Shape:
-    """The shape of an element-wise merge; dims must match or be 1 (numpy broadcasting)."""
+def _same_rank(shapes: Sequence[Shape], op: str) -> int:
     rank = len(shapes[0])
     if any(len(s) != rank for s in shapes):
         raise ShapeError(
             f"{op} needs inputs of the same rank, received {', '.join(fmt(s) for s in shapes)}",
             "flatten or reshape one input",
         )
+    return rank
+
+
+def broadcast(shapes: Sequence[Shape], op: str) -> Shape:
+    """The shape of an element-wise merge; dims must match or be 1 (numpy broadcasting)."""
+    _same_rank(shapes, op)
     out = []
     for dims in zip(*shapes, strict=True):
         big = {d for d in dims if d != 1}
@@ -139,12 +144,7 @@ def broadcast(shapes: Sequence[Shape], op: str) -> Shape:
 
 def concat(shapes: Sequence[Shape], axis: int) -> Shape:
     """The shape of a concatenation along ``axis``."""
-    rank = len(shapes[0])
-    if any(len(s) != rank for s in shapes):
-        raise ShapeError(
-            f"concat needs inputs of the same rank, received {', '.join(fmt(s) for s in shapes)}",
-            "flatten or reshape one input",
-        )
+    rank = _same_rank(shapes, "concat")
     ax = axis if axis >= 0 else rank + axis
     if not 0 <= ax < rank:
         raise ShapeError(f"concat axis is out of range for rank {rank}, received axis={axis}")

@@ -54,58 +54,47 @@ def apply(spec: L.LayerSpec, name: str, inputs: list[Tensor], in_shapes: list, *
     raise NotImplementedError(f"no builder for layer kind '{spec.kind_name}'")
 
 
-@apply.register
-def _(spec: L.ConvSpec, name, inputs, in_shapes, **kw):
+def _conv(prefix: str, spec, name: str, inputs, in_shapes, *args, **kw) -> Tensor:
+    """The conv family (Conv, DepthwiseConv, SeparableConv): K, s, p, d, act, bias."""
     rank = _rank(in_shapes[0])
     x, padding = _padding(inputs[0], spec.p, rank, name)
-    layer = _nd("Conv", rank)(
-        spec.n_K,
+    return _nd(prefix, rank)(
+        *args,
         shapes.expand(spec.K, rank, "K"),
         strides=shapes.expand(spec.s, rank, "s"),
         padding=padding,
         dilation_rate=shapes.expand(spec.d, rank, "d"),
-        groups=spec.groups,
         activation=activation(spec.act),
         use_bias=spec.bias,
         name=name,
         **kw,
-    )
-    return layer(x)
+    )(x)
+
+
+@apply.register
+def _(spec: L.ConvSpec, name, inputs, in_shapes, **kw):
+    return _conv("Conv", spec, name, inputs, in_shapes, spec.n_K, groups=spec.groups, **kw)
 
 
 @apply.register
 def _(spec: L.DepthwiseConvSpec, name, inputs, in_shapes, **kw):
-    rank = _rank(in_shapes[0])
-    x, padding = _padding(inputs[0], spec.p, rank, name)
-    return _nd("DepthwiseConv", rank)(
-        shapes.expand(spec.K, rank, "K"),
-        strides=shapes.expand(spec.s, rank, "s"),
-        padding=padding,
-        depth_multiplier=spec.multiplier,
-        dilation_rate=shapes.expand(spec.d, rank, "d"),
-        activation=activation(spec.act),
-        use_bias=spec.bias,
-        name=name,
-        **kw,
-    )(x)
+    return _conv(
+        "DepthwiseConv", spec, name, inputs, in_shapes, depth_multiplier=spec.multiplier, **kw
+    )
 
 
 @apply.register
 def _(spec: L.SeparableConvSpec, name, inputs, in_shapes, **kw):
-    rank = _rank(in_shapes[0])
-    x, padding = _padding(inputs[0], spec.p, rank, name)
-    return _nd("SeparableConv", rank)(
+    return _conv(
+        "SeparableConv",
+        spec,
+        name,
+        inputs,
+        in_shapes,
         spec.n_K,
-        shapes.expand(spec.K, rank, "K"),
-        strides=shapes.expand(spec.s, rank, "s"),
-        padding=padding,
         depth_multiplier=spec.multiplier,
-        dilation_rate=shapes.expand(spec.d, rank, "d"),
-        activation=activation(spec.act),
-        use_bias=spec.bias,
-        name=name,
         **kw,
-    )(x)
+    )
 
 
 def _pool(prefix: str):

@@ -7,26 +7,10 @@ normalises them, with error messages that name the field and what was received.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import PlainValidator, WithJsonSchema
 
-ACTIVATIONS = (
-    "relu",
-    "tanh",
-    "sigmoid",
-    "softmax",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "gelu",
-    "swish",
-    "relu6",
-    "hard_swish",
-    "hard_sigmoid",
-    "softplus",
-    "linear",
-)
 Activation = Literal[
     "relu",
     "tanh",
@@ -43,6 +27,8 @@ Activation = Literal[
     "softplus",
     "linear",
 ]
+#: The activation names, in the order above.
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
 _SIZES_RE = re.compile(r"^\s*\d+(\s*x\s*\d+)*\s*$")
 NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
