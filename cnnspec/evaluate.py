@@ -124,13 +124,14 @@ def align_labels(labels: np.ndarray, data_names: list[str], model_names: list[st
 
 def evaluate_model(
     model: str | Path,
-    data_source: str,
+    data_source: str | None = None,
     *,
     split: str = "test",
     k: int = 3,
     confusion_png: str | Path | None = None,
 ) -> Evaluation:
-    """Evaluate a model source on a data source split; optionally draw the confusion matrix."""
+    """Evaluate a model source on a split of a data source (default: the one it was trained on,
+    from its metadata's ``data``); optionally draw the confusion matrix."""
     from .data import load_data
     from .export.runtime import open_model
     from .modelio import find_model
@@ -141,6 +142,13 @@ def evaluate_model(
     if k < 1:
         raise RunError(f"--top-k must be at least 1, received {k}")
     runtime, meta = open_model(model)
+    if data_source is None:
+        data_source = meta.get("data")
+        if not isinstance(data_source, str) or not data_source:
+            raise RunError(
+                "no --data given and the model's metadata does not say what it was trained on",
+                hint="pass --data digits, an image folder or an .npz file",
+            )
     data = load_data(data_source, meta["input_shape"])
     x, y = dataset_arrays(data, split)
     y = align_labels(y, data.class_names, meta["class_names"])

@@ -103,3 +103,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "unknown split 'dev'" in err[1]
     assert all("Traceback" not in line for line in err)
+
+
+def test_data_defaults_to_what_the_run_was_trained_on(tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run(), run)
+    assert run_cli(["evaluate", run, "-o", tmp_path / "c.png"]) == 1
+    assert "no --data given" in capsys.readouterr().err
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "data": "digits"}))
+    ev = evaluate_model(run)
+    assert ev.data == "digits" and ev.n > 200 and ev.accuracy >= 0.9

@@ -42,7 +42,12 @@ def _own_runtime_predict(fmt: str, path: Path, x: np.ndarray) -> np.ndarray:
         loaded = tf.saved_model.load(str(path))  # keep a reference: serve() uses its variables
         return loaded.serve(tf.constant(x)).numpy()
     if fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # TF 2.21 still ships the (deprecated) interpreter
+            import tensorflow as tf
+
+            Interpreter = tf.lite.Interpreter  # noqa: N806
 
         it = Interpreter(model_path=str(path))
         inp, out = it.get_input_details()[0], it.get_output_details()[0]
@@ -155,6 +160,12 @@ def test_bad_requests_are_one_line_errors(tmp_path, kwargs, message):
         export_model(digits_run(), **kwargs)
     assert "\n" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_cannot_be_exported_again(tmp_path):
+    first = export_model(digits_run(), "tflite", tmp_path / "a.tflite")
+    with pytest.raises(RunError, match="needs the Keras model, received a tflite export"):
+        export_model(first.path, "onnx", tmp_path / "b.onnx")
 
 
 def test_cli_export_prints_the_difference(tmp_path, capsys):

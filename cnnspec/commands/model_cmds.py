@@ -115,11 +115,14 @@ def _default_eval_png(model: Path, split: str) -> Path:
 def evaluate(
     model: ModelArg,
     data: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--data", "-d", help="digits | mnist | cifar10 | ... | image folder | .npz file."
+            "--data",
+            "-d",
+            help="digits | mnist | cifar10 | ... | image folder | .npz file "
+            "(default: the data the run was trained on).",
         ),
-    ],
+    ] = None,
     split: Annotated[str, typer.Option(help="test | val | train | all")] = "test",
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="k of top-k accuracy.")] = 3,
     output: Annotated[
