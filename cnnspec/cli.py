@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
+#: Commands that never import TensorFlow.
+_LIGHT = {"validate", "summary", "schema", "graph"}
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and an exit code (2 spec, 1 run)."""
@@ -16,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from .commands import app, model_cmds, spec_cmds, train_cmds, transfer_cmds  # noqa: F401
     from .errors import CnnspecError
+
+    if argv and argv[0] not in _LIGHT and not {"-h", "--help"} & set(argv):
+        from .tfquiet import import_tensorflow
+
+        import_tensorflow()
 
     try:
         app(args=argv, prog_name="cnnspec", standalone_mode=False)
