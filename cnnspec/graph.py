@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import RunError
 from .shapes import fmt
 from .spec import ModelSpec
+from .spec.graph import notation as node_notation
 
 _COLOURS = {
     "conv": "#cfe2ff",
@@ -43,12 +44,12 @@ def to_dot(spec: ModelSpec) -> str:
     g = spec.graph
     lines = [
         f"digraph {_quote(spec.name)} {{",
-        '  rankdir=TB; node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=10];',
+        '  rankdir=TB; graph [fontname=Helvetica, fontsize=12];\n  node [shape=box, style="rounded,filled", fontname=Helvetica, fontsize=10];',
         "  edge [arrowsize=0.6];",
     ]
     clusters: dict[str, list[str]] = {}
     for node in g.nodes.values():
-        notation = node.spec.notation() if node.spec is not None else ""
+        notation = node_notation(g, node)
         label = (
             f"{node.name}\\n{node.kind}"
             + (f": {notation}" if notation else "")
@@ -109,11 +110,19 @@ def render(spec: ModelSpec, out: str | Path) -> Path:
     return out
 
 
+def default_mode() -> int:
+    """The mode a plainly created file gets (0o666 less the umask): mkstemp's is 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -56,6 +56,7 @@ def validate(
 def summary_rows(spec) -> list[dict]:
     """One row per layer of the main graph and the heads."""
     from ..shapes import fmt
+    from ..spec.graph import notation
 
     rows = []
     for node in spec.graph.nodes.values():
@@ -63,7 +64,7 @@ def summary_rows(spec) -> list[dict]:
             {
                 "name": node.name,
                 "kind": node.kind,
-                "notation": node.spec.notation() if node.spec is not None else "",
+                "notation": notation(spec.graph, node),
                 "inputs": node.inputs,
                 "output_shape": list(node.shape),
                 "shape": fmt(node.shape),
@@ -163,6 +164,7 @@ def build(
     import tempfile
 
     from ..build import build_model
+    from ..graph import default_mode
 
     model = build_model(spec, heads=heads)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -170,6 +172,7 @@ def build(
     os.close(fd)
     try:  # atomic: an interrupted build never leaves a partial model at the destination
         model.save(tmp)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, output)
     finally:
         Path(tmp).unlink(missing_ok=True)

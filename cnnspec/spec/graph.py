@@ -56,6 +56,13 @@ class Node:
         return "input" if self.spec is None else self.spec.kind_name
 
 
+def notation(graph: Graph, node: Node) -> str:
+    """A node's compact notation, with K shown per direction (3 -> 3x3 on images)."""
+    if node.spec is None:
+        return ""
+    return node.spec.notation(len(graph.nodes[node.inputs[0]].shape) - 1)
+
+
 @dataclass
 class Graph:
     """The expanded network: nodes in topological order, the main output and head outputs."""

@@ -50,9 +50,15 @@ class LayerSpec(StrictModel):
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         return 0
 
-    def notation(self) -> str:
-        """The compact notation of this layer, for summaries: ``3x3, 64, s=2, p=same, relu``."""
+    def notation(self, rank: int = 1) -> str:
+        """The compact notation of this layer, for summaries: ``3x3, 64, s=2, p=same, relu``.
+
+        ``rank`` is the number of spatial dimensions of its input: a ``K`` given as ``3`` shows
+        as ``3x3`` on images.
+        """
         values = self.model_dump(exclude_defaults=True, by_alias=True)
+        if rank > 1 and len(values.get("K", ())) == 1:
+            values["K"] = tuple(values["K"]) * rank
         parts = [_fmt_value(values.pop(k)) for k in self.positional if k in values]
         act = values.pop("act", None)
         for key, value in values.items():
