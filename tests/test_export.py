@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,39 @@ def test_a_real_cnnspec_train_run_exports_and_predicts_alike(tmp_path, capsys):
         for ref, got in zip(reference, preds, strict=True):
             assert [c for c, _ in got.top] == [c for c, _ in ref.top], fmt
             assert abs(got.top[0][1] - ref.top[0][1]) <= 1e-4, fmt
+
+
+CUSTOM_SPEC = """
+name: custom_layers
+input: [16, 16, 1]
+layers:
+  - conv: 3x3, 8, p=same, relu
+  - lrn: 5, alpha=1.0e-4, beta=0.75, k=2
+  - l2pool: 2x2, s=2
+  - conv: 3x3, 8, p=same, relu
+  - gl2pool
+  - dense: 10, softmax
+"""
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite", "onnx"])
+def test_cnnspec_custom_layers_export(tmp_path, fmt):
+    """cnnspec's own registered layers (LRN, L2 pooling) pass the safety check and export."""
+    from _model_fixtures import write_run_dir
+
+    from cnnspec.build import build_model
+    from cnnspec.spec import load_spec
+
+    (tmp_path / "s.yaml").write_text(CUSTOM_SPEC)
+    model = build_model(load_spec(tmp_path / "s.yaml"))
+    run = write_run_dir(tmp_path / "run", model)
+    config = json.loads(zipfile.ZipFile(run / "model.keras").read("config.json"))
+    modules = {layer.get("module", "") for layer in config["config"]["layers"]}
+    assert any(m.startswith("cnnspec.") for m in modules)  # really custom classes
+    result = export_model(
+        run,
+        fmt,
+        tmp_path
+        / {"keras": "m.keras", "savedmodel": "m", "tflite": "m.tflite", "onnx": "m.onnx"}[fmt],
+    )
+    assert result.max_abs_diff <= 1e-4
