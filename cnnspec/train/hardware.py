@@ -43,6 +43,7 @@ class Hardware:
     worker_index: int = 0
     workers: int = 1
     devices: list[str] = field(default_factory=list)
+    watchdog: Any = None  # multi-worker: ends a worker whose peers never come
 
     @property
     def is_chief(self) -> bool:
@@ -159,7 +160,17 @@ def setup(recipe: TrainSpec) -> Hardware:
     hw = resolve(recipe, gpus=gpus, compute_capability=cc, cluster=tf_config())
 
     if hw.distribute == "multi_worker":
+        from .multiworker import Watchdog
+
         timeout = float(os.environ.get(WORKER_TIMEOUT_ENV, "300"))
+        # A missing peer blocks inside TensorFlow (where even SIGTERM is not handled): a
+        # watchdog thread ends the worker; the trainer cancels it after the first step.
+        hw.watchdog = Watchdog(
+            timeout,
+            f"cnnspec: worker {hw.worker_index} gave up: its peers did not join within "
+            f"{timeout:g} s. Hint: start every worker listed in TF_CONFIG (or raise "
+            f"{WORKER_TIMEOUT_ENV}).",
+        ).start()
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
         hw.strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     elif hw.distribute == "mirrored":

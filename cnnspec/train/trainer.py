@@ -56,6 +56,10 @@ def train(
     if not tensorboard_available():
         echo("note: the tensorboard package is not installed, so no TensorBoard logs are written")
     result = _fit(spec, data, hw, run, verbose=verbose, echo=echo, started=started)
+    if getattr(spec.backbone, "fine_tune", None) is not None:  # transfer learning, phase 2
+        from ..transfer.finetune import fine_tune_run
+
+        result = fine_tune_run(spec, data, hw, run, result, verbose=verbose, echo=echo)
     echo(summary(result))
     return result
 
@@ -317,7 +321,8 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResul
                 k: float(v) for k, v in infer.evaluate(pipe, verbose=0, return_dict=True).items()
             }
     if hw.is_chief:
-        infer.save(run / rundir.MODEL)
+        # A fresh, uncompiled view of the same layers: model.keras carries no optimizer state.
+        inference_model(model, spec).save(run / rundir.MODEL)
     metrics["wall_time_s"] = time.time() - started
     rundir.write_json(run / rundir.METRICS, metrics)
     return RunResult(run, metrics, history)

@@ -1,0 +1,273 @@
+"""Multi-worker training (MultiWorkerMirroredStrategy) with a distributed custom step.
+
+Why not ``model.fit``: on TensorFlow 2.21 / Keras 3.15, ``fit`` under
+MultiWorkerMirroredStrategy fails with "Attempt to convert a value (PerReplica...) to a Tensor"
+(keras-team/keras#20585, tensorflow/tensorflow#72388), and then again in the per-replica log
+reduction. The documented tf.distribute way through is a custom step run with ``strategy.run``:
+per-replica losses are averaged over the *global* batch (``tf.nn.compute_average_loss``) and the
+Keras optimizer all-reduces the gradients itself when it applies them in a replica context.
+``tests/test_train_distributed.py`` checks that ``fit`` still fails, so we learn when upstream
+fixes it and this module can go.
+
+Pitfalls handled (measured on this stack):
+- the input pipeline shards by element (AutoShardPolicy.DATA), so each worker trains on its
+  own part of every global batch (FILE sharding of one array source would duplicate the data);
+- a missing peer would hang forever: a watchdog process kills a worker that has not completed
+  its first step in CNNSPEC_WORKER_TIMEOUT seconds (default 300; exit status 137 with a one-line
+  message), and collectives time out after it too;
+- only the chief (worker 0) writes the run directory and model.keras; other workers write to a
+  temporary directory that is removed at the end.
+- ``--resume`` is not supported here (a restarted multi-worker run starts from epoch 1).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..data import make_pipeline
+from ..errors import RunError
+from . import recipe, rundir
+
+_WATCHDOG = """
+import os, sys, time
+parent, deadline, message = int(sys.argv[1]), time.time() + float(sys.argv[2]), sys.argv[3]
+while time.time() < deadline:
+    if os.getppid() != parent:  # the worker ended: nothing to watch
+        sys.exit(0)
+    time.sleep(0.5)
+print(message, file=sys.stderr, flush=True)
+os.kill(parent, 9)
+"""
+
+
+class Watchdog:
+    """Kills this process unless ``cancel()`` comes within ``seconds`` (a peer never joined).
+
+    A separate process, because TensorFlow waits for peers inside C++ while holding the GIL:
+    no Python thread or signal handler of the worker runs then (even SIGTERM is ignored).
+    """
+
+    def __init__(self, seconds: float, message: str) -> None:
+        self.seconds, self.message = seconds, message
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Watchdog:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(self.seconds), self.message]
+        )
+        return self
+
+    def cancel(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
+    """Train ``spec`` as worker ``hw.worker_index`` of ``hw.workers`` (TF_CONFIG)."""
+    import tensorflow as tf
+
+    from .trainer import (
+        RunResult,
+        describe,
+        load_training_data,
+        prepare_run_dir,
+        summary,
+        training_model,
+    )
+
+    r = spec.train
+    watchdog = hw.watchdog  # started before the strategy (hardware.setup)
+    data = load_training_data(spec)
+    if hw.is_chief:
+        run = prepare_run_dir(spec, data, hw, run_dir, resume=False)
+    else:
+        run = Path(tempfile.mkdtemp(prefix=f"cnnspec-worker{hw.worker_index}-"))
+    echo(describe(spec, data, hw, run) + f" [worker {hw.worker_index}/{hw.workers}]")
+
+    strategy = hw.strategy
+    steps = recipe.steps_per_epoch(r, data.sizes["train"])
+    with strategy.scope():
+        model = training_model(spec)
+        opt = recipe.optimizer(r, steps)
+        if hw.policy == "mixed_float16":
+            import keras
+
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        opt.build(model.trainable_variables)
+    step = _train_step(spec, model, opt, strategy)
+    evaluate = _eval_step(spec, model)
+    labels = recipe.label_fn(r, data.num_classes, None)
+    train_ds = make_pipeline(
+        data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed, repeat=True,
+        labels=labels,
+    )  # fmt: skip
+    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
+
+    history: list[dict[str, float]] = []
+    seconds: list[float] = []
+    try:
+        for epoch in range(r.epochs):
+            t0 = time.perf_counter()
+            totals = [0.0, 0.0, 0.0]
+            for _ in range(steps):
+                values = step(iterator)
+                totals = [t + float(v) for t, v in zip(totals, values, strict=True)]
+                if watchdog:
+                    watchdog.cancel()
+            seconds.append(time.perf_counter() - t0)
+            loss_sum, correct, count = totals
+            if not all(map(_finite, totals)):
+                raise RunError(
+                    f"training stopped: the loss became {loss_sum / count} in epoch {epoch + 1}",
+                    hint="lower the learning rate",
+                )
+            row = {"epoch": epoch + 1, "loss": loss_sum / count, "accuracy": correct / count}
+            if data.val is not None:
+                row.update(
+                    {
+                        f"val_{k}": v
+                        for k, v in _evaluate(evaluate, data.val, r, data.num_classes).items()
+                    }
+                )
+            row["lr"] = float(_current_lr(opt))
+            history.append(row)
+            if hw.is_chief:
+                rundir.write_history(run / rundir.HISTORY, history)
+            echo(
+                f"epoch {epoch + 1}/{r.epochs} - {seconds[-1]:.1f}s - "
+                + " - ".join(f"{k}: {v:.4f}" for k, v in row.items() if k != "epoch")
+            )
+    except tf.errors.OpError as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise RunError(
+            f"worker {hw.worker_index}: distributed training failed: {type(exc).__name__}: {first}",
+            hint="check that every worker in TF_CONFIG is running and reachable",
+        ) from None
+    finally:
+        if watchdog:
+            watchdog.cancel()
+
+    from ..build import inference_model
+
+    infer = inference_model(model, spec)
+    metrics: dict[str, Any] = {
+        "status": "completed",
+        "epochs": r.epochs,
+        "epochs_done": len(history),
+        "resumed_from_epoch": 0,
+        "train": {k: v for k, v in history[-1].items() if k in ("loss", "accuracy")},
+        "val": {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")},
+        "test": _evaluate(evaluate, data.test, r, data.num_classes)
+        if data.test is not None
+        else {},
+        "images_per_s": _throughput(seconds, steps * r.batch_size),
+        "train_time_s": sum(seconds),
+        "wall_time_s": time.time() - started,
+        "hardware": hw.describe(),
+        "worker": hw.worker_index,
+    }
+    if hw.is_chief:
+        rundir.plot_curves(history, run / rundir.CURVES)
+        infer.save(run / rundir.MODEL)
+        rundir.write_json(run / rundir.METRICS, metrics)
+    else:
+        shutil.rmtree(run, ignore_errors=True)
+    result = RunResult(run, metrics, history)
+    echo(summary(result))
+    return result
+
+
+def _finite(v: float) -> bool:
+    return v == v and abs(v) != float("inf")
+
+
+def _throughput(seconds: list[float], images_per_epoch: int) -> float:
+    secs = seconds[1:] if len(seconds) > 1 else seconds
+    return images_per_epoch * len(secs) / sum(secs) if sum(secs) > 0 else 0.0
+
+
+def _current_lr(opt: Any) -> float:
+    import keras
+
+    return keras.ops.convert_to_numpy(opt.learning_rate)
+
+
+def _main_output(spec: Any, preds: Any) -> Any:
+    return preds[spec.output_name] if isinstance(preds, dict) else preds
+
+
+def _train_step(spec: Any, model: Any, opt: Any, strategy: Any):
+    """A tf.function running one global batch on every replica; returns summed stats."""
+    import tensorflow as tf
+
+    r = spec.train
+    loss_fn = recipe.loss(r, reduction=None)  # per example
+    weights = spec.loss_weights()
+    global_batch = r.batch_size
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            preds = model(x, training=True)
+            if isinstance(preds, dict):
+                per_example = tf.add_n(
+                    [
+                        weights.get(k, 1.0) * tf.cast(loss_fn(y, p), tf.float32)
+                        for k, p in preds.items()
+                    ]
+                )
+            else:
+                per_example = tf.cast(loss_fn(y, preds), tf.float32)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled = opt.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        main = _main_output(spec, preds)
+        truth = tf.argmax(y, axis=-1) if r.loss.one_hot else tf.cast(y, tf.int64)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(main, axis=-1), truth), tf.float32))
+        count = tf.cast(tf.shape(x)[0], tf.float32)
+        return tf.reduce_sum(per_example), correct, count
+
+    @tf.function
+    def step(iterator):
+        values = strategy.run(replica_step, args=next(iterator))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in values]
+
+    return step
+
+
+def _eval_step(spec: Any, model: Any):
+    """A local (not distributed) tf.function: summed loss, correct and count of a batch."""
+    import tensorflow as tf
+
+    r = spec.train
+    loss_fn = recipe.loss(r, reduction=None)
+
+    @tf.function
+    def evaluate(x, y):
+        probs = tf.cast(_main_output(spec, model(x, training=False)), tf.float32)
+        truth = tf.argmax(y, axis=-1) if r.loss.one_hot else tf.cast(y, tf.int64)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, axis=-1), truth), tf.float32))
+        return tf.reduce_sum(loss_fn(y, probs)), correct, tf.cast(tf.shape(x)[0], tf.float32)
+
+    return evaluate
+
+
+def _evaluate(evaluate: Any, ds: Any, r: Any, num_classes: int) -> dict[str, float]:
+    """Mean loss and accuracy of a split, computed locally on this worker."""
+    labels = recipe.label_fn(r, num_classes, None)
+    totals = [0.0, 0.0, 0.0]
+    for x, y in make_pipeline(ds, r.batch_size, training=False, labels=labels):
+        totals = [t + float(v) for t, v in zip(totals, evaluate(x, y), strict=True)]
+    loss_sum, correct, count = totals
+    return {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
