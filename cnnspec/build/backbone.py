@@ -171,7 +171,9 @@ def _application(spec: BackboneSpec, name: str, input_shape: tuple) -> Any:
 
 def _load_weights_by_name(app: Any, cls: Any, path: str, input_shape: tuple, entry: dict) -> None:
     """A .weights.h5 of the standalone keras.applications model, copied layer by layer."""
-    standalone = cls(weights=None, include_top=False, input_shape=input_shape, **entry.get("kwargs", {}))
+    standalone = cls(
+        weights=None, include_top=False, input_shape=input_shape, **entry.get("kwargs", {})
+    )
     try:
         standalone.load_weights(path)
     except Exception as exc:  # noqa: BLE001 - keras raises ValueError/KeyError/OSError here
@@ -208,9 +210,15 @@ def backbone_model(spec: BackboneSpec, name: str, input_shape: tuple) -> Any:
     if spec.pooling:
         pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
         if len(out.shape) == 5:
-            pool = {"avg": keras.layers.GlobalAveragePooling3D, "max": keras.layers.GlobalMaxPooling3D}
+            pool = {
+                "avg": keras.layers.GlobalAveragePooling3D,
+                "max": keras.layers.GlobalMaxPooling3D,
+            }
         elif len(out.shape) == 3:
-            pool = {"avg": keras.layers.GlobalAveragePooling1D, "max": keras.layers.GlobalMaxPooling1D}
+            pool = {
+                "avg": keras.layers.GlobalAveragePooling1D,
+                "max": keras.layers.GlobalMaxPooling1D,
+            }
         out = pool[spec.pooling](name=f"{name}_pool")(out)
     model = keras.Model(inp, out, name=name)
     set_trainable(model, None if spec.trainable else set())

@@ -209,7 +209,9 @@ def _keras_file_info(path: str, mtime: int, size: int) -> BackboneInfo:
     try:
         return _read_keras_file(path)
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise ValueError(f"{path} is not a model saved by Keras 3 ({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"{path} is not a model saved by Keras 3 ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _read_keras_file(path: str) -> BackboneInfo:
@@ -297,7 +299,9 @@ def _default_cut(info: BackboneInfo, outputs: list[str]) -> str:
 class FineTuneSpec(StrictModel):
     """Phase 2: unfreeze the backbone from a layer, its top N layers, or all of it."""
 
-    from_: str | None = Field(None, alias="from", description="unfreeze this layer and every later one")
+    from_: str | None = Field(
+        None, alias="from", description="unfreeze this layer and every later one"
+    )
     top: PositiveInt | None = Field(None, description="unfreeze the backbone's last N layers")
     all: bool = Field(False, description="unfreeze the whole backbone")
     lr: float = Field(1e-5, gt=0, description="learning rate of phase 2 (lower than phase 1's)")
@@ -310,7 +314,9 @@ class FineTuneSpec(StrictModel):
 
     @model_validator(mode="after")
     def _one_choice(self) -> FineTuneSpec:
-        chosen = [k for k, v in (("from", self.from_), ("top", self.top), ("all", self.all or None)) if v]
+        chosen = [
+            k for k, v in (("from", self.from_), ("top", self.top), ("all", self.all or None)) if v
+        ]
         if len(chosen) != 1:
             raise ValueError(
                 "fine_tune needs exactly one of from: LAYER, top: N or all: true; received "
@@ -331,15 +337,23 @@ class BackboneSpec(LayerSpec):
     """A pretrained model (a keras.applications name or a .keras file) used as a feature extractor."""
 
     kind: Literal["backbone"] = "backbone"
-    model: str = Field(description="a keras.applications name (MobileNetV2, ResNet50, ...) or a .keras file")
+    model: str = Field(
+        description="a keras.applications name (MobileNetV2, ResNet50, ...) or a .keras file"
+    )
     weights: str | None = Field(
         None,
         description="imagenet | none | path/to/file.weights.h5 (default: imagenet for "
         "keras.applications, the file's own weights for a .keras model)",
     )
-    cut_at: str | None = Field(None, description="take the features at this layer (default: drop the top)")
-    pooling: Literal["avg", "max"] | None = Field(None, description="global pooling of the features")
-    trainable: bool = Field(False, description="train the backbone in phase 1 (BatchNorm stays frozen)")
+    cut_at: str | None = Field(
+        None, description="take the features at this layer (default: drop the top)"
+    )
+    pooling: Literal["avg", "max"] | None = Field(
+        None, description="global pooling of the features"
+    )
+    trainable: bool = Field(
+        False, description="train the backbone in phase 1 (BatchNorm stays frozen)"
+    )
     fine_tune: FineTuneSpec | None = Field(None, description="phase 2: unfreeze and continue")
 
     positional: ClassVar = ("model",)
@@ -358,7 +372,9 @@ class BackboneSpec(LayerSpec):
         table = applications()
         if value not in table:
             lower = {k.lower(): k for k in table}
-            guess = lower.get(value.lower()) or did_you_mean(value, list(table)).removeprefix("did you mean ").strip("'?")
+            guess = lower.get(value.lower()) or did_you_mean(value, list(table)).removeprefix(
+                "did you mean "
+            ).strip("'?")
             hint = f"; did you mean '{guess}'?" if guess else f"; known: {', '.join(sorted(table))}"
             raise ValueError(
                 f"unknown backbone, received model={value!r}: use a keras.applications name or a "
@@ -424,7 +440,9 @@ class BackboneSpec(LayerSpec):
             try:
                 info = keras_file_info(self.model)
             except (OSError, ValueError) as exc:
-                raise ShapeError(str(exc), "point model: at a model.keras from a cnnspec run") from None
+                raise ShapeError(
+                    str(exc), "point model: at a model.keras from a cnnspec run"
+                ) from None
             if tuple(info.input_shape) != tuple(input_shape):
                 raise ShapeError(
                     f"the backbone {self.model} takes {fmt(info.input_shape)} images, received "
@@ -475,8 +493,8 @@ class BackboneSpec(LayerSpec):
         if ft.all:
             return names
         if ft.top:
-            return names[-ft.top:]
-        return names[names.index(ft.from_):]
+            return names[-ft.top :]
+        return names[names.index(ft.from_) :]
 
     # --- shape rules ---------------------------------------------------------------------------
     def output_shape(self, inputs: list[Shape]) -> Shape:

@@ -1,0 +1,140 @@
+"""Phase 2 of transfer learning: unfreeze part of the backbone, recompile with a lower lr, continue.
+
+Phase 1 is an ordinary ``cnnspec train`` run (the backbone is built frozen). When the spec has
+``backbone.fine_tune``, the trainer calls :func:`fine_tune_run` afterwards; it reloads the
+phase-1 model from the run directory, unfreezes the chosen layers (BatchNormalization stays
+frozen, i.e. in inference mode), recompiles with ``fine_tune.lr`` (constant) and trains
+``fine_tune.epochs`` more epochs. Files it adds to the run directory::
+
+    model_phase1.keras    the model after phase 1 (model.keras becomes the fine-tuned one)
+    history_phase2.csv    one row per phase-2 epoch (history.csv stays phase 1's)
+    metrics.json          gains "phase1" (the phase-1 val/test metrics) and "phase2"
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+HISTORY_PHASE2 = "history_phase2.csv"
+MODEL_PHASE1 = "model_phase1.keras"
+BACKBONE = "backbone"
+
+
+def unfreeze(model: Any, spec: Any) -> list[str]:
+    """Unfreeze the layers ``spec.backbone.fine_tune`` chooses; returns their names.
+
+    BatchNormalization layers among them stay frozen (inference mode, moving statistics fixed).
+    """
+    from ..build.backbone import set_trainable
+
+    names = spec.backbone.unfrozen_in_phase2(tuple(spec.input))
+    set_trainable(model.get_layer(BACKBONE), set(names))
+    return names
+
+
+def phase2_recipe(spec: Any) -> Any:
+    """The train: recipe of phase 2: fine_tune.lr (constant schedule) for fine_tune.epochs."""
+    from ..spec.train import ConstantSpec, ScheduleSpec
+
+    ft = spec.backbone.fine_tune
+    recipe = spec.train.model_copy(deep=True)
+    recipe.optimizer.params.lr = ft.lr
+    recipe.schedule = ScheduleSpec(constant=ConstantSpec())
+    recipe.epochs = ft.epochs
+    recipe.early_stopping = None
+    return recipe
+
+
+def phase2_spec(spec: Any) -> Any:
+    """``spec`` with the phase-2 recipe (what the trainer's compile/fit helpers read)."""
+    new = spec.model_copy(update={"train": phase2_recipe(spec)})
+    new._graph = spec._graph
+    new._source = spec._source
+    new._file = spec._file
+    return new
+
+
+def fine_tune_run(spec: Any, data: Any, hw: Any, run: Path, result: Any, *, verbose: int | None,
+                  echo: Any) -> Any:  # fmt: skip
+    """Phase 2 on a finished phase-1 run; returns the updated RunResult."""
+    import sys
+
+    import keras
+
+    from ..data import make_pipeline
+    from ..errors import RunError
+    from ..train import recipe as recipes
+    from ..train import rundir
+    from ..train.callbacks import History, LogNames, NanGuard, RunState, Timer
+    from ..train.trainer import compile_model
+
+    if result.metrics.get("status") == "nan":
+        return result
+    started = time.time()
+    spec2 = phase2_spec(spec)
+    r = spec2.train
+    run = Path(run)
+    model_path = run / rundir.MODEL
+    shutil.copyfile(model_path, run / MODEL_PHASE1)
+    with hw.strategy.scope():
+        model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+        names = unfreeze(model, spec)
+        steps = recipes.steps_per_epoch(r, data.sizes["train"])
+        compile_model(model, spec2, hw, steps)
+    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+    echo(
+        f"phase 2: {spec.backbone.fine_tune.describe()}: {len(names)} backbone layers unfrozen, "
+        f"{trainable:,} trainable parameters"
+    )
+    labels = recipes.label_fn(r, data.num_classes, None)
+    train_ds = make_pipeline(data.train, r.batch_size, training=True, augment=r.augment,
+                             seed=r.seed + 1, repeat=True, labels=labels)  # fmt: skip
+    val_ds = (
+        make_pipeline(data.val, r.batch_size, training=False, labels=labels)
+        if data.val is not None
+        else None
+    )
+    state = RunState()
+    cbs = [LogNames(None), NanGuard(state), Timer(state, r.batch_size)]
+    if hw.is_chief:
+        cbs.append(History(run / HISTORY_PHASE2))
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(train_ds, epochs=r.epochs, steps_per_epoch=steps, validation_data=val_ds,
+              callbacks=cbs, verbose=verbose, shuffle=False)  # fmt: skip
+    if state.nan is not None:
+        raise RunError(
+            f"fine-tuning stopped: the loss became {state.nan['loss']} in phase-2 epoch "
+            f"{state.nan['epoch']}; the phase-1 model is kept in {run / MODEL_PHASE1}",
+            hint="lower backbone.fine_tune.lr",
+        )
+    metrics = dict(result.metrics)
+    metrics["phase1"] = {split: metrics.get(split, {}) for split in ("train", "val", "test")}
+    plain = recipes.label_fn(r, data.num_classes, None)
+    for split in ("val", "test"):
+        ds = getattr(data, split)
+        if ds is not None:
+            pipe = make_pipeline(ds, r.batch_size, training=False, labels=plain)
+            metrics[split] = {
+                k: float(v) for k, v in model.evaluate(pipe, verbose=0, return_dict=True).items()
+            }
+    metrics["train"] = {k: float(v) for k, v in state.last_logs.items() if not k.startswith("val_")}
+    metrics["phase2"] = {
+        "unfrozen_layers": len(names),
+        "first_unfrozen": names[0] if names else None,
+        "trainable_params": trainable,
+        "lr": spec.backbone.fine_tune.lr,
+        "epochs": r.epochs,
+        "epochs_done": state.epochs_done,
+        "train_time_s": sum(state.epoch_seconds),
+    }
+    metrics["epochs_done"] = result.metrics.get("epochs_done", 0) + state.epochs_done
+    metrics["wall_time_s"] = result.metrics.get("wall_time_s", 0.0) + time.time() - started
+    if hw.is_chief:
+        model.save(model_path)
+        rundir.write_json(run / rundir.METRICS, metrics)
+    history = rundir.read_history(run / HISTORY_PHASE2) if hw.is_chief else []
+    return type(result)(run, metrics, [*result.history, *history])
