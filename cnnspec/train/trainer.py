@@ -301,7 +301,7 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResul
         raise RunError(
             f"training stopped: the loss became {state.nan['loss']} in epoch {state.nan['epoch']} "
             f"(batch {state.nan['batch']}); {kept}",
-            hint="lower the learning rate (--set train.optimizer.<name>.lr=...) and continue with "
+            hint="lower the learning rate (--set train.optimizer.lr=...) and continue with "
             f"--resume {run}",
         )
     if state.epochs_done < r.epochs and r.early_stopping is not None:
