@@ -164,6 +164,9 @@ def _application(spec: BackboneSpec, name: str, input_shape: tuple) -> Any:
             f"lists {len(names)}",
             hint="regenerate cnnspec/data_files/applications.json with tools/applications_table.py",
         )
+    for layer, wanted in zip(own, names, strict=True):
+        if layer.name != wanted:  # an auto-generated name (rescaling_3): the table's name
+            layer.name = wanted
     cut = spec.cut(input_shape)
     out = own[names.index(cut)].output if cut != table[0][0] else x
     return inp, out
@@ -188,10 +191,9 @@ def _load_weights_by_name(app: Any, cls: Any, path: str, input_shape: tuple, ent
 
 
 def _keras_file(spec: BackboneSpec, name: str, input_shape: tuple) -> Any:
-    try:
-        src = keras.saving.load_model(spec.model, safe_mode=True, compile=False)
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
-        raise RunError(f"cannot load the backbone {spec.model}: {exc}") from None
+    from ..modelio import load_keras_model
+
+    src = load_keras_model(spec.model)  # config checked for code first, then safe mode
     if spec.weights_source == "none":
         src = keras.models.clone_model(src)  # same architecture, fresh initialisation
     elif spec.weights_source != "file":

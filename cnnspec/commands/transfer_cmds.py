@@ -1,1 +1,162 @@
-"""CLI commands (filled in by their issue)."""
+"""CLI: ``cnnspec features`` and ``cnnspec fit-classifier`` (transfer learning by feature
+extraction). TensorFlow and scikit-learn are imported inside the commands only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import RunError
+from . import app
+
+SPLITS = ("train", "val", "test")
+
+
+def _is_spec(path: Path) -> bool:
+    return path.suffix.lower() in (".yaml", ".yml")
+
+
+@app.command()
+def features(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A spec with a backbone (its pretrained features), or a trained model "
+            "(run directory or .keras: the input of its last dense layer)."
+        ),
+    ],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="digits, mnist, cifar10, a folder or an .npz (default: the spec's / run's)."
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .npz to write.")] = Path(
+        "features.npz"
+    ),
+    pool: Annotated[
+        str, typer.Option(help="How feature maps become vectors: avg | max | flatten.")
+    ] = "avg",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a spec value (specs only).")
+    ] = None,
+) -> None:
+    """Write the fixed-length feature vector of every image (with labels, splits, class names)."""
+    import numpy as np
+
+    from ..data import load_data
+    from ..transfer.features import extract_features
+
+    if pool not in ("avg", "max", "flatten"):
+        raise RunError(f"--pool must be avg, max or flatten, received {pool!r}")
+    if _is_spec(source):
+        from ..build import build_model
+        from ..spec import load_spec
+
+        spec = load_spec(source, overrides=sets or [])
+        if spec.backbone is None:
+            raise RunError(
+                f"{source} has no backbone: an untrained spec has no features worth extracting",
+                hint="add backbone: to the spec, or pass a trained run directory / .keras file",
+            )
+        model, trained = build_model(spec), False
+        shape, default_data = tuple(spec.input), spec.train.data
+        split = (spec.train.validation_split, spec.train.test_split)
+    else:
+        from ..modelio import load_run_model
+
+        model, meta, _ = load_run_model(source)
+        trained = True
+        shape, default_data = tuple(meta["input_shape"]), meta.get("data")
+        split = (0.15, 0.15)
+    source_data = data or default_data
+    if not source_data:
+        raise RunError("no data to extract features from", hint="pass --data")
+    loaded = load_data(source_data, shape, validation_split=split[0], test_split=split[1])
+    xs, ys, names = [], [], []
+    for name in SPLITS:
+        ds = getattr(loaded, name)
+        if ds is None:
+            continue
+        pairs = list(ds.batch(512).as_numpy_iterator())
+        images = np.concatenate([p[0] for p in pairs])
+        xs.append(extract_features(model, images, batch_size, pool, trained))
+        ys.append(np.concatenate([p[1] for p in pairs]))
+        names += [name] * len(images)
+    feats, labels = np.concatenate(xs), np.concatenate(ys)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        output,
+        features=feats.astype(np.float32),
+        labels=labels.astype(np.int32),
+        split=np.array(names),
+        class_names=np.array(loaded.class_names),
+    )
+    counts = ", ".join(f"{n} {names.count(n)}" for n in SPLITS if n in names)
+    typer.echo(f"wrote {output}: {feats.shape[0]} x {feats.shape[1]} features ({counts})")
+
+
+@app.command("fit-classifier")
+def fit_classifier(
+    features_file: Annotated[Path, typer.Argument(help="The .npz written by cnnspec features.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="logistic | svm | knn")] = "logistic",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to save it (default: <features>.<model>.json)."),
+    ] = None,
+    test_split: Annotated[
+        float, typer.Option(help="Held-out fraction when the file has no test split.")
+    ] = 0.25,
+    k: Annotated[int, typer.Option(help="knn: neighbours.")] = 5,
+    c: Annotated[float, typer.Option(help="logistic/svm: inverse regularisation strength.")] = 1.0,
+) -> None:
+    """Train a scikit-learn classifier on features; report held-out accuracy; save it as JSON."""
+    import numpy as np
+
+    from ..transfer import features as F
+
+    if model not in F.CLASSIFIERS:
+        raise RunError(
+            f"unknown classifier, received --model {model}",
+            hint=f"use one of {', '.join(F.CLASSIFIERS)}",
+        )
+    try:
+        with np.load(features_file, allow_pickle=False) as npz:
+            x, y = npz["features"], npz["labels"]
+            split = npz.get("split", None)
+            class_names = [str(n) for n in npz["class_names"]] if "class_names" in npz else None
+    except (OSError, KeyError, ValueError) as exc:
+        raise RunError(
+            f"cannot read {features_file}: {exc}", hint="write it with cnnspec features"
+        ) from None
+    if split is not None and (split == "test").any():
+        train_idx, test_idx = np.flatnonzero(split != "test"), np.flatnonzero(split == "test")
+        how = "its test split"
+    else:
+        from sklearn.model_selection import train_test_split
+
+        train_idx, test_idx = train_test_split(
+            np.arange(len(y)), test_size=test_split, stratify=y, random_state=0
+        )
+        how = f"a stratified {test_split:.0%} held out"
+    fitted = F.fit_classifier(model, x[train_idx], y[train_idx], k=k, c=c)
+    data = F.classifier_data(
+        fitted, model, class_names or [str(i) for i in range(int(y.max()) + 1)],
+        x[train_idx], y[train_idx],
+    )  # fmt: skip
+    saved = F.SavedClassifier(data)
+    predicted = saved.predict(x[test_idx])
+    if not np.array_equal(predicted, fitted.predict(x[test_idx])):
+        raise RunError("the saved classifier does not reproduce scikit-learn's predictions")
+    train_acc = float((saved.predict(x[train_idx]) == y[train_idx]).mean())
+    test_acc = float((predicted == y[test_idx]).mean())
+    output = output or features_file.with_name(f"{features_file.stem}.{model}.json")
+    data["accuracy"] = {"train": train_acc, "test": test_acc, "held_out": how}
+    F.save_classifier(data, output)
+    typer.echo(
+        f"{model}: train accuracy {train_acc:.4f} ({len(train_idx)}), held-out accuracy "
+        f"{test_acc:.4f} ({len(test_idx)}, {how}) -> {output}"
+    )

@@ -105,6 +105,12 @@ def _out_size(size: int, op: list) -> int:
         return (size - d * (k - 1) - 1) // s + 1
     if kind == "p":  # zero padding ["p", before, after]
         return size + op[1] + op[2]
+    if kind == "s":  # a nested sequence of ops
+        for inner in op[1]:
+            size = _out_size(size, inner)
+        return size
+    if kind == "cp":  # keras' correct_pad: one less before when the size is even
+        return size + op[1] - (1 - size % 2) + op[1]
     if kind == "c":  # cropping ["c", before, after]
         return size - op[1] - op[2]
     if kind == "u":  # upsampling ["u", factor]
@@ -135,7 +141,11 @@ def _application_info(model: str, input_shape: Shape) -> BackboneInfo:
             channels = c
         else:
             prev = sizes[parents[0]]
-            if prev is None or op_h == "flat":
+            if op_h == "flat":
+                size = None
+            elif op_h == ["one"]:  # global pooling with keepdims; a reshape to 1x1xC
+                size = (1, 1)
+            elif prev is None:
                 size = None
             else:
                 size = (
@@ -534,7 +544,7 @@ class BackboneSpec(LayerSpec):
             return sum(layer.params for layer in kept)
         return sum(layer.fixed for layer in kept)
 
-    def notation(self) -> str:
+    def notation(self, rank: int = 1) -> str:
         parts = [self.model]
         if self.weights_source != "file":
             parts.append(f"weights={self.weights_source}")
