@@ -109,13 +109,19 @@ def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
         return False
 
 
-def _weight_file_hint(model: str) -> str:
-    return applications()[model].get("weights_file", "")
+def weight_file(model: str, input_shape: tuple) -> str:
+    """The file keras.applications downloads for ImageNet weights (into $KERAS_HOME/models)."""
+    entry = applications()[model]
+    sizes = entry.get("weights_sizes")
+    if not sizes:
+        return entry.get("weights_file", "")
+    rows = input_shape[0] if input_shape[0] in sizes else entry["default_input"][0]
+    return entry["weights_file"].replace("{size}", str(rows))
 
 
-def _imagenet_app(cls: Any, model: str, **kwargs: Any) -> Any:
+def _imagenet_app(cls: Any, model: str, input_shape: tuple, **kwargs: Any) -> Any:
     """Build with ImageNet weights: cached, or downloaded with a time limit, else RunError."""
-    expected = _weight_file_hint(model)
+    expected = weight_file(model, input_shape)
     cached = expected and (keras_home() / "models" / expected).is_file()
     problem = ""
     if not cached and not _online():
@@ -148,7 +154,7 @@ def _application(spec: BackboneSpec, name: str, input_shape: tuple) -> Any:
     x = ImagenetPreprocess(entry["preprocess"], name=f"{name}_preprocess")(inp)
     kwargs = {"include_top": False, "input_tensor": x, **entry.get("kwargs", {})}
     if spec.weights_source == "imagenet":
-        app = _imagenet_app(cls, spec.model, **kwargs)
+        app = _imagenet_app(cls, spec.model, input_shape, **kwargs)
     else:
         app = cls(weights=None, **kwargs)
         if spec.weights_source != "none":
