@@ -227,7 +227,8 @@ def test_imagenet_weights_offline_fail_fast_naming_the_file(tmp_path):
 
     started = time.time()
     done = subprocess.run(
-        [sys.executable, "-m", "cnnspec.cli", "build", "specs/transfer_mobilenetv2_features.yaml"],
+        [sys.executable, "-m", "cnnspec.cli", "build", "specs/transfer_mobilenetv2_features.yaml",
+         "-o", str(tmp_path / "m.keras")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert time.time() - started < 90
