@@ -95,7 +95,8 @@ def tf_config() -> dict[str, Any] | None:
     return {"workers": list(workers), "index": index, "type": config["task"].get("type", "worker")}
 
 
-def _gpus() -> tuple[int, tuple[int, int] | None]:
+def detect_gpus() -> tuple[int, tuple[int, int] | None]:
+    """(number of GPUs, compute capability of the first) without starting TensorFlow."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -156,7 +157,7 @@ def setup(recipe: TrainSpec) -> Hardware:
     n_cpus = int(os.environ.get(LOGICAL_CPUS_ENV, "0") or 0)
     if n_cpus > 1:
         split_cpu(n_cpus)
-    gpus, cc = _gpus()
+    gpus, cc = detect_gpus()
     hw = resolve(recipe, gpus=gpus, compute_capability=cc, cluster=tf_config())
 
     if hw.distribute == "multi_worker":
