@@ -305,7 +305,8 @@ def test_input_that_cannot_take_images(tmp_path, capsys):
     assert "cannot take images" in err and len(err.splitlines()) == 1, err
 
 
-def test_corrupt_image_in_a_folder_is_named(tmp_path, capsys):
+@pytest.mark.parametrize("cache", ["true", "false"])  # checked up front / found after a failure
+def test_corrupt_image_in_a_folder_is_named(tmp_path, capsys, cache):
     import keras
 
     for cls in ("a", "b"):
@@ -317,9 +318,8 @@ def test_corrupt_image_in_a_folder_is_named(tmp_path, capsys):
     (tmp_path / "imgs" / "b" / "zz.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     spec = tmp_path / "two.yaml"
     spec.write_text("name: two\ninput: [8, 8, 3]\nlayers:\n  - flatten\n  - dense: 2, softmax\n")
-    assert (
-        train_cli(str(spec), "--out", str(tmp_path / "run"), "--data", str(tmp_path / "imgs")) == 1
-    )
+    args = ["--out", str(tmp_path / "run"), "--data", str(tmp_path / "imgs"), "--epochs", "1"]
+    assert train_cli(str(spec), *args, "--set", f"train.cache={cache}") == 1
     err = capsys.readouterr().err.strip()
     assert "zz.jpg" in err and len(err.splitlines()) == 1, err
 

@@ -45,6 +45,11 @@ class Data:
     class_names: list[str]
     sizes: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    files: list[str] = field(default_factory=list)  # image files of a folder source
+
+    def diagnose(self, input_shape: Sequence[int]) -> None:
+        """After a decode error mid-training: RunError naming the bad file (folder sources)."""
+        find_corrupt(self.files, input_shape)
 
     @property
     def num_classes(self) -> int:
@@ -239,11 +244,12 @@ def _folder_source(source, shape, validation_split, test_split, cache) -> Data:
     else:
         names, files = _scan(root)
         train, val, test = _split_files(files, validation_split, test_split)
-    datasets, sizes = {}, {}
+    datasets, sizes, files = {}, {}, []
     for name, part in (("train", train), ("val", val), ("test", test)):
         sizes[name] = len(part or [])
         datasets[name] = _from_files(part, shape, cache) if part else None
-    return Data(class_names=names, sizes=sizes, source=source, **datasets)
+        files += [f for f, _ in part or []]
+    return Data(class_names=names, sizes=sizes, source=source, files=files, **datasets)
 
 
 def _scan(folder: Path, names: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:

@@ -55,7 +55,14 @@ def train(
     echo(describe(spec, data, hw, run))
     if not tensorboard_available():
         echo("note: the tensorboard package is not installed, so no TensorBoard logs are written")
-    result = _fit(spec, data, hw, run, verbose=verbose, echo=echo, started=started)
+    import tensorflow as tf
+
+    try:
+        result = _fit(spec, data, hw, run, verbose=verbose, echo=echo, started=started)
+    except tf.errors.InvalidArgumentError as exc:
+        data.diagnose(spec.input)  # an image that does not decode (cache: false): name it
+        first = str(exc).strip().splitlines()[0][:200]
+        raise RunError(f"training failed on its input data: {first}") from None
     if getattr(spec.backbone, "fine_tune", None) is not None:  # transfer learning, phase 2
         from ..transfer.finetune import fine_tune_run
 
