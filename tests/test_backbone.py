@@ -142,6 +142,7 @@ def test_validation_never_imports_tensorflow():
 
 # --- keras.applications ------------------------------------------------------------------------
 
+GAP = "  - gavgpool\n  - dense: 5, softmax"
 APPS = {  # model -> an input size unlike its default (exercises every padding rule)
     "MobileNetV2": (97, 131, 3),
     "ResNet50": (75, 75, 3),
@@ -173,7 +174,7 @@ def test_application_layer_shapes_and_params_equal_keras_at_other_sizes(name):
     from cnnspec.build.backbone import network_layers
 
     shape = APPS[name]
-    spec = _spec(f"  model: {name}\n  weights: none", input_shape=shape)
+    spec = _spec(f"  model: {name}\n  weights: none", input_shape=shape, layers=GAP)
     info = spec.backbone.info(shape)
     backbone = build_model(spec).get_layer("backbone")
     layers = network_layers(backbone)
@@ -191,7 +192,7 @@ def test_application_minimum_input_and_channels_are_checked():
         _spec("  model: MobileNetV2", input_shape=(96, 96, 1))
     with pytest.raises(SpecError, match="did you mean 'block_13_expand'"):
         _spec("  model: MobileNetV2\n  cut_at: block_13_expnd", input_shape=(96, 96, 3))
-    spec = _spec("  model: MobileNetV2\n  weights: none", input_shape=(96, 96, 1))
+    spec = _spec("  model: MobileNetV2\n  weights: none", input_shape=(96, 96, 1), layers=GAP)
     assert spec.graph.nodes["backbone"].shape == (3, 3, 1280)
 
 

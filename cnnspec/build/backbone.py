@@ -77,21 +77,25 @@ def is_batchnorm(layer: Any) -> bool:
 def set_trainable(backbone: Any, unfrozen: set[str] | None) -> None:
     """Freeze the backbone except the layers named in ``unfrozen`` (None: every layer).
 
+    Names are the backbone's own layers (a nested block such as ConvNeXt's stem counts as one).
     BatchNormalization layers stay frozen (inference mode) whatever is unfrozen.
     """
     if unfrozen is not None and not unfrozen:
         backbone.trainable = False
         return
     backbone.trainable = True
+    for layer in network_layers(backbone):
+        layer.trainable = unfrozen is None or layer.name in unfrozen
     for layer in leaf_layers(backbone):
-        layer.trainable = (unfrozen is None or layer.name in unfrozen) and not is_batchnorm(layer)
+        if is_batchnorm(layer):
+            layer.trainable = False
 
 
 def network_layers(backbone: Any) -> list[Any]:
     """The backbone's own network layers (no input, preprocessing or pooling), in order."""
     name = backbone.name
     skip = {f"{name}_input", f"{name}_preprocess", f"{name}_pool"}
-    return [layer for layer in leaf_layers(backbone) if layer.name not in skip]
+    return [layer for layer in backbone.layers if layer.name not in skip]
 
 
 # --- weights ---------------------------------------------------------------------------------------
