@@ -238,3 +238,23 @@ def test_imagenet_weights_offline_fail_fast_naming_the_file(tmp_path):
     assert expected.name == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
     assert str(expected) in done.stderr, done.stderr
     assert "weights: path" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "backbone, shape",
+    [
+        (f"  model: {BACKBONE}\n  cut_at: basic_2_out", (32, 32, 1)),
+        ("  model: MobileNetV2\n  weights: none", (32, 32, 3)),
+    ],
+    ids=["keras-file", "MobileNetV2"],
+)
+def test_models_with_a_backbone_save_and_reload_safely(backbone, shape, tmp_path):
+    from cnnspec.build import build_model
+    from cnnspec.modelio import load_keras_model
+
+    model = build_model(_spec(backbone, input_shape=shape, layers=GAP))
+    model.save(tmp_path / "m.keras")
+    loaded = load_keras_model(tmp_path / "m.keras")  # config checked, safe_mode=True
+    x = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert len(loaded.trainable_weights) == len(model.trainable_weights) == 2  # still frozen

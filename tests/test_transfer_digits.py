@@ -58,7 +58,7 @@ name: digits59
 input: [32, 32, 1]
 backbone:
   model: {backbone}
-  cut_at: basic_2_out
+  cut_at: basic_2_add
 {extra}
 layers:
   - avgpool: 4x4
