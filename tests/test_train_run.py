@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from cnnspec.cli import main
+from cnnspec.train.callbacks import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 LENET = str(ROOT / "specs" / "lenet5.yaml")
@@ -80,7 +81,7 @@ def test_run_directory_is_complete(lenet_run):
         assert (lenet_run / name).stat().st_size > 0, name
     assert (lenet_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((lenet_run / "logs").rglob("events.out.tfevents.*"))  # TensorBoard
-    assert (lenet_run / "checkpoints" / "training_metadata.json").exists()
+    assert latest_checkpoint(lenet_run / "checkpoints")[0] == 20
     # the resolved spec has the overrides and loads back as the same spec
     resolved = yaml.safe_load((lenet_run / "spec.yaml").read_text())
     assert resolved["train"]["epochs"] == 20
@@ -220,15 +221,15 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the loss became nan in epoch 3" in err[0], err
     assert "epoch 2" in err[0] and "Traceback" not in err[0]
-    kept = json.loads((run / "checkpoints" / "training_metadata.json").read_text())
-    assert kept["epoch"] == 2
+    kept, weights = latest_checkpoint(run / "checkpoints")
+    assert kept == 2
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "nan" and metrics["epochs_done"] == 2
     assert not (run / "model.keras").exists()
     # the kept checkpoint holds finite weights
     import h5py
 
-    with h5py.File(run / "checkpoints" / "latest.weights.h5") as f:
+    with h5py.File(weights) as f:
         values = []
         f.visititems(
             lambda _, obj: values.append(obj[()]) if isinstance(obj, h5py.Dataset) else None
@@ -236,37 +237,47 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert values and all(np.all(np.isfinite(v)) for v in values)
 
 
-def test_resume_after_sigkill_loses_and_repeats_no_epoch(tmp_path):
-    run = tmp_path / "run"
-    epochs = 30
-    cmd = [sys.executable, str(ROOT / "cli.py"), "train", LENET, "--out", str(run),
-           "--epochs", str(epochs), "--quiet"]  # fmt: skip
+def kill_during_training(cmd: list[str], history: Path, after_rows: int) -> None:
+    """Start ``cmd``, SIGKILL it once history.csv has ``after_rows`` rows (a real kill -9)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history = run / "history.csv"
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if history.exists() and len(history.read_text().splitlines()) >= 1 + 4:
+            if history.exists() and len(history.read_text().splitlines()) >= 1 + after_rows:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         assert proc.poll() is None, "training ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    saved = json.loads((run / "checkpoints" / "training_metadata.json").read_text())["epoch"]
-    rows_before = len(history.read_text().splitlines()) - 1
-    assert 4 <= saved < epochs and rows_before - saved in (0, 1)
 
-    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+
+def test_resume_after_sigkill_loses_and_repeats_no_epoch(tmp_path):
     from cnnspec.train.rundir import read_history
 
+    run, epochs = tmp_path / "run", 30
+    history = run / "history.csv"
+    cli = [sys.executable, str(ROOT / "cli.py"), "train"]
+    first = [*cli, LENET, "--out", str(run), "--epochs", str(epochs), "--quiet"]
+    resume = [*cli, "--resume", str(run), "--quiet"]
+    saved = []
+    for cmd, rows in ((first, 4), (resume, 12)):  # killed twice, at different epochs
+        kill_during_training(cmd, history, rows)
+        done = latest_checkpoint(run / "checkpoints")[0]
+        rows_on_disk = len(read_history(history))
+        # the kill may fall between an epoch's checkpoint and its history row
+        assert rows - 1 <= done < epochs and done - rows_on_disk in (0, 1)
+        saved.append(done)
+    assert saved[1] > saved[0]
+
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
     rows = read_history(history)
     assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))  # none lost, none repeated
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs_done"] == epochs and metrics["resumed_from_epoch"] == saved
+    assert metrics["epochs_done"] == epochs and metrics["resumed_from_epoch"] == saved[1]
     assert metrics["test"]["accuracy"] > 0.9
     # resuming a finished run trains nothing and keeps its epoch count
     assert main(["train", "--resume", str(run), "--quiet"]) == 0

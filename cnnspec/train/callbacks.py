@@ -1,14 +1,14 @@
 """Keras callbacks of a run: plain log names, NaN guard, timing, history.csv, checkpoints.
 
 Order matters (Keras hands every callback the same ``logs`` dict): ``LogNames`` first so the
-others see ``accuracy`` / ``val_accuracy`` also for models with auxiliary heads; ``History``
-before ``Checkpoint`` so a kill between the two repeats an epoch (its row is then replaced)
-instead of losing its row.
+others see ``accuracy`` / ``val_accuracy`` also for models with auxiliary heads; ``Checkpoint``
+before ``History`` (a kill between the two is repaired from the checkpoint's logs on resume).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ class RunState:
 
     nan: dict[str, Any] | None = None  # {"epoch": 1-based, "batch": 0-based, "loss": value}
     epochs_done: int = 0  # absolute count of completed, good epochs
-    first_epoch: int | None = None  # 0-based epoch this session started at
+    first_epoch: int = 0  # epochs already done when this session started (resume)
     epoch_seconds: list[float] = field(default_factory=list)  # training time per epoch
     epoch_images: list[int] = field(default_factory=list)
     last_logs: dict[str, float] = field(default_factory=dict)
@@ -85,8 +85,6 @@ class Timer(keras.callbacks.Callback):
         self.batches = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        if self.state.first_epoch is None:
-            self.state.first_epoch = epoch
         self.start = self.last = time.perf_counter()
         self.batches = 0
 
@@ -103,7 +101,7 @@ class Timer(keras.callbacks.Callback):
 
 
 class History(keras.callbacks.Callback):
-    """Append one row per epoch to history.csv; rows of repeated epochs are replaced."""
+    """Append one row per epoch to history.csv; rows of later epochs (a resume) are replaced."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
@@ -117,17 +115,64 @@ class History(keras.callbacks.Callback):
         write_history(self.path, [*rows, row])
 
 
-class Checkpoint(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that keeps its files after training and never saves a NaN epoch.
+class Checkpoint(keras.callbacks.Callback):
+    """Save the full training state (weights + optimizer) after every good epoch, crash-safe.
 
-    Kept files let ``--resume`` extend a finished run (more epochs) and leave the last good
-    training state on disk when a NaN stops the run.
+    Keras' BackupAndRestore writes its files in place, so a kill at the wrong moment leaves a
+    truncated file that breaks the resume (measured: an empty training_metadata.json). Here an
+    epoch is committed by one atomic rename of ``epoch_NNNN.weights.h5``; its logs are written
+    (atomically) just before as ``epoch_NNNN.json`` so that history.csv can be completed if the
+    kill falls between the commit and the history row. A NaN epoch is never saved.
     """
 
-    def __init__(self, backup_dir: Path, state: RunState) -> None:
-        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
-        self.state = state
+    def __init__(self, folder: Path, state: RunState) -> None:
+        super().__init__()
+        self.folder, self.state = folder, state
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.state.nan is None:
-            super().on_epoch_end(epoch, logs)
+        from .rundir import write_json
+
+        if self.state.nan is not None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stem = f"epoch_{epoch + 1:04d}"
+        write_json(self.folder / f"{stem}.json", {"epoch": epoch + 1, "logs": dict(logs or {})})
+        tmp = self.folder / "saving.weights.h5"
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, self.folder / f"{stem}.weights.h5")  # the commit
+        for old in self.folder.glob("epoch_*"):
+            if not old.name.startswith(stem):
+                old.unlink(missing_ok=True)
+
+
+def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:
+    """(epoch, weights file) of the last committed epoch in ``folder``, or None."""
+    found = sorted(folder.glob("epoch_*.weights.h5")) if folder.is_dir() else []
+    if not found:
+        return None
+    path = found[-1]
+    return int(path.name[len("epoch_") : len("epoch_") + 4]), path
+
+
+def restore(model: Any, folder: Path, history_path: Path) -> int:
+    """Load the last committed epoch's state into ``model``; fix history.csv to match.
+
+    Returns the number of epochs already done (0 when there is no checkpoint).
+    """
+    import json
+
+    from .rundir import read_history, write_history
+
+    latest = latest_checkpoint(folder)
+    if latest is None:
+        return 0
+    epoch, path = latest
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)  # its variables must exist to load
+    model.load_weights(path)
+    rows = [r for r in read_history(history_path) if r["epoch"] <= epoch]
+    sidecar = folder / f"epoch_{epoch:04d}.json"
+    if (not rows or rows[-1]["epoch"] < epoch) and sidecar.exists():
+        rows.append({"epoch": epoch, **json.loads(sidecar.read_text())["logs"]})
+    write_history(history_path, rows)
+    return epoch

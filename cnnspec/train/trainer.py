@@ -16,7 +16,7 @@ from typing import Any
 from ..data import Data, load_data, make_pipeline
 from ..errors import RunError
 from . import hardware, recipe, rundir
-from .callbacks import Checkpoint, History, LogNames, NanGuard, RunState, Timer
+from .callbacks import Checkpoint, History, LogNames, NanGuard, RunState, Timer, restore
 
 
 @dataclass
@@ -205,9 +205,9 @@ def callbacks(spec: Any, run: Path, state: RunState, model: Any, hw) -> list[Any
         NanGuard(state),
         Timer(state, r.batch_size),
     ]
+    cbs.append(Checkpoint(run / rundir.CHECKPOINTS, state))
     if hw.is_chief:
         cbs.append(History(run / rundir.HISTORY))
-    cbs.append(Checkpoint(run / rundir.CHECKPOINTS, state))
     if r.early_stopping is not None:
         es = r.early_stopping
         cbs.append(
@@ -246,6 +246,12 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResul
     with hw.strategy.scope():
         model = training_model(spec)
         compile_model(model, spec, hw, steps)
+        try:  # a fresh run directory has no checkpoint: 0
+            done = restore(model, run / rundir.CHECKPOINTS, run / rundir.HISTORY)
+        except (OSError, ValueError) as exc:
+            raise RunError(
+                f"cannot restore the checkpoint in {run / rundir.CHECKPOINTS}: {exc}"
+            ) from None
     labels = recipe.label_fn(r, data.num_classes, _output_names(model))
     train_ds = make_pipeline(
         data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed, repeat=True,
@@ -256,36 +262,31 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResul
         if data.val is not None
         else None
     )
-    state = RunState()
+    state = RunState(first_epoch=done, epochs_done=min(done, r.epochs))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    try:
-        model.fit(
-            train_ds,
-            epochs=r.epochs,
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            callbacks=callbacks(spec, run, state, model, hw),
-            verbose=verbose,
-            shuffle=False,  # the pipeline shuffles (seeded)
-        )
-    except OSError as exc:  # a damaged checkpoint file
-        raise RunError(
-            f"cannot restore the checkpoint in {run / rundir.CHECKPOINTS}: {exc}"
-        ) from None
+    model.fit(
+        train_ds,
+        epochs=r.epochs,
+        initial_epoch=min(done, r.epochs),
+        steps_per_epoch=steps,
+        validation_data=val_ds,
+        callbacks=callbacks(spec, run, state, model, hw),
+        verbose=verbose,
+        shuffle=False,  # the pipeline shuffles (seeded)
+    )
     history = rundir.read_history(run / rundir.HISTORY)
     if history:
         rundir.plot_curves(history, run / rundir.CURVES)
 
-    if not state.epochs_done and state.nan is None and history:
-        # Resumed a run that had already reached its epoch count: nothing to train.
-        state.epochs_done = int(history[-1]["epoch"])
+    if not state.last_logs and history:
+        # Resumed a run that had already reached its epoch count: nothing was trained.
         state.last_logs = {k: v for k, v in history[-1].items() if k != "epoch"}
     metrics: dict[str, Any] = {
         "status": "completed",
         "epochs": r.epochs,
         "epochs_done": state.epochs_done,
-        "resumed_from_epoch": state.first_epoch or 0,
+        "resumed_from_epoch": state.first_epoch,
         "train": _split_metrics(state.last_logs, val=False),
         "val": {},
         "test": {},
