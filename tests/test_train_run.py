@@ -349,3 +349,25 @@ def test_mixed_precision_on_cpu_uses_bfloat16_and_float32_outputs(tmp_path):
     model = keras.saving.load_model(run / "model.keras")
     assert model.layers[-1].compute_dtype == "float32"  # the softmax
     assert any(layer.compute_dtype == "bfloat16" for layer in model.layers)
+
+
+def test_early_stopping_and_plateau_follow_the_recipe(tmp_path):
+    from cnnspec.train.rundir import read_history
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text("name: tiny\ninput: [8, 8, 1]\nlayers:\n  - flatten\n  - dense: 10, softmax\n")
+    run = tmp_path / "run"
+    args = [
+        "--out", str(run), "--epochs", "20",
+        # no epoch can improve val_accuracy by 1.0: stops after patience + 1 epochs
+        "--set", "train.early_stopping={monitor: val_accuracy, patience: 2, min_delta: 1.0}",
+        # the training loss never falls by 100: the lr halves after every epoch but the first
+        "--set",
+        "train.schedule={reduce_on_plateau: {monitor: loss, patience: 0, factor: 0.5, min_delta: 100}}",
+    ]  # fmt: skip
+    assert train_cli(str(spec), *args) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "early_stopped" and metrics["epochs_done"] == 3
+    lrs = [row["lr"] for row in read_history(run / "history.csv")]
+    # epoch 1 sets the best; from epoch 2 on every epoch halves the lr of the next
+    assert lrs == pytest.approx([1e-3, 1e-3, 5e-4])  # the lr each epoch trained with

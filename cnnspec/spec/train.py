@@ -154,6 +154,7 @@ class PlateauSpec(StrictModel):
     monitor: str = "val_loss"
     factor: float = Field(0.1, gt=0, lt=1)
     patience: int = Field(3, ge=0)
+    min_delta: float = Field(1e-4, ge=0, description="smaller changes do not count as improvement")
     min_lr: float = Field(0.0, ge=0)
 
 

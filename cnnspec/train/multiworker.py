@@ -17,7 +17,8 @@ Pitfalls handled (measured on this stack):
   message), and collectives time out after it too;
 - only the chief (worker 0) writes the run directory and model.keras; other workers write to a
   temporary directory that is removed at the end.
-- ``--resume`` is not supported here (a restarted multi-worker run starts from epoch 1).
+- ``--resume`` and TensorBoard logs are not supported here (a restarted multi-worker run starts
+  from epoch 1); early stopping and reduce-on-plateau are, through Keras' own callbacks.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
         describe,
         load_training_data,
         prepare_run_dir,
+        recipe_callbacks,
         summary,
         training_model,
     )
@@ -112,6 +114,14 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
     )  # fmt: skip
     iterator = iter(strategy.experimental_distribute_dataset(train_ds))
 
+    # Keras callbacks driven by hand through their public hooks: they read the epoch logs,
+    # set model.stop_training (early stopping) or model.optimizer's learning rate (plateau).
+    model.optimizer = opt
+    model.stop_training = False
+    driven = recipe_callbacks(r)
+    for cb in driven:
+        cb.set_model(model)
+        cb.on_train_begin()
     history: list[dict[str, float]] = []
     seconds: list[float] = []
     try:
@@ -146,6 +156,13 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
                 f"epoch {epoch + 1}/{r.epochs} - {seconds[-1]:.1f}s - "
                 + " - ".join(f"{k}: {v:.4f}" for k, v in row.items() if k != "epoch")
             )
+            logs = {k: v for k, v in row.items() if k != "epoch"}
+            for cb in driven:
+                cb.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        for cb in driven:
+            cb.on_train_end()
     except tf.errors.OpError as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise RunError(
@@ -160,7 +177,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
 
     infer = inference_model(model, spec)
     metrics: dict[str, Any] = {
-        "status": "completed",
+        "status": "early_stopped" if len(history) < r.epochs else "completed",
         "epochs": r.epochs,
         "epochs_done": len(history),
         "resumed_from_epoch": 0,

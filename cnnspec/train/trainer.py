@@ -208,6 +208,19 @@ def callbacks(spec: Any, run: Path, state: RunState, model: Any, hw) -> list[Any
     cbs.append(Checkpoint(run / rundir.CHECKPOINTS, state))
     if hw.is_chief:
         cbs.append(History(run / rundir.HISTORY))
+    cbs += recipe_callbacks(r)
+    if hw.is_chief and tensorboard_available():
+        cbs.append(
+            keras.callbacks.TensorBoard(str(run / rundir.LOGS), write_graph=False, profile_batch=0)
+        )
+    return cbs
+
+
+def recipe_callbacks(r: Any) -> list[Any]:
+    """Early stopping and reduce-on-plateau, as the recipe asks (also driven by multiworker)."""
+    import keras
+
+    cbs: list[Any] = []
     if r.early_stopping is not None:
         es = r.early_stopping
         cbs.append(
@@ -215,7 +228,7 @@ def callbacks(spec: Any, run: Path, state: RunState, model: Any, hw) -> list[Any
                 monitor=es.monitor,
                 patience=es.patience,
                 min_delta=es.min_delta,
-                mode=es.mode,
+                mode=_mode(es.monitor, es.mode),
                 restore_best_weights=es.restore_best_weights,
             )
         )
@@ -223,14 +236,22 @@ def callbacks(spec: Any, run: Path, state: RunState, model: Any, hw) -> list[Any
         p = r.schedule.params
         cbs.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor=p.monitor, factor=p.factor, patience=p.patience, min_lr=p.min_lr
+                monitor=p.monitor,
+                factor=p.factor,
+                patience=p.patience,
+                min_delta=p.min_delta,
+                min_lr=p.min_lr,
+                mode=_mode(p.monitor, "auto"),
             )
         )
-    if hw.is_chief and tensorboard_available():
-        cbs.append(
-            keras.callbacks.TensorBoard(str(run / rundir.LOGS), write_graph=False, profile_batch=0)
-        )
     return cbs
+
+
+def _mode(monitor: str, mode: str) -> str:
+    """min for losses, max for the rest (accuracy, topK): our metrics say which way is better."""
+    if mode != "auto":
+        return mode
+    return "min" if monitor.endswith("loss") else "max"
 
 
 def tensorboard_available() -> bool:
