@@ -258,3 +258,24 @@ def test_models_with_a_backbone_save_and_reload_safely(backbone, shape, tmp_path
     x = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     assert len(loaded.trainable_weights) == len(model.trainable_weights) == 2  # still frozen
+
+
+def test_weights_path_loads_a_saved_application_and_preprocesses_inside(tmp_path):
+    import keras
+
+    from cnnspec.build import build_model
+
+    shape = (40, 40, 3)
+    source = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=shape)
+    source.save_weights(tmp_path / "mnv2.weights.h5")
+    spec = _spec(
+        f"  model: MobileNetV2\n  weights: {tmp_path / 'mnv2.weights.h5'}",
+        input_shape=shape,
+        layers=GAP,
+    )
+    backbone = build_model(spec).get_layer("backbone")
+    x = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype("float32")
+    expected = source.predict(keras.applications.mobilenet_v2.preprocess_input(x.copy()), verbose=0)
+    np.testing.assert_allclose(backbone.predict(x, verbose=0), expected, atol=1e-4)
+    with pytest.raises(SpecError, match="weights file not found"):
+        _spec("  model: MobileNetV2\n  weights: nowhere.weights.h5", input_shape=shape, layers=GAP)

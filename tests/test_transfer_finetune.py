@@ -144,3 +144,24 @@ def test_cnnspec_train_runs_both_phases_into_one_run_directory(tmp_path):
         a, b = weights(run / "model_phase1.keras", layer), weights(run / "model.keras", layer)
         same = all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
         assert same != moved, layer
+
+
+def test_fine_tune_from_a_keras_application_layer_unfreezes_from_there_on():
+    from cnnspec.build import build_model
+    from cnnspec.build.backbone import is_batchnorm, network_layers
+    from cnnspec.transfer.finetune import unfreeze
+
+    spec = loads_spec(
+        "name: m\ninput: [48, 48, 3]\nbackbone:\n  model: MobileNetV2\n  weights: none\n"
+        "  pooling: avg\n  fine_tune: {from: block_13_expand}\nlayers:\n  - dense: 3, softmax\n"
+    )
+    model = build_model(spec)
+    assert len(model.trainable_weights) == 2
+    unfreeze(model, spec)
+    layers = network_layers(model.get_layer("backbone"))
+    names = [la.name for la in layers]
+    start = names.index("block_13_expand")
+    trainable = {la.name for la in layers if la.trainable_weights}
+    expected = {la.name for la in layers[start:] if la.weights and not is_batchnorm(la)}
+    assert trainable == expected and "block_12_project" not in trainable
+    assert not any(is_batchnorm(la) and la.trainable for la in layers)

@@ -148,7 +148,8 @@ class SavedClassifier:
                 return classes[(scores[:, 0] > 0).astype(int)]
             return classes[scores.argmax(axis=1)]
         train_x, train_y = np.array(d["x"]), np.array(d["y"])
-        dist = ((z[:, None, :] - train_x[None, :, :]) ** 2).sum(-1)
+        # squared distances without an (N, M, D) intermediate
+        dist = (z**2).sum(1)[:, None] - 2 * z @ train_x.T + (train_x**2).sum(1)[None, :]
         nearest = train_y[np.argsort(dist, axis=1, kind="stable")[:, : d["k"]]]
         votes = np.stack([(nearest == c).sum(1) for c in classes], axis=1)
         return classes[votes.argmax(axis=1)]  # ties: the smallest class, as scikit-learn does
