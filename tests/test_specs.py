@@ -3,7 +3,7 @@ architectures reproduce their papers / keras.applications."""
 
 import numpy as np
 import pytest
-from conftest import SPECS
+from conftest import ROOT, SPECS
 
 from cnnspec.spec import load_spec
 
@@ -121,3 +121,15 @@ def test_saved_model_reloads_in_safe_mode_with_identical_outputs(name, tmp_path)
     np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
     assert [layer.name for layer in model.layers] == [layer.name for layer in again.layers]
     assert not any(type(layer).__name__ == "Lambda" for layer in model.layers)
+
+
+def test_relative_paths_are_read_beside_the_spec_first(tmp_path, monkeypatch):
+    (tmp_path / "d.npz").write_bytes(b"")
+    spec_file = tmp_path / "net.yaml"
+    spec_file.write_text(
+        "name: t\ninput: [8, 8, 1]\nlayers: [flatten, 'dense: 2, softmax']\ntrain: {data: d.npz}\n"
+    )
+    monkeypatch.chdir(ROOT)
+    assert load_spec(spec_file).train.data == str(tmp_path / "d.npz")
+    spec_file.write_text(spec_file.read_text().replace("d.npz", "digits"))
+    assert load_spec(spec_file).train.data == "digits"  # a named dataset is never a path

@@ -475,6 +475,34 @@ def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]
     return problems
 
 
+# --- file paths in a spec ----------------------------------------------------------------------
+
+#: Values that name files: (section, key). Relative ones are read from the spec's folder first.
+_PATH_KEYS = (("backbone", "model"), ("backbone", "weights"), ("train", "data"))
+
+
+def _resolve_paths(data: dict, file: str) -> None:
+    """Make relative file paths in the spec relative to the spec's own folder.
+
+    A path that exists beside the spec wins; otherwise it stays as written (relative to the
+    current directory), so both `cnnspec train specs/x.yaml` from the repository root and a spec
+    kept next to its data work. Bare names (``digits``, ``MobileNetV2``) are never paths.
+    """
+    base = Path(file).parent
+    if file.startswith("<") or not base.is_dir():
+        return
+    for section, key in _PATH_KEYS:
+        node = data.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(value, str) or Path(value).is_absolute():
+            continue
+        if "/" not in value and "." not in value:
+            continue
+        beside = base / value
+        if beside.exists() and not Path(value).exists():
+            node[key] = str(beside)
+
+
 # --- entry points --------------------------------------------------------------------------
 
 
@@ -488,6 +516,7 @@ def from_document(doc: yamlio.Document, overrides: Iterable[str] = ()) -> ModelS
         )
     data = copy.deepcopy(data)
     applied = apply_overrides(data, overrides)
+    _resolve_paths(data, doc.file)
     ctx = _Ctx(doc, data.get("define") or {}, applied)
     expander = _Expander(ctx)
     normalised = dict(data)
