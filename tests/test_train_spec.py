@@ -212,3 +212,17 @@ def test_losses_and_metrics():
     assert names == ["accuracy", "top2"]
     sparse = TrainSpec.model_validate({"loss": "sparse_categorical_crossentropy"})
     assert not sparse.loss.one_hot and float(loss(sparse)(np.array([0]), p)) == pytest.approx(plain)
+
+
+def test_json_schema_knows_the_shorthands():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = TrainSpec.model_json_schema()
+    good = {
+        "optimizer": "adam",
+        "augment": ["flip_horizontal", {"rotate": 0.1}],
+        "metrics": ["top5"],
+    }
+    jsonschema.validate(good, schema)
+    for bad in ({"optimizer": {"sgdd": {}}}, {"augment": ["rotate"]}, {"distribute": "yes"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)

@@ -47,6 +47,17 @@ class OneOf(StrictModel):
             )
         return self
 
+    @classmethod
+    def shorthands(cls) -> list[str]:
+        """Kinds that may be written as a bare name (those whose parameters all have defaults)."""
+        return list(cls.model_fields)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        # The JSON schema (editor completion) shows the bare-name shorthand too.
+        schema = handler(core_schema)
+        return {"anyOf": [{"type": "string", "enum": cls.shorthands()}, schema]}
+
     @property
     def kind(self) -> str:
         """The chosen kind (the mapping's key)."""
@@ -217,6 +228,10 @@ class AugmentSpec(OneOf):
     zoom: float | None = Field(None, gt=0, le=1)
     contrast: float | None = Field(None, gt=0, le=1)
     brightness: float | None = Field(None, gt=0, le=1)
+
+    @classmethod
+    def shorthands(cls) -> list[str]:
+        return ["flip_horizontal", "flip_vertical"]
 
     @field_validator("flip_horizontal", "flip_vertical")
     @classmethod
