@@ -376,3 +376,35 @@ def test_early_stopping_and_plateau_follow_the_recipe(tmp_path):
     lrs = [row["lr"] for row in read_history(run / "history.csv")]
     # epoch 1 sets the best; from epoch 2 on every epoch halves the lr of the next
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4])  # the lr each epoch trained with
+
+
+def test_image_folder_training_and_prediction_use_the_same_images(tmp_path):
+    import keras
+
+    from cnnspec.data import load_images
+
+    rng = np.random.default_rng(0)
+    colours = {"blue": (20, 40, 230), "green": (30, 220, 40), "red": (230, 30, 20)}
+    for name, rgb in colours.items():
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(np.array(rgb) + rng.normal(0, 25, (24, 20, 3)), 0, 255)
+            keras.utils.save_img(tmp_path / "imgs" / name / f"{i}.png", pixels.astype("uint8"))
+    spec = tmp_path / "colours.yaml"
+    spec.write_text(
+        "name: colours\ninput: [12, 12, 3]\nlayers:\n  - conv: 3x3, 4, relu\n  - gavgpool\n"
+        "  - dense: 3, softmax\ntrain:\n  optimizer: {adam: {lr: 0.05}}\n  batch_size: 8\n"
+    )
+    run = tmp_path / "run"
+    assert (
+        train_cli(str(spec), "--out", str(run), "--data", str(tmp_path / "imgs"), "--epochs", "15")
+        == 0
+    )
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["class_names"] == ["blue", "green", "red"]
+    assert json.loads((run / "metrics.json").read_text())["test"]["accuracy"] == 1.0
+    # prediction decodes files exactly as training did: the same classes come out
+    files = [tmp_path / "imgs" / name / "0.png" for name in colours]
+    images, _ = load_images(files, meta["input_shape"])
+    probs = keras.saving.load_model(run / "model.keras").predict(images, verbose=0)
+    assert probs.argmax(axis=1).tolist() == [0, 1, 2]
