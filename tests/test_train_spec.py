@@ -226,3 +226,18 @@ def test_json_schema_knows_the_shorthands():
     for bad in ({"optimizer": {"sgdd": {}}}, {"augment": ["rotate"]}, {"distribute": "yes"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+
+
+@pytest.mark.parametrize("path", sorted((_root() / "specs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_resolved_spec_reloads_for_resume(path):
+    """The run's spec.yaml (source data after overrides) loads back as the same spec."""
+    import yaml
+
+    from cnnspec.spec import load_spec
+
+    spec = load_spec(path, overrides=["train.epochs=3", "train.seed=5"])
+    text = yaml.safe_dump(spec.source_data, sort_keys=False, allow_unicode=True)
+    again = loads_spec(text, "spec.yaml")
+    assert again.train == spec.train and again.train.epochs == 3
+    assert again.graph.total_params == spec.graph.total_params
+    assert again.output_name == spec.output_name
