@@ -167,3 +167,45 @@ def test_keras_fit_under_multiworker_still_needs_our_custom_step():
             "in cnnspec/train/multiworker.py can be replaced by model.fit"
         )
     assert any("PerReplica" in out for out in outs), outs
+
+
+@pytest.mark.slow
+def test_two_workers_resume_after_both_are_killed(tmp_path):
+    import signal
+    import time
+
+    from cnnspec.train.callbacks import latest_checkpoint
+
+    chief_run, epochs = tmp_path / "chief", 12
+    history = chief_run / "history.csv"
+
+    def start(chief_args: list[str]) -> list[subprocess.Popen]:
+        workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+        first_command = [LENET, "--out", str(tmp_path / "w1"), "--epochs", str(epochs)]
+        return [
+            cli(*args, env={"TF_CONFIG": tf_config(workers, i), "CNNSPEC_WORKER_TIMEOUT": "120"})
+            for i, args in enumerate([chief_args, first_command])
+        ]
+
+    procs = start([LENET, "--out", str(chief_run), "--epochs", str(epochs)])
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        if history.exists() and len(read_history(history)) >= 3:
+            break
+        time.sleep(0.05)
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+    outs = finish(procs, 30)
+    assert [p.returncode for p in procs] == [-signal.SIGKILL] * 2, outs
+    saved = latest_checkpoint(chief_run / "checkpoints")[0]
+    assert 3 <= saved < epochs
+
+    # restart: the chief with --resume, the other worker with its first command
+    procs = start(["--resume", str(chief_run)])
+    outs = finish(procs, 300)
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert all(f"resumed after epoch {saved}" in out for out in outs)
+    assert [row["epoch"] for row in read_history(history)] == list(range(1, epochs + 1))
+    m = metrics(chief_run)
+    assert m["epochs_done"] == epochs and m["resumed_from_epoch"] == saved
+    assert m["test"]["accuracy"] >= 0.9

@@ -130,19 +130,23 @@ class Checkpoint(keras.callbacks.Callback):
         self.folder, self.state = folder, state
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        from .rundir import write_json
+        if self.state.nan is None:
+            save_checkpoint(self.model, self.folder, epoch + 1, logs or {})
 
-        if self.state.nan is not None:
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        stem = f"epoch_{epoch + 1:04d}"
-        write_json(self.folder / f"{stem}.json", {"epoch": epoch + 1, "logs": dict(logs or {})})
-        tmp = self.folder / "saving.weights.h5"
-        self.model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, self.folder / f"{stem}.weights.h5")  # the commit
-        for old in self.folder.glob("epoch_*"):
-            if not old.name.startswith(stem):
-                old.unlink(missing_ok=True)
+
+def save_checkpoint(model: Any, folder: Path, epochs_done: int, logs: dict) -> None:
+    """Commit the training state after ``epochs_done`` epochs (see ``Checkpoint``)."""
+    from .rundir import write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"epoch_{epochs_done:04d}"
+    write_json(folder / f"{stem}.json", {"epoch": epochs_done, "logs": dict(logs)})
+    tmp = folder / "saving.weights.h5"
+    model.save_weights(tmp, overwrite=True)
+    os.replace(tmp, folder / f"{stem}.weights.h5")  # the commit
+    for old in folder.glob("epoch_*"):
+        if not old.name.startswith(stem):
+            old.unlink(missing_ok=True)
 
 
 def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:

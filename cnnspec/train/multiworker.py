@@ -17,8 +17,10 @@ Pitfalls handled (measured on this stack):
   message), and collectives time out after it too;
 - only the chief (worker 0) writes the run directory and model.keras; other workers write to a
   temporary directory that is removed at the end.
-- ``--resume`` and TensorBoard logs are not supported here (a restarted multi-worker run starts
-  from epoch 1); early stopping and reduce-on-plateau are, through Keras' own callbacks.
+- resume: the chief checkpoints like the fit path; restarted with ``--resume`` it restores and
+  broadcasts the state and epoch to the other workers (restarted with their first command).
+  Early stopping and reduce-on-plateau work through Keras' own callbacks; TensorBoard logs are
+  not written here.
 """
 
 from __future__ import annotations
@@ -72,10 +74,15 @@ class Watchdog:
         self.process = None
 
 
-def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
-    """Train ``spec`` as worker ``hw.worker_index`` of ``hw.workers`` (TF_CONFIG)."""
+def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, started: float):
+    """Train ``spec`` as worker ``hw.worker_index`` of ``hw.workers`` (TF_CONFIG).
+
+    Resume: restart the chief with ``--resume RUN_DIR`` and the other workers with their first
+    command; the chief restores its checkpoint and broadcasts the state and epoch to everyone.
+    """
     import tensorflow as tf
 
+    from .callbacks import restore, save_checkpoint
     from .trainer import (
         RunResult,
         describe,
@@ -90,7 +97,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
     watchdog = hw.watchdog  # started before the strategy (hardware.setup)
     data = load_training_data(spec)
     if hw.is_chief:
-        run = prepare_run_dir(spec, data, hw, run_dir, resume=False)
+        run = prepare_run_dir(spec, data, hw, run_dir, resume=resume)
     else:
         run = Path(tempfile.mkdtemp(prefix=f"cnnspec-worker{hw.worker_index}-"))
     echo(describe(spec, data, hw, run) + f" [worker {hw.worker_index}/{hw.workers}]")
@@ -118,14 +125,27 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
     # set model.stop_training (early stopping) or model.optimizer's learning rate (plateau).
     model.optimizer = opt
     model.stop_training = False
+    done = 0
+    if hw.is_chief:
+        try:
+            done = restore(model, run / rundir.CHECKPOINTS, run / rundir.HISTORY)
+        except (OSError, ValueError) as exc:
+            raise RunError(
+                f"cannot restore the checkpoint in {run / rundir.CHECKPOINTS}: {exc}"
+            ) from None
+    # Only the chief has the checkpoint: every worker takes its state and epoch.
+    done = _broadcast_from_chief(strategy, _state_variables(model, opt), done)
+    if done:
+        echo(f"resumed after epoch {done}")
     driven = recipe_callbacks(r)
     for cb in driven:
         cb.set_model(model)
         cb.on_train_begin()
-    history: list[dict[str, float]] = []
+    history = rundir.read_history(run / rundir.HISTORY) if hw.is_chief else []
+    epochs_done = min(done, r.epochs)
     seconds: list[float] = []
     try:
-        for epoch in range(r.epochs):
+        for epoch in range(epochs_done, r.epochs):
             t0 = time.perf_counter()
             totals = [0.0, 0.0, 0.0]
             for _ in range(steps):
@@ -150,13 +170,15 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
                 )
             row["lr"] = float(_current_lr(opt))
             history.append(row)
-            if hw.is_chief:
+            epochs_done = epoch + 1
+            logs = {k: v for k, v in row.items() if k != "epoch"}
+            if hw.is_chief:  # checkpoint first, then the row (as on the fit path)
+                save_checkpoint(model, run / rundir.CHECKPOINTS, epochs_done, logs)
                 rundir.write_history(run / rundir.HISTORY, history)
             echo(
                 f"epoch {epoch + 1}/{r.epochs} - {seconds[-1]:.1f}s - "
                 + " - ".join(f"{k}: {v:.4f}" for k, v in row.items() if k != "epoch")
             )
-            logs = {k: v for k, v in row.items() if k != "epoch"}
             for cb in driven:
                 cb.on_epoch_end(epoch, logs)
             if model.stop_training:
@@ -176,13 +198,14 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
     from ..build import inference_model
 
     infer = inference_model(model, spec)
+    last = history[-1] if history else {}
     metrics: dict[str, Any] = {
-        "status": "early_stopped" if len(history) < r.epochs else "completed",
+        "status": "early_stopped" if epochs_done < r.epochs else "completed",
         "epochs": r.epochs,
-        "epochs_done": len(history),
-        "resumed_from_epoch": 0,
-        "train": {k: v for k, v in history[-1].items() if k in ("loss", "accuracy")},
-        "val": {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")},
+        "epochs_done": epochs_done,
+        "resumed_from_epoch": done,
+        "train": {k: v for k, v in last.items() if k in ("loss", "accuracy")},
+        "val": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
         "test": _evaluate(evaluate, data.test, r, data.num_classes)
         if data.test is not None
         else {},
@@ -192,7 +215,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
         "hardware": hw.describe(),
         "worker": hw.worker_index,
     }
-    if hw.is_chief:
+    if hw.is_chief and history:
         rundir.plot_curves(history, run / rundir.CURVES)
         infer.save(run / rundir.MODEL)
         rundir.write_json(run / rundir.METRICS, metrics)
@@ -201,6 +224,39 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, echo, started: float):
     result = RunResult(run, metrics, history)
     echo(summary(result))
     return result
+
+
+def _state_variables(model: Any, opt: Any) -> list[Any]:
+    """Every variable of the training state (model weights, optimizer slots and counters)."""
+    seen: dict[int, Any] = {}
+    for v in [*model.variables, *opt.variables]:
+        seen.setdefault(id(v), v)
+    return list(seen.values())
+
+
+def _broadcast_from_chief(strategy: Any, variables: list[Any], epoch: int) -> int:
+    """Give every worker the chief's values of ``variables``; return the chief's ``epoch``.
+
+    One all-reduce in which only global replica 0 (the chief's first device) contributes.
+    """
+    import tensorflow as tf
+
+    values = [tf.cast(tf.convert_to_tensor(v.value), tf.float64) for v in variables]
+    values.append(tf.constant(float(epoch), tf.float64))
+
+    def replica(vals):
+        ctx = tf.distribute.get_replica_context()
+        keep = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), tf.float64)
+        return ctx.all_reduce(tf.distribute.ReduceOp.SUM, [v * keep for v in vals])
+
+    @tf.function
+    def broadcast(vals):
+        return strategy.run(replica, args=(vals,))
+
+    result = strategy.experimental_local_results(broadcast(values))[0]
+    for var, value in zip(variables, result[:-1], strict=True):
+        var.assign(tf.cast(value, var.dtype))
+    return int(round(float(result[-1])))
 
 
 def _finite(v: float) -> bool:

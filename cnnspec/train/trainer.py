@@ -48,7 +48,9 @@ def train(
     if hw.distribute == "multi_worker":
         from .multiworker import train_multiworker
 
-        return train_multiworker(spec, hw, run_dir=run_dir, echo=echo, started=started)
+        return train_multiworker(
+            spec, hw, run_dir=run_dir, resume=resume, echo=echo, started=started
+        )
 
     data = load_training_data(spec)
     run = prepare_run_dir(spec, data, hw, run_dir, resume)
