@@ -23,6 +23,8 @@ Public API (TensorFlow is imported lazily, inside these functions' modules)::
                                  .val / .test may be None
           .class_names, .sizes {"train": n, "val": n, "test": n}, .source
           .split(name)           the dataset of a split, or RunError if it is absent
+          .files / .diagnose(input_shape)   image files of a folder source / RunError naming
+                                            the first one that does not decode
 
     make_pipeline(ds, batch_size, *, training, augment=(), seed=0, repeat=False) -> tf.data
         shuffle (training) -> repeat -> batch -> augment (training) -> prefetch(AUTOTUNE)
