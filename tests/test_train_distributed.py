@@ -103,6 +103,10 @@ def test_two_workers_on_loopback_reach_the_single_process_accuracy(tmp_path, sin
     assert chief["epochs_done"] == int(EPOCHS) and (runs[0] / "model.keras").exists()
     assert not runs[1].exists() or not (runs[1] / "model.keras").exists()  # only the chief writes
     assert chief["test"]["accuracy"] >= single["test"]["accuracy"] - 0.02
+    from cnnspec.train.trainer import tensorboard_available
+
+    if tensorboard_available():
+        assert list((runs[0] / "logs" / "validation").glob("events.out.tfevents.*"))
     # Each worker trains on its own half of every global batch (AutoShardPolicy.DATA), so the
     # first epoch is the single-process computation; duplicated data would change it.
     first_mw = read_history(runs[0] / "history.csv")[0]

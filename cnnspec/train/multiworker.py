@@ -19,8 +19,8 @@ Pitfalls handled (measured on this stack):
   temporary directory that is removed at the end.
 - resume: the chief checkpoints like the fit path; restarted with ``--resume`` it restores and
   broadcasts the state and epoch to the other workers (restarted with their first command).
-  Early stopping and reduce-on-plateau work through Keras' own callbacks; TensorBoard logs are
-  not written here.
+  Early stopping and reduce-on-plateau work through Keras' own callbacks; the chief writes
+  TensorBoard scalars per epoch.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
         prepare_run_dir,
         recipe_callbacks,
         summary,
+        tensorboard_available,
         training_model,
     )
 
@@ -142,6 +143,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
         cb.set_model(model)
         cb.on_train_begin()
     history = rundir.read_history(run / rundir.HISTORY) if hw.is_chief else []
+    board = _Board(run / rundir.LOGS) if hw.is_chief and tensorboard_available() else None
     epochs_done = min(done, r.epochs)
     seconds: list[float] = []
     try:
@@ -175,6 +177,8 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
             if hw.is_chief:  # checkpoint first, then the row (as on the fit path)
                 save_checkpoint(model, run / rundir.CHECKPOINTS, epochs_done, logs)
                 rundir.write_history(run / rundir.HISTORY, history)
+            if board:
+                board.write(epoch, logs)
             echo(
                 f"epoch {epoch + 1}/{r.epochs} - {seconds[-1]:.1f}s - "
                 + " - ".join(f"{k}: {v:.4f}" for k, v in row.items() if k != "epoch")
@@ -224,6 +228,28 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
     result = RunResult(run, metrics, history)
     echo(summary(result))
     return result
+
+
+class _Board:
+    """TensorBoard scalars per epoch, named as Keras' TensorBoard callback names them."""
+
+    def __init__(self, folder: Path) -> None:
+        import tensorflow as tf
+
+        self.writers = {
+            "": tf.summary.create_file_writer(str(folder / "train")),
+            "val_": tf.summary.create_file_writer(str(folder / "validation")),
+        }
+
+    def write(self, epoch: int, logs: dict[str, float]) -> None:
+        import tensorflow as tf
+
+        for prefix, writer in self.writers.items():
+            with writer.as_default(step=epoch):
+                for key, value in logs.items():
+                    if key.startswith("val_") == (prefix == "val_"):
+                        tf.summary.scalar(f"epoch_{key[len(prefix) :]}", value)
+            writer.flush()
 
 
 def _state_variables(model: Any, opt: Any) -> list[Any]:
