@@ -133,3 +133,16 @@ def test_relative_paths_are_read_beside_the_spec_first(tmp_path, monkeypatch):
     assert load_spec(spec_file).train.data == str(tmp_path / "d.npz")
     spec_file.write_text(spec_file.read_text().replace("d.npz", "digits"))
     assert load_spec(spec_file).train.data == "digits"  # a named dataset is never a path
+
+
+def test_set_reaches_into_a_default_choice():
+    from cnnspec.spec import loads_spec
+
+    text = "name: t\ninput: [8, 8, 1]\nlayers: [flatten, 'dense: 2, softmax']\n"
+    spec = loads_spec(text, overrides=["train.optimizer.lr=0.05"])
+    assert spec.train.optimizer.kind == "adam" and spec.train.optimizer.params.lr == 0.05
+    spec = loads_spec(
+        text + "train: {optimizer: {sgd: {momentum: 0.9}}}\n", overrides=["train.optimizer.lr=0.2"]
+    )
+    assert spec.train.optimizer.kind == "sgd" and spec.train.optimizer.params.lr == 0.2
+    assert spec.train.optimizer.params.momentum == 0.9

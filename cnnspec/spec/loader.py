@@ -338,6 +338,28 @@ class _Expander:
 # --- overrides ---------------------------------------------------------------------------
 
 
+def _default_at(path: Sequence[Any]) -> Any:
+    """The default value at ``path`` of a spec, as plain data (None when there is none)."""
+    from pydantic import BaseModel
+
+    value: Any = None
+    cls: type[BaseModel] | None = ModelSpec
+    for part in path:
+        if cls is not None:
+            field = next((f for n, f in cls.model_fields.items() if part in (n, f.alias)), None)
+            if field is None or field.is_required():
+                return None
+            value = field.get_default(call_default_factory=True)
+            cls = None
+            if isinstance(value, BaseModel):
+                value = value.model_dump(mode="json", exclude_none=True, by_alias=True)
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
 def apply_overrides(data: dict, overrides: Iterable[str]) -> dict[tuple, str]:
     """Apply ``a.b.c=value`` overrides in place; returns {path: text} for error locations.
 
@@ -375,7 +397,10 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict[tuple, str]:
                     inner = next(iter(node))
                     node, path = node[inner], path + [inner]
                 if part not in node and not last:
-                    node[part] = {}
+                    # Start from the default (train.optimizer -> {adam: {...}}), so that
+                    # train.optimizer.lr=0.1 works when the spec leaves the optimizer out.
+                    default = _default_at(path + [part])
+                    node[part] = copy.deepcopy(default) if isinstance(default, dict) else {}
             else:
                 raise SpecError.single(
                     f"'{'.'.join(map(str, path))}' is not a mapping, received {text!r}",
