@@ -343,20 +343,27 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResul
     infer = inference_model(model, spec)
     with hw.strategy.scope():
         infer.compile(loss=recipe.loss(r), metrics=recipe.metrics(r), jit_compile=hw.jit)
-    plain = recipe.label_fn(r, data.num_classes, None)
-    for split in ("val", "test"):
-        ds = getattr(data, split)
-        if ds is not None:
-            pipe = make_pipeline(ds, r.batch_size, training=False, labels=plain)
-            metrics[split] = {
-                k: float(v) for k, v in infer.evaluate(pipe, verbose=0, return_dict=True).items()
-            }
+    metrics.update(evaluate_splits(infer, data, r))
     if hw.is_chief:
         # A fresh, uncompiled view of the same layers: model.keras carries no optimizer state.
         inference_model(model, spec).save(run / rundir.MODEL)
     metrics["wall_time_s"] = time.time() - started
     rundir.write_json(run / rundir.METRICS, metrics)
     return RunResult(run, metrics, history)
+
+
+def evaluate_splits(model: Any, data: Data, r: Any) -> dict[str, dict[str, float]]:
+    """The compiled ``model``'s metrics on the val and test splits that ``data`` has."""
+    plain = recipe.label_fn(r, data.num_classes, None)
+    out = {}
+    for split in ("val", "test"):
+        ds = getattr(data, split)
+        if ds is not None:
+            pipe = make_pipeline(ds, r.batch_size, training=False, labels=plain)
+            out[split] = {
+                k: float(v) for k, v in model.evaluate(pipe, verbose=0, return_dict=True).items()
+            }
+    return out
 
 
 def _split_metrics(logs: dict[str, float], *, val: bool) -> dict[str, float]:

@@ -69,7 +69,7 @@ def fine_tune_run(spec: Any, data: Any, hw: Any, run: Path, result: Any, *, verb
     from ..train import recipe as recipes
     from ..train import rundir
     from ..train.callbacks import History, LogNames, NanGuard, RunState, Timer
-    from ..train.trainer import compile_model
+    from ..train.trainer import compile_model, evaluate_splits
 
     if result.metrics.get("status") == "nan":
         return result
@@ -113,14 +113,7 @@ def fine_tune_run(spec: Any, data: Any, hw: Any, run: Path, result: Any, *, verb
         )
     metrics = dict(result.metrics)
     metrics["phase1"] = {split: metrics.get(split, {}) for split in ("train", "val", "test")}
-    plain = recipes.label_fn(r, data.num_classes, None)
-    for split in ("val", "test"):
-        ds = getattr(data, split)
-        if ds is not None:
-            pipe = make_pipeline(ds, r.batch_size, training=False, labels=plain)
-            metrics[split] = {
-                k: float(v) for k, v in model.evaluate(pipe, verbose=0, return_dict=True).items()
-            }
+    metrics.update(evaluate_splits(model, data, r))
     metrics["train"] = {k: float(v) for k, v in state.last_logs.items() if not k.startswith("val_")}
     metrics["phase2"] = {
         "unfrozen_layers": len(names),
