@@ -82,11 +82,12 @@ def features(
         if ds is None:
             continue
         pairs = list(ds.batch(512).as_numpy_iterator())
-        images = np.concatenate([p[0] for p in pairs])
-        xs.append(extract_features(model, images, batch_size, pool, trained))
+        xs.append(np.concatenate([p[0] for p in pairs]))
         ys.append(np.concatenate([p[1] for p in pairs]))
-        names += [name] * len(images)
-    feats, labels = np.concatenate(xs), np.concatenate(ys)
+        names += [name] * len(xs[-1])
+    # One feature model and one predict for every split (a model per split retraces).
+    feats = extract_features(model, np.concatenate(xs), batch_size, pool, trained)
+    labels = np.concatenate(ys)
     output.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         output,
