@@ -146,3 +146,18 @@ def test_set_reaches_into_a_default_choice():
     )
     assert spec.train.optimizer.kind == "sgd" and spec.train.optimizer.params.lr == 0.2
     assert spec.train.optimizer.params.momentum == 0.9
+
+
+@pytest.mark.parametrize(
+    "app,name",
+    [("ResNet50", "resnet50"), ("MobileNetV2", "mobilenetv2"), ("DenseNet121", "densenet121")],
+)
+def test_backbone_macs_agree_with_the_same_network_written_as_a_spec(app, name):
+    from cnnspec.spec import loads_spec
+
+    backbone = loads_spec(
+        f"name: t\ninput: [224, 224, 3]\nbackbone: {{model: {app}, weights: none}}\nlayers: [gavgpool]\n"
+    ).graph.nodes["backbone"]
+    g = load_spec(f"specs/{name}.yaml").graph
+    convs = g.total_macs - g.nodes["predictions"].macs  # the same network without its classifier
+    assert abs(backbone.macs - convs) / convs < 0.01, (backbone.macs, convs)

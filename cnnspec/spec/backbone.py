@@ -544,6 +544,20 @@ class BackboneSpec(LayerSpec):
             return sum(layer.params for layer in kept)
         return sum(layer.fixed for layer in kept)
 
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        """About the multiply-accumulates of the kept layers: each weight once per output position.
+
+        Exact for bias-free convs and depthwise convs; a bias or a normalisation's scale counts
+        one more per position (well under 1 % of a CNN's total). BatchNorm statistics are not
+        weights of a product and are left out.
+        """
+        total = 0
+        for layer in self.kept_layers(inputs[0]):
+            weights = layer.params - layer.fixed
+            if weights > 0 and layer.shape is not None:
+                total += weights * math.prod(layer.shape[:-1])
+        return total
+
     def notation(self, rank: int = 1) -> str:
         parts = [self.model]
         if self.weights_source != "file":
