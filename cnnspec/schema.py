@@ -16,9 +16,7 @@ _LAYERS_REF = {"$ref": "#/$defs/layers"}
 
 def _kind_schema(cls: type[LayerSpec]) -> dict[str, Any]:
     raw = cls.model_json_schema(by_alias=True)
-    props = {
-        k: v for k, v in raw.get("properties", {}).items() if k not in ("__src__", "kind")
-    }
+    props = {k: v for k, v in raw.get("properties", {}).items() if k not in ("__src__", "kind")}
     for key in list(props):
         if key in ("body",):
             props[key] = _LAYERS_REF

@@ -43,7 +43,9 @@ def test_spec_equals_keras_applications_weight_for_weight(name):
             a.set_weights(new)
             b.set_weights(new)
     x = rng.uniform(0, 1, (2, 224, 224, 3)).astype("float32")
-    np.testing.assert_allclose(ours.predict(x, verbose=0), ref.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ours.predict(x, verbose=0), ref.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_squeeze_and_excitation_and_asymmetric_kernels():
