@@ -109,8 +109,19 @@ def test_all_problems_are_reported_not_only_the_first():
             "name: t\ninput: [0, 8, 1]\nlayers: [flatten]\n",
             ["net.yaml:2:", "input[0]", "received 0"],
         ),
-        ("name: t\ninput: [8, 8, 1]\nlayer: [flatten]\n", ["net.yaml:3:", "unknown key 'layer'"]),
+        (
+            "name: t\ninput: [8, 8, 1]\nlayer: [flatten]\n",
+            ["net.yaml:3:", "unknown key 'layer'", "did you mean 'layers'"],
+        ),
         ("name: t\ninput: [8, 8, 1]\n", ["missing required 'layers'"]),
+        (
+            "name: t\ninput: [8, 8, 1]\nlayers: [flatten]\ntrain: {epoch: 3}\n",
+            ["net.yaml:4:9: train: unknown key 'epoch'", "did you mean 'epochs'"],
+        ),
+        (
+            "name: t\ninput: [8, 8, 1]\nlayers: [flatten]\nheads: {a: {form: x, layers: [flatten]}}\n",
+            ["heads.a: unknown key 'form'", "did you mean 'from'"],
+        ),
         (
             "name: t\nname: u\ninput: [8, 8, 1]\nlayers: [flatten]\n",
             ["net.yaml:2:1", "duplicate key 'name'"],

@@ -16,6 +16,7 @@ import ast
 import copy
 import operator
 import re
+import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -418,25 +419,23 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict[tuple, str]:
 # --- Pydantic errors -> located problems -------------------------------------------------
 
 
-def _walk(data: Any, loc: Sequence) -> tuple[tuple | None, str, str, list[str], Any]:
+def _walk(data: Any, loc: Sequence) -> tuple[tuple | None, str, str, list[str]]:
     """Follow a Pydantic ``loc`` through the normalised data.
 
-    Returns (source path of the deepest item, its human path, the kind, the field path after
-    the item, the model node the last field belongs to).
+    Returns (source path of the deepest layer item, its human path, its kind, the field path
+    after the item).
     """
     node = data
     src: tuple | None = None
     human = ""
     kind = ""
     rest: list[str] = []
-    owner = data
     tag_next = False
     for part in loc:
         if tag_next and isinstance(node, dict) and node.get("kind") == part:
             tag_next = False  # Pydantic puts the union tag after the list index
             continue
         tag_next = False
-        owner = node
         rest.append(str(part))
         try:
             node = node[part]
@@ -446,9 +445,36 @@ def _walk(data: Any, loc: Sequence) -> tuple[tuple | None, str, str, list[str], 
             src, human = node[SRC]
             kind = node.get("kind", "")
             rest = []
-            owner = node
             tag_next = True
-    return src, human, kind, rest, owner
+    return src, human, kind, rest
+
+
+def _keys_at(loc: Sequence) -> list[str]:
+    """The keys the (non-layer) model at ``loc`` accepts, for "did you mean" hints."""
+    from pydantic import BaseModel
+
+    cls: Any = ModelSpec
+    mapping = False  # the previous field was a dict: this part is one of its keys
+    for part in loc:
+        if mapping:
+            mapping = False
+            continue
+        field = next((f for n, f in cls.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return []
+        mapping = typing.get_origin(field.annotation) is dict
+        args = typing.get_args(field.annotation)
+        cls = next(
+            (
+                c
+                for c in (field.annotation, *args)
+                if isinstance(c, type) and issubclass(c, BaseModel)
+            ),
+            None,
+        )
+        if cls is None:
+            return []
+    return [f.alias or n for n, f in cls.model_fields.items()]
 
 
 def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]:
@@ -456,7 +482,7 @@ def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]
     seen = set()
     for err in exc.errors(include_url=False):
         loc = err["loc"]
-        src, human, kind, rest, owner = _walk(data, loc)
+        src, human, kind, rest = _walk(data, loc)
         field = ".".join(rest)
         if src is not None:
             where = ctx.location(src + ((kind,) + tuple(rest[:1]) if rest else (kind,)))
@@ -471,13 +497,11 @@ def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]
         etype = err["type"]
         if etype == "extra_forbidden":
             key = rest[-1] if rest else str(loc[-1])
-            allowed = [
-                f.alias or name
-                for name, f in (REGISTRY[kind].model_fields.items() if kind in REGISTRY else [])
-                if name not in ("src", "kind")
-            ]
-            if not allowed and isinstance(owner, dict):
-                allowed = []
+            if kind in REGISTRY:
+                fields = REGISTRY[kind].model_fields.items()
+                allowed = [f.alias or n for n, f in fields if n not in ("src", "kind")]
+            else:
+                allowed = _keys_at(loc[:-1])
             message = f"unknown key '{key}'"
             hint = did_you_mean(key, allowed) or (
                 f"{kind} takes {', '.join(allowed)}" if allowed else ""
