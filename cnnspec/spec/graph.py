@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -101,32 +101,20 @@ class Graph:
         return None
 
 
+def _items(items: list[Any]) -> Iterator[LayerSpec]:
+    """Every item of a layer list, depth first, including those inside blocks."""
+    for item in items:
+        yield item
+        for key in ("body", "shortcut"):
+            sub = getattr(item, key, None)
+            if isinstance(sub, list):
+                yield from _items(sub)
+        for branch in getattr(item, "branches", None) or []:
+            yield from _items(branch)
+
+
 def _contains(items: list[LayerSpec], cls: type) -> list[LayerSpec]:
-    found: list[LayerSpec] = []
-    for item in items:
-        if isinstance(item, cls):
-            found.append(item)
-        for key in ("body", "shortcut"):
-            sub = getattr(item, key, None)
-            if isinstance(sub, list):
-                found.extend(_contains(sub, cls))
-        for branch in getattr(item, "branches", None) or []:
-            found.extend(_contains(branch, cls))
-    return found
-
-
-def _declared_names(items: list[Any]) -> set[str]:
-    names: set[str] = set()
-    for item in items:
-        if getattr(item, "name", None):
-            names.add(item.name)
-        for key in ("body", "shortcut"):
-            sub = getattr(item, key, None)
-            if isinstance(sub, list):
-                names |= _declared_names(sub)
-        for branch in getattr(item, "branches", None) or []:
-            names |= _declared_names(branch)
-    return names
+    return [item for item in _items(items) if isinstance(item, cls)]
 
 
 class _Failed(Exception):
@@ -145,7 +133,7 @@ class _Compiler:
         self.graph = Graph(tuple(spec.input))
         self.counters: Counter[str] = Counter()
         self.problems: list[Problem] = []
-        self.declared = _declared_names(spec.layers)
+        self.declared = {item.name for item in _items(spec.layers) if item.name}
         self.head = ""
         self.block = ""
 
