@@ -52,6 +52,12 @@ CASES = {
         5,
         ["merges two or more inputs", "from: [a, b]"],
     ),
+    "misspelt common key": (
+        "  - conv: 3x3, 4\n    nme: a\n",
+        4,
+        ["unknown key 'nme' beside 'conv'", "did you mean 'name'"],
+    ),
+    "not a layer": ("  - 5\n", 4, ["a layer must be a kind name or a mapping, received 5"]),
     "too many values": ("  - conv: 3x3, 4, 5\n", 4, ["too many values", "received 5"]),
     "duplicate name": (
         "  - conv: 3x3, 4\n    name: a\n  - conv: 3x3, 4\n    name: a\n",

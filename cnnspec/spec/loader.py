@@ -75,33 +75,42 @@ def _fill_positional(cls: type[LayerSpec], values: list[Any], fields: dict[str, 
     return None
 
 
-def _split_item(item: Any) -> tuple[str | None, Any, dict[str, Any], str]:
-    """``item`` -> (kind, kind value, common keys, error)."""
+class _ItemError(ValueError):
+    """A layer item that is not of the form ``- kind: values``."""
+
+    def __init__(self, message: str, hint: str = "write e.g. '- conv: 3x3, 64, s=1, p=1, relu'"):
+        super().__init__(message)
+        self.hint = hint
+
+
+def _split_item(item: Any) -> tuple[str, Any, dict[str, Any]]:
+    """``item`` -> (kind, kind value, common keys); raises :class:`_ItemError`."""
     if isinstance(item, str):
         word, colon, rest = item.strip().partition(":")
         word = word.strip()
         if not word or "," in word or " " in word:
-            return None, None, {}, f"expected '- kind: values', received {item!r}"
+            raise _ItemError(f"expected '- kind: values', received {item!r}")
         # 'conv: 3x3, 64' quoted in a flow list means {conv: '3x3, 64'}.
-        return word, (rest.strip() or None) if colon else None, {}, ""
+        return word, (rest.strip() or None) if colon else None, {}
     if not isinstance(item, dict):
-        return None, None, {}, f"a layer must be a kind name or a mapping, received {item!r}"
+        raise _ItemError(f"a layer must be a kind name or a mapping, received {item!r}")
     kinds = [k for k in item if k not in COMMON_KEYS]
     common = {k: item[k] for k in item if k in COMMON_KEYS}
     if not kinds:
-        return None, None, common, "no layer kind in this item"
+        raise _ItemError("no layer kind in this item")
     if len(kinds) > 1:
         known = [k for k in kinds if k in REGISTRY]
         if len(known) == 1:
             extra = next(k for k in kinds if k != known[0])
-            return known[0], item[known[0]], common, f"unknown key '{extra}' beside '{known[0]}'"
-        return (
-            None,
-            None,
-            common,
+            raise _ItemError(
+                f"unknown key '{extra}' beside '{known[0]}'",
+                did_you_mean(extra, COMMON_KEYS) or "one kind per item",
+            )
+        raise _ItemError(
             f"one layer per item, received the kinds {', '.join(map(str, kinds))}",
+            did_you_mean(kinds[0], REGISTRY) or "one kind per item",
         )
-    return kinds[0], item[kinds[0]], common, ""
+    return kinds[0], item[kinds[0]], common
 
 
 _BINOPS = {
@@ -171,17 +180,11 @@ class _Expander:
 
     def item(self, item: Any, path: tuple, human: str) -> list[dict]:
         ctx = self.ctx
-        kind, value, common, error = _split_item(item)
-        if error:
-            hint = "write e.g. '- conv: 3x3, 64, s=1, p=1, relu'"
-            if kind is None and isinstance(item, dict):
-                extra = [k for k in item if k not in COMMON_KEYS]
-                hint = did_you_mean(extra[0], REGISTRY) if extra else hint
-            if kind is not None:
-                hint = did_you_mean(error.split("'")[1], COMMON_KEYS) or "one kind per item"
-            ctx.add(path, human, error, hint)
+        try:
+            kind, value, common = _split_item(item)
+        except _ItemError as exc:
+            ctx.add(path, human, str(exc), exc.hint)
             return []
-        assert kind is not None
         human = f"{human} {kind}"
         if kind in ctx.defines:
             node = self.use(kind, value, path, human)
