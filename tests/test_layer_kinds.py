@@ -39,6 +39,10 @@ SAMPLES = {
     "crop": ([8, 8, 2], ["crop: 1", "crop: [[0, 1], [2, 0]]"]),
     "upsample": ([4, 4, 2], ["upsample: 2"]),
     "rescale": ([4, 4, 2], ["rescale: 0.5, 1.0"]),
+    "normalize": (
+        [4, 4, 3],
+        ["normalize: {mean: [0.485, 0.456, 0.406], variance: [0.05, 0.05, 0.05]}", "normalize"],
+    ),
     "reshape": ([4, 4, 2], ["reshape: [16, 2]", "reshape: [-1]"]),
     "add": ([4, 4, 2], ["{conv: '1x1, 2', name: a}", "conv: 1x1, 2", "add: {from: [a, -1]}"]),
     "multiply": (

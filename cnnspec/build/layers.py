@@ -219,6 +219,19 @@ def _(spec: L.RescaleSpec, name, inputs, in_shapes, **kw):
 
 
 @apply.register
+def _(spec: L.NormalizeSpec, name, inputs, in_shapes, **kw):
+    # Statistics as weights (not constructor constants), as keras.applications' EfficientNet
+    # has them: the parameter count matches and a weight copy carries them.
+    mean, variance = spec.per_channel(in_shapes[0][-1])
+    layer = keras.layers.Normalization(axis=-1, name=name, **kw)
+    layer.build((None, *in_shapes[0]))
+    layer.adapt_mean.assign(mean)
+    layer.adapt_variance.assign(variance)
+    layer.finalize_state()
+    return layer(inputs[0])
+
+
+@apply.register
 def _(spec: L.ReshapeSpec, name, inputs, in_shapes, **kw):
     return keras.layers.Reshape(spec.shape, name=name, **kw)(inputs[0])
 

@@ -409,6 +409,51 @@ class RescaleSpec(LayerSpec):
     positional: ClassVar = ("scale", "offset")
 
 
+class NormalizeSpec(LayerSpec):
+    """Fixed per-channel normalisation (x - mean) / sqrt(variance): Keras' Normalization layer.
+
+    ``mean`` and ``variance`` are one number (every channel) or one per channel. Keras keeps
+    them (and a sample count) as non-trainable weights: 2C + 1 parameters.
+    """
+
+    kind: Literal["normalize"] = "normalize"
+    mean: float | list[float] = Field(0.0, description="per-channel mean (one number: all)")
+    variance: float | list[float] = Field(1.0, description="per-channel variance (> 0)")
+
+    @field_validator("variance")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if any(x <= 0 for x in (v if isinstance(v, list) else [v])):
+            raise ValueError(f"variances must be positive, received {v!r}")
+        return v
+
+    def per_channel(self, channels: int) -> tuple[list[float], list[float]]:
+        """Mean and variance, one value per channel."""
+        out = []
+        for key in ("mean", "variance"):
+            value = getattr(self, key)
+            values = value if isinstance(value, list) else [value]
+            if len(values) == 1:
+                values = values * channels
+            if len(values) != channels:
+                raise ShapeError(
+                    f"normalize needs one {key} per channel ({channels}), received {len(values)} values",
+                    f"give {channels} values or one for all channels",
+                )
+            out.append([float(x) for x in values])
+        return out[0], out[1]
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        self.per_channel(inputs[0][-1])
+        return inputs[0]
+
+    def params(self, inputs: list[Shape]) -> int:
+        return 2 * inputs[0][-1] + 1
+
+    def non_trainable(self, inputs: list[Shape]) -> int:
+        return self.params(inputs)
+
+
 class ReshapeSpec(LayerSpec):
     """Reshape to ``shape`` (without the batch axis; one -1 is inferred)."""
 
@@ -498,6 +543,7 @@ PRIMITIVES: tuple[type[LayerSpec], ...] = (
     CropSpec,
     UpsampleSpec,
     RescaleSpec,
+    NormalizeSpec,
     ReshapeSpec,
     AddSpec,
     MultiplySpec,
