@@ -20,6 +20,17 @@ SAMPLES = {
             "conv: 3, 8, groups=2, bias=false",
         ],
     ),
+    "convT": (
+        [5, 5, 4],
+        [
+            "convT: 2x2, 8, s=2",
+            "convT: 3x3, 4, s=2, p=same, relu",
+            "convT: 3x3, 4, s=2, p=1, op=1, bias=false",
+            "convT: 1x1, 4, s=2, p=valid",
+            "convT: 3x3, 2, s=2, p=same, op=1",
+            "convT: {K: 3, n_K: 2, d: 2, p: [[0, 1], [1, 0]], act: relu}",
+        ],
+    ),
     "dwconv": ([16, 16, 4], ["dwconv: 3x3, s=2, p=1, multiplier=2, relu6"]),
     "sepconv": ([16, 16, 4], ["sepconv: 3x3, 8, p=same, swish"]),
     "maxpool": ([15, 15, 3], ["maxpool: 3x3, s=2", "maxpool: 2, p=same"]),
@@ -30,9 +41,11 @@ SAMPLES = {
     "gl2pool": ([8, 8, 5], ["gl2pool: {keepdims: true}"]),
     "dense": ([6], ["dense: 7, gelu", "dense: {units: 3, bias: false}"]),
     "flatten": ([4, 4, 2], ["flatten"]),
-    "dropout": ([4, 4, 2], ["dropout: 0.3"]),
+    "dropout": ([4, 4, 2], ["dropout: 0.3", "dropout: 0.2, noise_shape=[null, 1, 1, 1]"]),
+    "droppath": ([4, 4, 2], ["droppath: 0.1"]),
     "bn": ([4, 4, 6], ["bn: eps=1.001e-5, momentum=0.9"]),
     "layernorm": ([4, 4, 6], ["layernorm"]),
+    "layerscale": ([4, 4, 6], ["layerscale: 1e-6", "layerscale"]),
     "lrn": ([4, 4, 6], ["lrn: 5, alpha=1.0e-4, beta=0.75, k=2"]),
     "act": ([4, 4, 2], ["act: leaky_relu", "act: hard_swish", "act: elu"]),
     "zeropad": ([4, 4, 2], ["zeropad: 2", "zeropad: [[0, 1], [0, 1]]"]),
@@ -44,6 +57,8 @@ SAMPLES = {
         ["normalize: {mean: [0.485, 0.456, 0.406], variance: [0.05, 0.05, 0.05]}", "normalize"],
     ),
     "reshape": ([4, 4, 2], ["reshape: [16, 2]", "reshape: [-1]"]),
+    "permute": ([4, 3, 2], ["permute: [2, 1, 3]", "permute: [3, 1, 2]"]),
+    "shuffle": ([4, 4, 6], ["shuffle: 3", "shuffle: 2"]),
     "add": ([4, 4, 2], ["{conv: '1x1, 2', name: a}", "conv: 1x1, 2", "add: {from: [a, -1]}"]),
     "multiply": (
         [4, 4, 8],
@@ -92,13 +107,25 @@ RANK_SAMPLES = [  # 1D and 3D inputs
             "sepconv: 3, 8",
             "dwconv: 3",
             "l2pool: 2",
+            "convT: 4, 3, s=2, p=1, op=1",
+            "shuffle: 3",
             "gavgpool",
             "dense: 4",
         ],
     ),
     (
         [8, 8, 8, 2],
-        ["conv: 3x3x3, 4, p=1", "avgpool: 2", "conv: 1x2x2, 4", "upsample: 2", "gmaxpool"],
+        [
+            "conv: 3x3x3, 4, p=1",
+            "avgpool: 2",
+            "conv: 1x2x2, 4",
+            "upsample: 2",
+            "convT: 2x2x2, 4, s=2",
+            "convT: 3, 2, s=2, p=same, op=1",
+            "shuffle: 2",
+            "permute: [4, 1, 2, 3]",
+            "gmaxpool",
+        ],
     ),
 ]
 
@@ -116,7 +143,11 @@ def _check_against_keras(spec):
         if node.spec is None:
             continue
         layer = model.get_layer(node.name)
-        assert tuple(layer.output.shape[1:]) == node.shape, node.name
+        # A layer that ends in extra built-in layers (convT's crop of an explicit p, then its
+        # activation) outputs through the last of them.
+        names = [lyr.name for lyr in model.layers]
+        last = next(n for n in (f"{node.name}_act", f"{node.name}_crop", node.name) if n in names)
+        assert tuple(model.get_layer(last).output.shape[1:]) == node.shape, node.name
         keras_params = layer.count_params()
         pad = f"{node.name}_pad"
         if pad in [lyr.name for lyr in model.layers]:

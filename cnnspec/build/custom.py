@@ -1,4 +1,4 @@
-"""Keras layers for math that Keras lacks (L2-norm pooling, local response normalisation).
+"""Keras layers for math that Keras lacks (L2-norm pooling, LRN, layer scale, drop-path).
 
 Registered serializable under the ``cnnspec`` package so saved models reload in safe mode
 without custom-object scopes (importing :mod:`cnnspec.build` registers them).
@@ -115,3 +115,55 @@ class LocalResponseNormalization(keras.layers.Layer):
             "beta": self.beta,
             "k": self.k,
         }
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class LayerScale(keras.layers.Layer):
+    """x * gamma with a learnable per-channel gamma initialised to ``init`` (ConvNeXt)."""
+
+    def __init__(self, init=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.init = float(init)
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(
+            name="gamma",
+            shape=(input_shape[-1],),
+            initializer=keras.initializers.Constant(self.init),
+            trainable=True,
+        )
+
+    def call(self, inputs):
+        return inputs * ops.cast(self.gamma, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "init": self.init}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: in training, zero a whole sample with probability ``rate`` and scale
+    the kept ones by 1 / (1 - rate); the identity at inference."""
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0.0:
+            return inputs
+        keep = 1.0 - self.rate
+        shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        mask = ops.floor(keep + keras.random.uniform(shape, seed=self.seed_generator))
+        return inputs / keep * ops.cast(mask, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -13,7 +13,7 @@ import keras
 
 from .. import shapes
 from ..spec import layers as L
-from .custom import GlobalL2Pooling, L2Pooling, LocalResponseNormalization
+from .custom import DropPath, GlobalL2Pooling, L2Pooling, LayerScale, LocalResponseNormalization
 
 Tensor = Any
 
@@ -97,6 +97,34 @@ def _(spec: L.SeparableConvSpec, name, inputs, in_shapes, **kw):
     )
 
 
+@apply.register
+def _(spec: L.ConvTransposeSpec, name, inputs, in_shapes, **kw):
+    # Keras pads only 'same'/'valid'; explicit p crops the 'valid' output (PyTorch's rule), in
+    # a Cropping layer after it. The weights stay under the node's name.
+    rank = _rank(in_shapes[0])
+    explicit = not isinstance(spec.p, str)
+    y = _nd("Conv", rank, "Transpose")(
+        spec.n_K,
+        shapes.expand(spec.K, rank, "K"),
+        strides=shapes.expand(spec.s, rank, "s"),
+        padding="valid" if explicit else spec.p,
+        output_padding=spec.output_padding(rank),
+        dilation_rate=shapes.expand(spec.d, rank, "d"),
+        activation=None if explicit else activation(spec.act),
+        use_bias=spec.bias,
+        name=name,
+        **({} if explicit else kw),
+    )(inputs[0])
+    if not explicit:
+        return y
+    pads = shapes.pads_for(spec.p, rank)
+    if any(a or b for a, b in pads):
+        y = _nd("Cropping", rank)(pads[0] if rank == 1 else pads, name=f"{name}_crop")(y)
+    if spec.act:
+        y = keras.layers.Activation(activation(spec.act), name=f"{name}_act", **kw)(y)
+    return y
+
+
 def _pool(prefix: str):
     def build(spec: L._Pool, name, inputs, in_shapes, **kw):
         rank = _rank(in_shapes[0])
@@ -160,7 +188,18 @@ def _(spec: L.FlattenSpec, name, inputs, in_shapes, **kw):
 
 @apply.register
 def _(spec: L.DropoutSpec, name, inputs, in_shapes, **kw):
-    return keras.layers.Dropout(spec.rate, name=name, **kw)(inputs[0])
+    noise = tuple(spec.noise_shape) if spec.noise_shape else None
+    return keras.layers.Dropout(spec.rate, noise_shape=noise, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.DropPathSpec, name, inputs, in_shapes, **kw):
+    return DropPath(spec.rate, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.LayerScaleSpec, name, inputs, in_shapes, **kw):
+    return LayerScale(spec.init, name=name, **kw)(inputs[0])
 
 
 @apply.register
@@ -234,6 +273,22 @@ def _(spec: L.NormalizeSpec, name, inputs, in_shapes, **kw):
 @apply.register
 def _(spec: L.ReshapeSpec, name, inputs, in_shapes, **kw):
     return keras.layers.Reshape(spec.shape, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.PermuteSpec, name, inputs, in_shapes, **kw):
+    return keras.layers.Permute(spec.dims, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.ShuffleSpec, name, inputs, in_shapes, **kw):
+    # ShuffleNet's reshape-transpose-reshape from built-in layers (reloads in safe mode).
+    *spatial, c = in_shapes[0]
+    g, rank = spec.groups, len(spatial)
+    x = keras.layers.Reshape((*spatial, g, c // g), name=f"{name}_split")(inputs[0])
+    swap = (*range(1, rank + 1), rank + 2, rank + 1)
+    x = keras.layers.Permute(swap, name=f"{name}_swap")(x)
+    return keras.layers.Reshape(tuple(in_shapes[0]), name=name, **kw)(x)
 
 
 @apply.register

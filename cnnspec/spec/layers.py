@@ -7,14 +7,36 @@ class here, listing it in :data:`PRIMITIVES`, and giving it a builder in ``cnnsp
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, PositiveInt, field_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PositiveInt,
+    WithJsonSchema,
+    field_validator,
+)
 
 from .. import shapes
 from ..shapes import Shape, ShapeError, fmt, prod
 from .base import StrictModel
-from .types import NAME_RE, Activation, FromRef, Padding, Sizes
+from .types import NAME_RE, Activation, FromRef, Padding, Sizes, _sizes
+
+#: Sizes that may be 0 (a transposed convolution's output padding).
+Offsets = Annotated[
+    tuple[int, ...],
+    PlainValidator(_sizes(0)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\d+(x\d+)*$"},
+                {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+            ]
+        }
+    ),
+]
 
 
 class LayerSpec(StrictModel):
@@ -193,6 +215,66 @@ class SeparableConvSpec(_Window):
         return prod(output[:-1]) * (self._kprod(inputs[0]) * mid + mid * self.n_K)
 
 
+class ConvTransposeSpec(_Window):
+    """Transposed convolution (1D/2D/3D): upsampling by s with learned K×K filters.
+
+    Output size per direction: (n - 1)·s - 2p + d(K - 1) + 1 + op, where explicit p crops the
+    output (PyTorch's ConvTranspose rule). ``p=same`` gives n·s and ``p=valid`` Keras' rule
+    (op then defaults to max(K, s) - K).
+    """
+
+    kind: Literal["convT"] = "convT"
+    n_K: PositiveInt = Field(description="number of kernels (output channels)")
+    op: Offsets | None = Field(None, description="output padding: extra size at the end (< s)")
+    act: Activation | None = None
+    bias: bool = True
+    positional: ClassVar = ("K", "n_K")
+
+    def output_padding(self, rank: int) -> tuple[int, ...] | None:
+        """Per-direction output padding as Keras takes it (None: Keras' default)."""
+        s = shapes.expand(self.s, rank, "s")
+        d = shapes.expand(self.d, rank, "d")
+        if self.op is None:
+            return None if isinstance(self.p, str) else (0,) * rank
+        op = shapes.expand(self.op, rank, "op")
+        if any(o >= si for o, si in zip(op, s, strict=True)):
+            raise ShapeError(
+                f"the output padding must be smaller than the stride, received op={fmt(op)}, s={fmt(s)}",
+                "use op between 0 and s - 1",
+            )
+        if max(d) > 1 and max(op) > 0:
+            raise ShapeError("op cannot be combined with a dilation above 1", "drop op or d")
+        return op
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = _spatial(inputs, "convT")
+        rank = len(shape) - 1
+        _check_dilation(self.s, self.d)
+        K = shapes.expand(self.K, rank, "K")
+        s = shapes.expand(self.s, rank, "s")
+        d = shapes.expand(self.d, rank, "d")
+        op = self.output_padding(rank)
+        pads = shapes.pads_for(self.p, rank)
+        out = []
+        for i, n in enumerate(shape[:-1]):
+            span = d[i] * (K[i] - 1) + 1
+            if pads == "same":
+                size = n * s[i] if op is None else (n - 1) * s[i] + span % 2 + op[i]
+            else:
+                extra = max(span, s[i]) - span if op is None else op[i]
+                crop = 0 if pads == "valid" else sum(pads[i])
+                size = (n - 1) * s[i] + span + extra - crop
+            out.append(size)
+        return (*out, self.n_K)
+
+    def params(self, inputs: list[Shape]) -> int:
+        return self._kprod(inputs[0]) * inputs[0][-1] * self.n_K + (self.n_K if self.bias else 0)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        # Every input position scatters a K×K×n_K filter per input channel.
+        return prod(inputs[0]) * self._kprod(inputs[0]) * self.n_K
+
+
 class _Pool(LayerSpec):
     """Pooling: K×K window; the stride defaults to K (2x2 pooling halves the size)."""
 
@@ -293,9 +375,46 @@ class FlattenSpec(LayerSpec):
 
 
 class DropoutSpec(LayerSpec):
-    """Dropout with the given rate (training only)."""
+    """Dropout with the given rate (training only).
+
+    ``noise_shape`` (batch axis included, as Keras) drops whole slices: ``[null, 1, 1, 1]``
+    drops a sample's entire feature map (EfficientNet's drop-connect).
+    """
 
     kind: Literal["dropout"] = "dropout"
+    rate: float = Field(ge=0.0, lt=1.0)
+    noise_shape: list[PositiveInt | None] | None = Field(
+        None, description="shape of the drop mask, batch axis first (null: as the input)"
+    )
+    positional: ClassVar = ("rate",)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = inputs[0]
+        ns = self.noise_shape
+        if ns is not None:
+            if len(ns) != len(shape) + 1:
+                raise ShapeError(
+                    f"noise_shape has {len(ns)} axes but the input has {len(shape) + 1} "
+                    f"(batch included), received noise_shape={ns}",
+                    f"give {len(shape) + 1} values, the batch axis first (null)",
+                )
+            for n, d in zip(ns[1:], shape, strict=True):
+                if n is not None and n not in (1, d):
+                    raise ShapeError(
+                        f"noise_shape sizes must be 1, null or the input's size ({fmt(shape)}), received {ns}",
+                        "use 1 on the axes a mask value is shared along",
+                    )
+        return shape
+
+
+class DropPathSpec(LayerSpec):
+    """Stochastic depth: drops a whole sample's branch with probability ``rate`` (training only).
+
+    Put on a residual body (or written as ``residual: {..., drop_path: 0.1}``); the survivors
+    are scaled by 1 / (1 - rate), so inference is the identity.
+    """
+
+    kind: Literal["droppath"] = "droppath"
     rate: float = Field(ge=0.0, lt=1.0)
     positional: ClassVar = ("rate",)
 
@@ -325,6 +444,20 @@ class LayerNormSpec(LayerSpec):
 
     def params(self, inputs: list[Shape]) -> int:
         return 2 * inputs[0][-1]
+
+
+class LayerScaleSpec(LayerSpec):
+    """A learnable per-channel scale, initialised to ``init`` (ConvNeXt's LayerScale)."""
+
+    kind: Literal["layerscale"] = "layerscale"
+    init: float = Field(1e-6, description="initial value of every channel's scale")
+    positional: ClassVar = ("init",)
+
+    def params(self, inputs: list[Shape]) -> int:
+        return inputs[0][-1]
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return prod(output)
 
 
 class LRNSpec(LayerSpec):
@@ -488,6 +621,42 @@ class ReshapeSpec(LayerSpec):
         return self.shape
 
 
+class PermuteSpec(LayerSpec):
+    """Reorder the axes (batch excluded, numbered from 1 as Keras): ``[2, 1, 3]`` swaps H and W."""
+
+    kind: Literal["permute"] = "permute"
+    dims: tuple[PositiveInt, ...] = Field(description="the new order of the axes 1..rank")
+    positional: ClassVar = ("dims",)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = inputs[0]
+        if sorted(self.dims) != list(range(1, len(shape) + 1)):
+            raise ShapeError(
+                f"permute needs an order of the axes 1..{len(shape)} of its {fmt(shape)} input, "
+                f"received {list(self.dims)}",
+                f"list each of 1..{len(shape)} once (the batch axis is not counted)",
+            )
+        return tuple(shape[d - 1] for d in self.dims)
+
+
+class ShuffleSpec(LayerSpec):
+    """Channel shuffle with g groups (ShuffleNet): channels (g, C/g) are read as (C/g, g)."""
+
+    kind: Literal["shuffle"] = "shuffle"
+    groups: PositiveInt = Field(description="number of groups g (divides the channels)")
+    positional: ClassVar = ("groups",)
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = inputs[0]
+        if shape[-1] % self.groups:
+            raise ShapeError(
+                f"shuffle needs the channels ({shape[-1]}) to be a multiple of its groups, "
+                f"received groups={self.groups}",
+                "use the groups of the grouped conv before it",
+            )
+        return shape
+
+
 class _Merge(LayerSpec):
     is_merge: ClassVar[bool] = True
 
@@ -526,6 +695,7 @@ PRIMITIVES: tuple[type[LayerSpec], ...] = (
     ConvSpec,
     DepthwiseConvSpec,
     SeparableConvSpec,
+    ConvTransposeSpec,
     MaxPoolSpec,
     AvgPoolSpec,
     L2PoolSpec,
@@ -535,8 +705,10 @@ PRIMITIVES: tuple[type[LayerSpec], ...] = (
     DenseSpec,
     FlattenSpec,
     DropoutSpec,
+    DropPathSpec,
     BatchNormSpec,
     LayerNormSpec,
+    LayerScaleSpec,
     LRNSpec,
     ActivationSpec,
     ZeroPadSpec,
@@ -545,6 +717,8 @@ PRIMITIVES: tuple[type[LayerSpec], ...] = (
     RescaleSpec,
     NormalizeSpec,
     ReshapeSpec,
+    PermuteSpec,
+    ShuffleSpec,
     AddSpec,
     MultiplySpec,
     ConcatSpec,
