@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from ..errors import Problem, did_you_mean
 from .expand import REGISTRY, SRC, _Ctx
 from .model import ModelSpec
+from .types import FieldValueError
 
 
 def _walk(data: Any, loc: Sequence) -> tuple[tuple | None, str, str, list[str]]:
@@ -77,6 +78,9 @@ def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]
     seen = set()
     for err in exc.errors(include_url=False):
         loc = err["loc"]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldValueError):
+            loc = (*loc, cause.field)
         src, human, kind, rest = _walk(data, loc)
         field = ".".join(rest)
         if src is not None:

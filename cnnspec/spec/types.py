@@ -6,8 +6,10 @@ normalises them, with error messages that name the field and what was received.
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Annotated, Any, Literal, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import PlainValidator, WithJsonSchema
 
@@ -152,3 +154,68 @@ FromRef = Annotated[
         }
     ),
 ]
+
+
+# --- no silent coercion ------------------------------------------------------------------------
+
+
+class FieldValueError(ValueError):
+    """A value error about one field of a mapping, raised by a model-level validator.
+
+    ``problems`` locates it at the field (a model validator's own errors point at the model).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@functools.cache
+def _accepts(annotation: Any) -> frozenset:
+    """The scalar types a field annotation accepts (``object`` when it is not a plain scalar)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _accepts(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return frozenset().union(*(_accepts(a) for a in get_args(annotation)))
+    if origin is Literal:
+        return frozenset(type(a) for a in get_args(annotation))
+    if annotation is type(None):
+        return frozenset({type(None)})
+    if annotation in (bool, int, float, str):
+        return frozenset({annotation})
+    return frozenset({object})
+
+
+def _items_of(annotation: Any) -> Any:
+    """The item annotation of ``tuple[X, ...]`` / ``list[X]`` (None for anything else)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _items_of(get_args(annotation)[0])
+    args = get_args(annotation)
+    if origin is list and args:
+        return args[0]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return args[0]
+    return None
+
+
+def strict_scalar(annotation: Any, value: Any) -> Any:
+    """Refuse what Pydantic's lax mode would coerce: ``'yes'`` for a bool, ``true`` for a number.
+
+    YAML 1.2 reads ``yes`` as a string, and a quoted ``'true'`` is a string too: taking either as
+    a bool, or a bool as the number 1, would be a silent wrong result.
+    """
+    accepts = _accepts(annotation)
+    if object not in accepts:
+        if isinstance(value, bool):
+            if bool not in accepts and accepts & {int, float}:
+                raise ValueError(f"expected a number, received {str(value).lower()}")
+        elif bool in accepts and value is not None and not accepts & {int, float, str}:
+            raise ValueError(f"expected true or false, received {value!r}")
+        return value
+    item = _items_of(annotation)
+    if item is not None and isinstance(value, (list, tuple)):
+        for v in value:
+            strict_scalar(item, v)
+    return value
