@@ -153,3 +153,84 @@ def test_layerscale_starts_at_its_initial_value_and_reloads_safely(tmp_path):
     np.testing.assert_allclose(
         _reloaded(model, tmp_path).predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6
     )
+
+
+# --- bugs of issue 10 ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "axis,shape",
+    [(1, (8, 8, 2)), (2, (4, 16, 2)), (3, (4, 8, 4)), (-1, (4, 8, 4)), (-3, (8, 8, 2))],
+)
+def test_concat_axis_means_the_same_to_the_checker_and_to_keras(axis, shape):
+    from cnnspec.build import build_model
+
+    spec = _spec(
+        [4, 8, 2],
+        ["{conv: '1x1, 2', name: a}", f"concat: {{from: [a, input], axis: {axis}}}"],
+    )
+    assert spec.graph.nodes["concat_1"].shape == shape
+    assert tuple(build_model(spec).output.shape[1:]) == shape
+
+
+def test_concat_refuses_the_batch_axis_and_names_the_axis_written():
+    from cnnspec.errors import SpecError
+
+    with pytest.raises(SpecError, match="concat cannot join along the batch axis, received axis=0"):
+        _spec([4, 8, 2], ["{conv: '1x1, 2', name: a}", "concat: {from: [a, input], axis: 0}"])
+    with pytest.raises(SpecError, match="concat axis is out of range .* received axis=4"):
+        _spec([4, 8, 2], ["{conv: '1x1, 2', name: a}", "concat: {from: [a, input], axis: 4}"])
+    with pytest.raises(SpecError, match="concat along axis 1 needs the other dimensions to match"):
+        _spec([4, 8, 2], ["{conv: '1x1, 3', name: a}", "concat: {from: [a, input], axis: 1}"])
+
+
+@pytest.mark.parametrize(
+    "body", ["sepconv: 3x3, 64, p=same, bias=false", "dwconv: 3x3, s=2, p=1, bias=false"]
+)
+def test_projection_bias_follows_a_sepconv_or_dwconv_body(body):
+    spec = _spec([8, 8, 128], [f"residual: {{body: ['{body}', 'conv: 1x1, 64, bias=false']}}"])
+    # 1x1 conv 128 -> 64 without bias: 8,192 parameters (8,320 with one).
+    assert spec.graph.nodes["residual_1_shortcut"].params == 128 * 64
+    only = _spec([8, 8, 128], [f"residual: {{body: ['{body.replace('64', '128')}']}}"])
+    short = only.graph.nodes.get("residual_1_shortcut")
+    assert short is None or short.params == 128 * 128
+
+
+def test_sepconv_only_body_projection_has_no_bias_in_keras():
+    from cnnspec.build import build_model
+
+    spec = _spec([8, 8, 128], ["residual: {body: ['sepconv: 3x3, 64, p=same, bias=false']}"])
+    layer = build_model(spec).get_layer("residual_1_shortcut")
+    assert layer.count_params() == 8192 and not layer.use_bias
+
+
+def test_an_explicit_name_is_never_taken_by_an_earlier_auto_name():
+    spec = _spec(
+        [8, 8, 3],
+        ["conv: 3x3, 4, p=same", "conv: 3x3, 4, p=same", "{conv: '1x1, 5', name: conv_1}"],
+    )
+    assert spec.graph.nodes["conv_1"].spec.n_K == 5
+    assert [n for n in spec.graph.nodes if n.startswith("conv")] == ["conv_2", "conv_3", "conv_1"]
+    # A name written twice is still refused.
+    from cnnspec.errors import SpecError
+
+    with pytest.raises(SpecError, match="the name 'x' is used twice"):
+        _spec([8, 8, 3], ["{conv: '1x1, 4', name: x}", "{conv: '1x1, 4', name: x}"])
+
+
+def test_residual_drop_path_drops_the_body_in_training_only():
+    spec = _spec(
+        [4, 4, 3], ["residual: {body: ['conv: 3x3, 3, p=same'], drop_path: 0.5, act: null}"]
+    )
+    assert spec.graph.nodes["residual_1_droppath"].inputs == ["residual_1_conv_1"]
+    from cnnspec.build import build_model
+
+    model = build_model(spec)
+    x = _x([4, 4, 3]).repeat(100, axis=0)
+    body = model.get_layer("residual_1_conv_1")
+    branch = np.asarray(body(x))
+    np.testing.assert_allclose(model(x, training=False), x + branch, rtol=1e-5, atol=1e-5)
+    y = np.asarray(model(x, training=True))
+    dropped = np.isclose(y, x, atol=1e-6).all(axis=(1, 2, 3))
+    kept = np.isclose(y, x + 2 * branch, rtol=1e-4, atol=1e-5).all(axis=(1, 2, 3))
+    assert (dropped | kept).all() and 0.3 < dropped.mean() < 0.7

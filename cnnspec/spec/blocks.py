@@ -27,6 +27,9 @@ class ResidualSpec(LayerSpec):
     shortcut_bias: bool | None = Field(
         None, description="bias in the projection conv (default: as the body's last conv)"
     )
+    drop_path: float = Field(
+        0.0, ge=0.0, lt=1.0, description="stochastic depth: drop the body per sample (training)"
+    )
 
 
 class InceptionSpec(LayerSpec):

@@ -23,18 +23,23 @@ from .layers import (
     BatchNormSpec,
     ConcatSpec,
     ConvSpec,
+    ConvTransposeSpec,
     DenseSpec,
+    DepthwiseConvSpec,
     DropoutSpec,
+    DropPathSpec,
     LayerSpec,
     MaxPoolSpec,
     MultiplySpec,
     RescaleSpec,
+    SeparableConvSpec,
 )
 
 if TYPE_CHECKING:
     from .model import ModelSpec
 
 INPUT = "input"
+_CONVS = (ConvSpec, SeparableConvSpec, DepthwiseConvSpec, ConvTransposeSpec)
 
 
 @dataclass
@@ -134,6 +139,8 @@ class _Compiler:
         self.counters: Counter[str] = Counter()
         self.problems: list[Problem] = []
         self.declared = {item.name for item in _items(spec.layers) if item.name}
+        # Names written in the spec, with their prefixes: auto-names never take one.
+        self.reserved: set[str] = set()
         self.head = ""
         self.block = ""
 
@@ -147,7 +154,7 @@ class _Compiler:
     def auto_name(self, prefix: str, kind: str) -> str:
         self.counters[prefix + kind] += 1
         name = f"{prefix}{kind}_{self.counters[prefix + kind]}"
-        while name in self.graph.nodes or name in self.graph.aliases:
+        while name in self.graph.nodes or name in self.graph.aliases or name in self.reserved:
             self.counters[prefix + kind] += 1
             name = f"{prefix}{kind}_{self.counters[prefix + kind]}"
         return name
@@ -247,6 +254,7 @@ class _Compiler:
         self, items: list[LayerSpec], start: str, prefix: str, scopes: list[dict], final: str = ""
     ) -> str:
         outputs = [start]
+        self.reserved.update(prefix + item.name for item in items if item.name)
         scope: dict[str, str] = {}
         scopes = scopes + [scope]
         for i, item in enumerate(items):
@@ -294,6 +302,8 @@ class _Compiler:
         body = self.sequence(item.body, x, f"{name}_", scopes)
         if body == FAILED:
             raise _Failed
+        if item.drop_path:
+            body = self.emit(DropPathSpec(rate=item.drop_path), f"{name}_droppath", [body], item)
         body_nodes = list(self.graph.nodes.items())[mark:]
         x_shape, y_shape = self.graph.nodes[x].shape, self.graph.nodes[body].shape
         short = item.shortcut
@@ -331,7 +341,8 @@ class _Compiler:
                 "give shortcut: a list of layers",
             )
         strides = tuple(math.ceil(a / b) for a, b in zip(x_shape[:-1], y_shape[:-1], strict=True))
-        convs = _contains(item.body, ConvSpec)
+        # The bias follows the body's last convolution of any kind (a sepconv/dwconv body too).
+        convs = _contains(item.body, _CONVS)
         bias = (
             item.shortcut_bias
             if item.shortcut_bias is not None

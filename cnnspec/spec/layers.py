@@ -680,14 +680,40 @@ class MultiplySpec(_Merge):
 
 
 class ConcatSpec(_Merge):
-    """Concatenation along an axis (channels by default: inception, DenseNet)."""
+    """Concatenation along an axis (channels by default: inception, DenseNet).
+
+    Axes are numbered as Keras numbers them: 1 is the first axis after the batch, -1 the
+    channels. The batch axis (0) cannot be concatenated.
+    """
 
     kind: Literal["concat"] = "concat"
-    axis: int = -1
+    axis: int = Field(-1, description="1 = first axis after the batch, -1 = channels")
     positional: ClassVar = ("axis",)
 
+    @field_validator("axis")
+    @classmethod
+    def _not_batch(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError(
+                "concat cannot join along the batch axis, received axis=0 "
+                "(1 is the first axis after the batch, -1 the channels)"
+            )
+        return v
+
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        return shapes.concat(inputs, self.axis)
+        rank = len(inputs[0])
+        if self.axis > rank:
+            raise ShapeError(
+                f"concat axis is out of range for a {fmt(inputs[0])} input, received axis={self.axis}",
+                f"use 1..{rank} (1 is the first axis after the batch) or -1 for the channels",
+            )
+        # Shapes here exclude the batch: Keras' axis k is shape axis k - 1.
+        ax = self.axis - 1 if self.axis > 0 else self.axis
+        try:
+            return shapes.concat(inputs, ax)
+        except ShapeError as exc:  # name the axis as the user wrote it
+            msg = exc.message.replace(f"along axis {ax} ", f"along axis {self.axis} ", 1)
+            raise ShapeError(msg, exc.hint) from None
 
 
 #: Every primitive kind, in the order of the README reference.
