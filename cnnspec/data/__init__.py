@@ -40,12 +40,13 @@ from __future__ import annotations
 
 from .images import IMAGE_EXTENSIONS, load_images
 from .pipeline import make_pipeline
-from .sources import KERAS_DATASETS, Data, load_data
+from .sources import KERAS_DATASETS, Data, decode_crop, load_data
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "KERAS_DATASETS",
     "Data",
+    "decode_crop",
     "load_data",
     "load_images",
     "make_pipeline",

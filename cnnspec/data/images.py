@@ -27,12 +27,15 @@ def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
 def convert(images, input_shape: Sequence[int]):
     """Resize and channel-convert an image or a batch (any numeric dtype, values in [0, 255]).
 
-    Graph-safe (used inside tf.data maps); the channel count of ``images`` must be static.
+    uint8 in, uint8 out (rounded after resizing): decoded images stay 1 byte per value until
+    the model. Other dtypes come out as float32. Graph-safe (used inside tf.data maps); the
+    channel count of ``images`` must be static.
     """
     import tensorflow as tf
 
     height, width, channels = check_input_shape(input_shape)
-    x = tf.cast(images, tf.float32)
+    as_uint8 = images.dtype == tf.uint8
+    x = images if as_uint8 else tf.cast(images, tf.float32)
     have = x.shape[-1]
     if have == 4:  # drop alpha
         x = x[..., :3]
@@ -40,6 +43,7 @@ def convert(images, input_shape: Sequence[int]):
     if have == 1 and channels == 3:
         x = tf.image.grayscale_to_rgb(x)
     elif have == 3 and channels == 1:
+        # rgb_to_grayscale keeps uint8 (it rounds internally)
         x = tf.image.rgb_to_grayscale(x)
     elif have not in (1, 3):
         raise RunError(f"images with {have} channels cannot be converted to {channels} channels")
@@ -48,21 +52,73 @@ def convert(images, input_shape: Sequence[int]):
         # result stays in [0, 255] (the clip only removes float rounding).
         x = tf.image.resize(x, (height, width), method="bilinear", antialias=True)
         x = tf.clip_by_value(x, 0.0, 255.0)
+        if as_uint8:
+            x = tf.cast(tf.round(x), tf.uint8)
     return x
 
 
 def decode(contents, input_shape: Sequence[int]):
-    """Decode PNG/JPEG/BMP/GIF bytes (a string tensor) into a converted float32 image."""
+    """Decode PNG/JPEG/BMP/GIF bytes (a string tensor) into a converted uint8 image."""
     import tensorflow as tf
 
     # Always decode to RGB (every format supports it) so the channel count is static.
     image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    return convert(_checked_size(image), input_shape)
+
+
+def _checked_size(image):
+    """A zero-size image fails with a reason (resize would say only 'Graph execution error')."""
+    import tensorflow as tf
+
+    tf.debugging.assert_positive(
+        tf.size(image), message="the image has zero size (0 pixels)", summarize=0
+    )
+    return image
+
+
+def decode_random_crop(contents, input_shape: Sequence[int], seed, scale, ratio):
+    """Decode a random resized crop (Inception-style) of image bytes, as a converted uint8 image.
+
+    JPEGs are decoded with the fused ``decode_and_crop_jpeg``: only the crop window is
+    decoded. Other formats are decoded whole, then cropped. ``seed``: a shape-[2] int tensor
+    (stateless, so a seeded run repeats exactly). ``scale``: (min, max) area fraction;
+    ``ratio``: (min, max) aspect ratio.
+    """
+    import tensorflow as tf
+
+    whole = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4])
+
+    def window(size):
+        begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+            size,
+            whole,
+            seed=seed,
+            min_object_covered=0.0,
+            aspect_ratio_range=ratio,
+            area_range=scale,
+            max_attempts=10,
+            use_image_if_no_bounding_boxes=True,
+        )
+        return begin, extent
+
+    def jpeg():
+        begin, extent = window(tf.image.extract_jpeg_shape(contents))
+        crop = tf.stack([begin[0], begin[1], extent[0], extent[1]])
+        return tf.image.decode_and_crop_jpeg(contents, crop, channels=3)
+
+    def other():
+        image = _checked_size(tf.io.decode_image(contents, channels=3, expand_animations=False))
+        begin, extent = window(tf.shape(image))
+        return tf.slice(image, begin, extent)
+
+    image = tf.cond(tf.io.is_jpeg(contents), jpeg, other)
+    image.set_shape([None, None, 3])
     return convert(image, input_shape)
 
 
 def decode_file(path: str | Path, input_shape: Sequence[int]) -> np.ndarray:
-    """One image file as a converted float32 array; RunError naming the file if it is bad."""
+    """One image file as a converted uint8 array; RunError naming the file if it is bad."""
     import tensorflow as tf
 
     path = Path(path)

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 SHUFFLE_BUFFER = 10_000
+# Streamed or disk-cached images are copies: 10,000 at 448x448x3 would be 6 GB.
+SHUFFLE_BYTES = 256 * 1024**2
 
 
 def augmenter(augment: Sequence[Any], seed: int = 0):
@@ -49,6 +51,20 @@ def augmenter(augment: Sequence[Any], seed: int = 0):
     return keras.Sequential(layers, name="augment")
 
 
+def shuffle_buffer(ds, batch_size: int, in_memory: bool) -> int:
+    """Elements in the shuffle buffer: SHUFFLE_BUFFER, bounded to SHUFFLE_BYTES of images
+    unless the dataset is an in-memory cache (the buffer then shares the cached images)."""
+    import numpy as np
+
+    if in_memory:
+        return SHUFFLE_BUFFER
+    spec = ds.element_spec[0]
+    if not spec.shape.is_fully_defined():
+        return SHUFFLE_BUFFER
+    nbytes = int(np.prod(spec.shape)) * spec.dtype.size
+    return max(batch_size * 2, min(SHUFFLE_BUFFER, SHUFFLE_BYTES // max(nbytes, 1)))
+
+
 def make_pipeline(
     ds,
     batch_size: int,
@@ -67,6 +83,9 @@ def make_pipeline(
     """
     import tensorflow as tf
 
+    in_memory = getattr(ds, "_cnnspec_in_memory", False)
+    if getattr(ds, "_cnnspec_decode_crop", False):  # the random resized crop was fused with
+        augment = [a for a in augment if a.kind != "random_resized_crop"]  # JPEG decoding
     options = tf.data.Options()
     options.deterministic = True
     # Shard by element, never by file: with a single source file (arrays) FILE sharding
@@ -74,10 +93,14 @@ def make_pipeline(
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
     if training:
-        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        buffer = shuffle_buffer(ds, batch_size, in_memory)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size)
+    # Images stay uint8 (4x less memory) until here; the model takes float32 in [0, 255].
+    ds = ds.batch(batch_size).map(
+        lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE
+    )
     if training and augment:
         aug = augmenter(augment, seed)
         ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)

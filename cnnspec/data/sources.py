@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
-from .images import IMAGE_EXTENSIONS, check_input_shape, convert, decode, find_corrupt
+from . import cache as caches
+from .images import check_input_shape, convert, decode, decode_random_crop, find_corrupt
+from .progress import progress
+from .scan import class_folders, read_manifest, scan_classes
 
 # Splits are a property of the data, not of the training run: one fixed seed.
 SPLIT_SEED = 1234
@@ -37,7 +40,11 @@ KERAS_DATASETS: dict[str, tuple[str, str, list[str]]] = {
 
 @dataclass
 class Data:
-    """Unbatched, cached datasets of (float32 image in [0, 255], int32 label)."""
+    """Unbatched datasets of (image, int32 label), cached as ``cache`` chose.
+
+    Images are uint8 in [0, 255] (image folders, manifests, uint8 arrays) or float32 in
+    [0, 255] (float arrays such as digits); ``make_pipeline`` casts batches to float32.
+    """
 
     train: Any
     val: Any
@@ -46,6 +53,8 @@ class Data:
     sizes: dict[str, int] = field(default_factory=dict)
     source: str = ""
     files: list[str] = field(default_factory=list)  # image files of a folder source
+    notes: list[str] = field(default_factory=list)  # how the data is read: cache, scaling
+    cache: str = "none"  # the cache mode chosen: memory | disk | none
 
     def diagnose(self, input_shape: Sequence[int]) -> None:
         """After a decode error mid-training: RunError naming the bad file (folder sources)."""
@@ -63,6 +72,23 @@ class Data:
         return ds
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What every loader needs besides the source."""
+
+    shape: tuple[int, int, int]
+    validation_split: float
+    test_split: float
+    cache: str
+    seed: int
+    crop: tuple[tuple[float, float], tuple[float, float]] | None
+    echo: Callable[[str], None] | None
+
+    def say(self, text: str) -> None:
+        if self.echo is not None:
+            self.echo(text)
+
+
 def load_data(
     source: str,
     input_shape: Sequence[int],
@@ -71,17 +97,27 @@ def load_data(
     validation_split: float = 0.15,
     test_split: float = 0.15,
     num_classes: int | None = None,
-    cache: bool = True,
+    cache: str | bool = "auto",
+    crop: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> Data:
     """Load ``source`` as train/val/test datasets converted to ``input_shape`` (see package doc).
 
-    ``seed`` is accepted for API stability; splits use a fixed seed so that the test set never
-    depends on the training seed.
+    Splits use a fixed seed, so the test set never depends on the training seed; ``seed``
+    shuffles the file order of a streamed (uncached) training split every epoch and seeds
+    ``crop``. ``cache``: auto | memory | disk | none (True = auto, False = none).
+    ``crop``: ((min, max) area, (min, max) aspect ratio) of a random resized crop done while
+    decoding the streamed training split (fused JPEG decode-and-crop); ignored when cached.
+    ``echo`` receives the lines that say how the data is read (cache choice, pixel scaling)
+    and the progress summaries.
     """
-    del seed
     shape = check_input_shape(input_shape)
-    loader = _array_source if _is_array_source(source) else _folder_source
-    data = loader(source, shape, validation_split, test_split, cache)
+    mode = {True: "auto", False: "none"}.get(cache, cache) if isinstance(cache, bool) else cache
+    req = _Request(shape, validation_split, test_split, mode, seed, crop, echo)
+    loader = _array_source if _is_array_source(source) else _file_source
+    data = loader(source, req)
+    if data.sizes.get("train", 0) == 0 and sum(data.sizes.values()) == 0:
+        raise RunError(f"data '{source}' holds no images")
     if num_classes is not None and num_classes != data.num_classes:
         raise RunError(
             f"data '{source}' has {data.num_classes} classes but the spec's final layer has "
@@ -93,40 +129,87 @@ def load_data(
     return data
 
 
+CROP_DEFAULTS = ((0.08, 1.0), (3 / 4, 4 / 3))  # Inception / ImageNet recipes
+
+
+def decode_crop(augment: Sequence[Any]):
+    """The (area, aspect ratio) ranges of a ``random_resized_crop`` in ``augment``, or None.
+
+    Passed to :func:`load_data` as ``crop``: a streamed training split then crops while it
+    decodes (fused JPEG decode-and-crop) and ``make_pipeline`` skips that augmentation.
+    """
+    for a in augment:
+        if getattr(a, "kind", None) != "random_resized_crop":
+            continue
+        params = a.params
+        get = params.get if isinstance(params, dict) else (lambda k, d, p=params: getattr(p, k, d))
+        scale = get("scale", None) or CROP_DEFAULTS[0]
+        ratio = get("ratio", None) or CROP_DEFAULTS[1]
+        return (tuple(float(v) for v in scale), tuple(float(v) for v in ratio))
+    return None
+
+
 def _is_array_source(source: str) -> bool:
-    return source == "digits" or source in KERAS_DATASETS or source.endswith(".npz")
+    return source == "digits" or source in KERAS_DATASETS or source.lower().endswith(".npz")
 
 
 # --- arrays ------------------------------------------------------------------------------------
 
 
-def _array_source(source, shape, validation_split, test_split, cache) -> Data:
+def _array_source(source: str, req: _Request) -> Data:
+    notes: list[str] = []
     if source == "digits":
         x, y, names = _digits()
-        splits = _split_arrays(x, y, validation_split, test_split)
+        splits = _split_arrays(x, y, req.validation_split, req.test_split)
+        identity = ["digits"]
     elif source in KERAS_DATASETS:
         (x, y), (x_test, y_test), names = _keras_dataset(source)
-        train, val, _ = _split_arrays(x, y, validation_split, 0.0)
+        train, val, _ = _split_arrays(x, y, req.validation_split, 0.0)
         splits = (train, val, (x_test, y_test))
+        identity = [source]
     else:
-        x, y, names = _npz(source)
-        splits = _split_arrays(x, y, validation_split, test_split)
+        x, y, names, scaling = _npz(source)
+        notes.append(scaling)
+        splits = _split_arrays(x, y, req.validation_split, req.test_split)
+        st = Path(source).stat()
+        identity = [str(Path(source).resolve()), str(st.st_size), str(st.st_mtime_ns)]
+    itemsize = 1 if x.dtype == np.uint8 else 4
+    count = sum(len(p[1]) for p in splits if p is not None)
+    what = f"{'uint8' if itemsize == 1 else 'float32'} images at {_dims(req.shape)}"
+    choice = caches.choose(req.cache, count * int(np.prod(req.shape)) * itemsize, what)
+    notes.insert(0, choice.describe())
+    for line in notes:
+        req.say(line)
     datasets, sizes = {}, {}
     for name, part in zip(("train", "val", "test"), splits, strict=True):
         sizes[name] = 0 if part is None else len(part[1])
-        datasets[name] = None if not sizes[name] else _from_arrays(*part, shape, cache)
-    return Data(class_names=names, sizes=sizes, source=source, **datasets)
+        if not sizes[name]:
+            datasets[name] = None
+            continue
+        ds = _from_arrays(*part, req.shape)
+        folder_key = caches.key([*identity, _dims(req.shape), name, str(sizes[name])])
+        info = {"source": source, "split": name, "input": list(req.shape)}
+        datasets[name] = caches.apply(
+            ds, choice, name=name, count=sizes[name], folder_key=folder_key, info=info,
+            on_error=lambda n: None, echo=req.echo,
+        )  # fmt: skip
+    return Data(
+        class_names=names, sizes=sizes, source=source, notes=notes, cache=choice.mode, **datasets
+    )
 
 
-def _from_arrays(x: np.ndarray, y: np.ndarray, shape, cache: bool):
+def _dims(shape: Sequence[int]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _from_arrays(x: np.ndarray, y: np.ndarray, shape):
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
     # Convert in batches (vectorised resize), then unbatch: no Python per image.
     ds = ds.batch(256).map(lambda a, b: (convert(a, shape), b), num_parallel_calls=tf.data.AUTOTUNE)
     # unbatch() hides the size; tell tf.data (Keras then knows where an epoch ends).
-    ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(len(y)))
-    return ds.cache() if cache else ds
+    return ds.unbatch().apply(tf.data.experimental.assert_cardinality(len(y)))
 
 
 def _split_arrays(x, y, validation_split, test_split):
@@ -157,6 +240,7 @@ def _digits():
 
 
 def _npz(source: str):
+    """x, y, class names and the scaling rule applied (a line for the run's log) of an .npz."""
     path = Path(source)
     if not path.is_file():
         raise RunError(f"data file not found: {path}")
@@ -166,8 +250,21 @@ def _npz(source: str):
                 raise RunError(f"{path} must hold arrays 'x' and 'y'; it holds {sorted(npz.files)}")
             x, y = npz["x"], npz["y"]
             names = [str(n) for n in npz["class_names"]] if "class_names" in npz else None
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # object arrays: strings, mixed types, ...
+            raise RunError(
+                f"{path} holds Python objects (an object array), not numbers; it is not read "
+                "(loading it could run code)",
+                hint="save x as a numeric array (uint8 in [0, 255] or float in [0, 1])",
+            ) from None
         raise RunError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise RunError(f"cannot read {path}: {exc}") from None
+    if x.dtype.kind not in "uif":
+        raise RunError(
+            f"{path}: x must hold pixel values (numbers); received dtype {x.dtype}",
+            hint="save x as uint8 in [0, 255] or float in [0, 1]",
+        )
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
@@ -175,19 +272,84 @@ def _npz(source: str):
             f"{path}: x must have shape (N, H, W) or (N, H, W, C) with C in 1, 3, 4; "
             f"received {x.shape}"
         )
+    if len(x) == 0:
+        raise RunError(f"{path} holds no images (x has shape {x.shape})")
+    if 0 in x.shape[1:3]:
+        raise RunError(f"{path}: the images are empty (zero size); x has shape {x.shape}")
     if y.ndim == 2:  # one-hot
         y = y.argmax(axis=1)
     if y.ndim != 1 or len(y) != len(x):
         raise RunError(f"{path}: y must have shape ({len(x)},); received {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-        raise RunError(f"{path}: y must hold class indices 0..K-1; received dtype {y.dtype}")
-    if np.issubdtype(x.dtype, np.floating) and len(x) and float(x.max()) <= 1.0:
-        x = x * 255.0  # a [0, 1] float array; the pipeline contract is [0, 255]
-    k = int(y.max()) + 1 if len(y) else 0
+    if not np.issubdtype(y.dtype, np.integer):
+        raise RunError(
+            f"{path}: y must hold integer class indices 0..K-1; received dtype {y.dtype}"
+        )
+    if y.min() < 0:
+        i = int(np.argmin(y))
+        raise RunError(
+            f"{path}: y must hold class indices 0..K-1; y[{i}] is {int(y[i])}",
+            hint="labels are 0-based class indices (or one-hot rows)",
+        )
+    x, scaling = _pixel_scale(x, path)
+    k = int(y.max()) + 1
     names = names or [str(i) for i in range(k)]
     if len(names) < k:
         raise RunError(f"{path}: class_names has {len(names)} entries but y goes up to {k - 1}")
-    return x, y.astype(np.int32), names
+    return x, y.astype(np.int32), names, scaling
+
+
+# A [0, 1] data set with a few stray values above 1 (a rounding slip, a bad pixel) would be
+# taken for [0, 255] and train on almost-black images; real [0, 255] data has far more.
+_STRAY_SHARE = 0.001
+
+
+def _pixel_scale(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
+    """x in [0, 255] and the rule used, stated; RunError for values that fit no rule.
+
+    Integer x: taken as [0, 255]. Float x: every value in [0, 1] -> multiplied by 255;
+    values above 1 -> taken as [0, 255] unless fewer than 0.1% exceed 1 (ambiguous: refused).
+    Non-finite or negative values, or values above 255, are refused with their index.
+    """
+
+    def at(mask: np.ndarray) -> str:
+        index = np.unravel_index(int(np.argmax(mask)), x.shape)
+        return f"x[{', '.join(str(int(i)) for i in index)}] = {x[index]!r}"
+
+    hint = "save x as uint8 in [0, 255] or float in [0, 1]"
+    if x.dtype.kind == "f":
+        finite = np.isfinite(x)
+        if not finite.all():
+            raise RunError(
+                f"{path}: pixels must be finite; {at(~finite)} "
+                f"({int((~finite).sum())} non-finite values)",
+                hint=hint,
+            )
+    low, high = x.min(), x.max()
+    if low < 0 or high > 255:
+        bad = (x < 0) | (x > 255)
+        raise RunError(
+            f"{path}: pixels must be in [0, 1] or [0, 255]; {at(bad)} "
+            f"(range {float(low):g}..{float(high):g})",
+            hint=hint,
+        )
+    if x.dtype.kind != "f":
+        return x, f"pixels: {path.name} holds {x.dtype} in [0, 255]: used as they are"
+    if high <= 1.0:
+        note = f"pixels: {path.name} holds {x.dtype} in [0, 1]: multiplied by 255"
+        return (x.astype(np.float32) * 255.0), note
+    above = x > 1.0
+    share = float(above.mean())
+    if share < _STRAY_SHARE:
+        raise RunError(
+            f"{path}: pixels look like [0, 1] but {int(above.sum())} exceed 1 ({at(above)}); "
+            "the scale is ambiguous",
+            hint="clip x to [0, 1], or store [0, 255] values",
+        )
+    note = (
+        f"pixels: {path.name} holds {x.dtype} in [0, 255] ({share:.1%} of values above 1): "
+        "used as they are"
+    )
+    return x.astype(np.float32), note
 
 
 def _keras_dataset(name: str):
@@ -225,59 +387,87 @@ def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
         return False
 
 
-# --- image folders -----------------------------------------------------------------------------
+# --- image folders and manifests ----------------------------------------------------------------
+
+# Pseudo file systems are never data (and scanning them can hang or walk the whole machine).
+_SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 
 
-def _folder_source(source, shape, validation_split, test_split, cache) -> Data:
+def _file_source(source: str, req: _Request) -> Data:
     root = Path(source)
-    if not root.is_dir():
-        hint = "use digits, mnist, fashion_mnist, cifar10, cifar100, a folder or an .npz file"
-        raise RunError(f"data folder not found: {root}", hint=hint)
-    sub = {p.name: p for p in root.iterdir() if p.is_dir()}
-    if "train" in sub:
-        names, train = _scan(sub["train"])
-        val_dir = sub.get("val") or sub.get("validation")
-        val = _scan(val_dir, names)[1] if val_dir else None
-        test = _scan(sub["test"], names)[1] if "test" in sub else None
-        if val is None:
-            train, val, _ = _split_files(train, validation_split, 0.0)
+    resolved = os.path.realpath(root)
+    if any(resolved == r or resolved.startswith(r + "/") for r in _SYSTEM_ROOTS):
+        raise RunError(
+            f"data {source} is a system folder ({resolved}), not a data set",
+            hint="use digits, an image folder, a CSV manifest or an .npz file",
+        )
+    if root.is_file() and root.suffix.lower() == ".csv":
+        with progress("scanning", None, unit="files", echo=req.echo) as bar:
+            names, files = read_manifest(root)
+            bar.advance(len(files))
+        train, val, test = _split_files(files, req.validation_split, req.test_split)
+    elif root.is_dir():
+        with progress("scanning", None, unit="files", echo=req.echo) as bar:
+            train, val, test, names = _scan_folder(root, req)
+            bar.advance(sum(len(p or []) for p in (train, val, test)))
+    elif root.exists():
+        raise RunError(
+            f"data {source} is neither a folder, a .csv manifest nor an .npz file",
+            hint="use digits, an image folder, a CSV manifest (path,label) or an .npz file",
+        )
     else:
-        names, files = _scan(root)
-        train, val, test = _split_files(files, validation_split, test_split)
-    datasets, sizes, files = {}, {}, []
-    for name, part in (("train", train), ("val", val), ("test", test)):
+        hint = (
+            "use digits, mnist, fashion_mnist, cifar10, cifar100, a folder, a .csv or an .npz file"
+        )
+        raise RunError(f"data folder not found: {root}", hint=hint)
+    if train:
+        # Once, with the split seed: a cache holds the training images in a random order (not
+        # class by class), so a bounded shuffle buffer mixes them well.
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(train))
+        train = [train[i] for i in order]
+    parts = {"train": train, "val": val, "test": test}
+    count = sum(len(p or []) for p in parts.values())
+    what = f"uint8 images at {_dims(req.shape)}"
+    choice = caches.choose(req.cache, count * int(np.prod(req.shape)), what)
+    req.say(choice.describe())
+    datasets, sizes, all_files = {}, {}, []
+    for name, part in parts.items():
         sizes[name] = len(part or [])
-        datasets[name] = _from_files(part, shape, cache) if part else None
-        files += [f for f, _ in part or []]
-    return Data(class_names=names, sizes=sizes, source=source, files=files, **datasets)
+        all_files += [f for f, _ in part or []]
+        if not part:
+            datasets[name] = None
+            continue
+        streamed_train = name == "train" and choice.mode == "none"
+        crop = req.crop if streamed_train else None
+        ds = _from_files(part, req, shuffle=streamed_train, crop=crop)
+        if crop is not None:
+            ds._cnnspec_decode_crop = True  # make_pipeline: already cropped
+        folder_key = caches.key([str(Path(source).resolve()), _dims(req.shape), name], part)
+        info = {"source": str(Path(source).resolve()), "split": name, "input": list(req.shape)}
+        paths = [f for f, _ in part]
+        datasets[name] = caches.apply(
+            ds, choice, name=name, count=sizes[name], folder_key=folder_key, info=info,
+            on_error=lambda n, paths=paths: _name_corrupt(paths, n, req.shape), echo=req.echo,
+        )  # fmt: skip
+    return Data(
+        class_names=names, sizes=sizes, source=source, files=all_files,
+        notes=[choice.describe()], cache=choice.mode, **datasets,
+    )  # fmt: skip
 
 
-def _scan(folder: Path, names: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names (sorted sub-folders) and (file, label) pairs of one class-folder tree."""
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise RunError(
-            f"data folder {folder} has no class sub-folders",
-            hint="put the images of each class in their own sub-folder (folder/cat/*.png, ...)",
-        )
-    if names is not None and classes != names:
-        raise RunError(
-            f"data folder {folder} has classes {classes} but the training folder has {names}"
-        )
-    files: list[tuple[str, int]] = []
-    for label, cls in enumerate(classes):
-        images = sorted(
-            str(p)
-            for p in (folder / cls).rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
-        if not images:
-            raise RunError(
-                f"class folder {folder / cls} has no images",
-                hint="add images (" + ", ".join(IMAGE_EXTENSIONS) + ") or remove the folder",
-            )
-        files += [(f, label) for f in images]
-    return classes, files
+def _scan_folder(root: Path, req: _Request):
+    sub = set(class_folders(root))
+    if "train" in sub:
+        names, train = scan_classes(root / "train")
+        val_name = "val" if "val" in sub else "validation" if "validation" in sub else None
+        val = scan_classes(root / val_name, names)[1] if val_name else None
+        test = scan_classes(root / "test", names)[1] if "test" in sub else None
+        if val is None:
+            train, val, _ = _split_files(train, req.validation_split, 0.0)
+    else:
+        names, files = scan_classes(root)
+        train, val, test = _split_files(files, req.validation_split, req.test_split)
+    return train, val, test, names
 
 
 def _split_files(files, validation_split, test_split):
@@ -289,24 +479,35 @@ def _split_files(files, validation_split, test_split):
     )
 
 
-def _from_files(files: list[tuple[str, int]], shape, cache: bool):
+def _from_files(files: list[tuple[str, int]], req: _Request, *, shuffle: bool, crop):
+    """(uint8 image, label) decoded from files; ``shuffle``: a new file order every epoch."""
     import tensorflow as tf
 
     paths = [f for f, _ in files]
     labels = np.array([label for _, label in files], dtype=np.int32)
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    ds = ds.map(
-        lambda p, y: (decode(tf.io.read_file(p), shape), y), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    if not cache:
-        return ds
-    ds = ds.cache()
-    # Fill the cache now: a corrupt file fails here, where we can name it, and not in the
-    # middle of an epoch. Later iterations read the cache (it is shared by every iterator).
-    try:
-        for _ in ds.batch(512).prefetch(2):
-            pass
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-        find_corrupt(paths, shape)
-        raise
-    return ds
+    if shuffle:  # paths are cheap to shuffle: the whole split, not a buffer of images
+        ds = ds.shuffle(len(paths), seed=req.seed, reshuffle_each_iteration=True)
+    shape = req.shape
+    if crop is None:
+        ds = ds.map(
+            lambda p, y: (decode(tf.io.read_file(p), shape), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        scale, ratio = crop
+        seeds = tf.data.Dataset.random(seed=req.seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda py, s: (
+                decode_random_crop(tf.io.read_file(py[0]), shape, s, scale, ratio),
+                py[1],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.apply(tf.data.experimental.assert_cardinality(len(paths)))
+
+
+def _name_corrupt(paths: list[str], done: int, shape) -> None:
+    """RunError naming the file that failed after ``done`` good ones (look near it first)."""
+    find_corrupt(paths[done : done + 1024], shape)
+    find_corrupt(paths, shape)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from .base import StrictModel
 
@@ -265,7 +265,13 @@ class TrainSpec(StrictModel):
     )
     validation_split: float = Field(0.15, ge=0, lt=1)
     test_split: float = Field(0.15, ge=0, lt=1)
-    cache: bool = True
+    cache: Literal["auto", "memory", "disk", "none"] | StrictBool = Field(
+        "auto",
+        description="where decoded images (uint8 at the input size) are kept between epochs: "
+        "auto = memory if they fit a quarter of the machine's memory (CNNSPEC_CACHE_BUDGET), "
+        "else disk ($CNNSPEC_CACHE or ~/.cache/cnnspec), else none (stream the files); "
+        "true = auto, false = none",
+    )
     batch_size: int = Field(64, ge=1)
     epochs: int = Field(10, ge=1)
     steps_per_epoch: int | None = Field(None, ge=1)
@@ -284,6 +290,14 @@ class TrainSpec(StrictModel):
     mixed_precision: Auto = "auto"
     jit_compile: Auto = "auto"
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+
+    @field_validator("cache")
+    @classmethod
+    def _cache(cls, value: str | bool) -> str:
+        # true/false from older recipes: true = cache where it fits (auto), false = stream.
+        if isinstance(value, bool):
+            return "auto" if value else "none"
+        return value
 
     @field_validator("metrics")
     @classmethod

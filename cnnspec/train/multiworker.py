@@ -96,7 +96,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
 
     r = spec.train
     watchdog = hw.watchdog  # started before the strategy (hardware.setup)
-    data = load_training_data(spec)
+    data = load_training_data(spec, echo=echo if hw.is_chief else None)
     if hw.is_chief:
         run = prepare_run_dir(spec, data, hw, run_dir, resume=resume)
     else:

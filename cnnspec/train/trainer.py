@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import Data, load_data, make_pipeline
+from ..data import Data, decode_crop, load_data, make_pipeline
 from ..errors import RunError
 from . import hardware, recipe, rundir
 from .callbacks import Checkpoint, History, LogNames, NanGuard, RunState, Timer, restore
@@ -52,7 +52,7 @@ def train(
             spec, hw, run_dir=run_dir, resume=resume, echo=echo, started=started
         )
 
-    data = load_training_data(spec)
+    data = load_training_data(spec, echo=echo)  # says how the data is cached, first
     run = prepare_run_dir(spec, data, hw, run_dir, resume)
     echo(describe(spec, data, hw, run))
     if not tensorboard_available():
@@ -73,7 +73,7 @@ def train(
     return result
 
 
-def load_training_data(spec: Any) -> Data:
+def load_training_data(spec: Any, echo: Callable[[str], None] | None = None) -> Data:
     """The recipe's data, converted to the spec's input and checked against its classes."""
     r = spec.train
     return load_data(
@@ -84,6 +84,8 @@ def load_training_data(spec: Any) -> Data:
         test_split=r.test_split,
         num_classes=spec.num_classes,
         cache=r.cache,
+        crop=decode_crop(r.augment),
+        echo=echo,
     )
 
 

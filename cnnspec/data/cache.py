@@ -1,0 +1,212 @@
+"""Where decoded images are kept between epochs: memory, a disk cache, or nowhere (streaming).
+
+``cache: auto`` (the default) estimates the decoded size (uint8 at the spec's input size) and
+keeps it in memory when it fits the budget (a quarter of the machine's memory; override with
+``CNNSPEC_CACHE_BUDGET``, e.g. ``8G``), else on disk under the cache directory
+(``$CNNSPEC_CACHE``, default ``~/.cache/cnnspec``) when the disk has room, else streams (decodes
+every epoch). A disk cache is a folder per (data, input size, file list): the next run with the
+same data reuses it, and deleting it is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import RunError
+from .progress import progress
+
+CACHE_MODES = ("auto", "memory", "disk", "none")
+CACHE_FORMAT = 1  # bump when what a cache folder holds changes: old folders are not reused
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def cache_root() -> Path:
+    """The disk cache directory: $CNNSPEC_CACHE, else $XDG_CACHE_HOME/cnnspec, else ~/.cache."""
+    env = os.environ.get("CNNSPEC_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "cnnspec"
+
+
+def total_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or a smaller cgroup limit."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def parse_size(text: str) -> int:
+    """``8G``, ``512M``, ``1.5GiB``, ``1000000`` -> bytes; ValueError otherwise."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(text)
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def memory_budget() -> tuple[int, str]:
+    """(bytes, where the figure comes from) for an in-memory cache."""
+    env = os.environ.get("CNNSPEC_CACHE_BUDGET")
+    if env:
+        try:
+            return parse_size(env), "CNNSPEC_CACHE_BUDGET"
+        except ValueError:
+            raise RunError(
+                f"CNNSPEC_CACHE_BUDGET must be a size such as 8G or 512M; received {env!r}"
+            ) from None
+    total = total_memory()
+    return total // 4, f"a quarter of {human(total)} memory"
+
+
+def human(nbytes: float) -> str:
+    """1536 -> '1.5 KB' (binary units, as memory is counted)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(nbytes) < 1024 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TB"  # unreachable
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The cache mode chosen for a data set, and why (printed in the run's first lines)."""
+
+    mode: str  # memory | disk | none
+    reason: str
+    folder: Path | None = None  # the disk cache's root (mode disk)
+
+    def describe(self) -> str:
+        where = f" in {self.folder}" if self.folder else ""
+        name = {"memory": "in memory", "disk": "on disk", "none": "none (streaming)"}[self.mode]
+        return f"cache: {name}{where}: {self.reason}"
+
+
+def choose(requested: str, nbytes: int, what: str) -> Choice:
+    """Resolve ``requested`` (auto|memory|disk|none) for ``nbytes`` of decoded ``what``."""
+    if requested not in CACHE_MODES:
+        raise RunError(f"cache must be one of {', '.join(CACHE_MODES)}; received {requested!r}")
+    size = f"{human(nbytes)} of {what}"
+    if requested == "none":
+        return Choice("none", f"asked for (cache: none); {size} decoded every epoch")
+    if requested == "memory":
+        return Choice("memory", f"asked for (cache: memory); {size}")
+    root = cache_root()
+    if requested == "disk":
+        return Choice("disk", f"asked for (cache: disk); {size}", root)
+    budget, source = memory_budget()
+    if nbytes <= budget:
+        return Choice("memory", f"auto: {size} fits the memory budget {human(budget)} ({source})")
+    over = f"auto: {size} is over the memory budget {human(budget)} ({source})"
+    free = _free_space(root)
+    if free is not None and nbytes * 1.1 + 512 * 1024**2 <= free:
+        return Choice("disk", f"{over}; the disk has {human(free)} free", root)
+    room = "cannot be created" if free is None else f"has only {human(free)} free"
+    return Choice("none", f"{over} and the cache folder {root} {room}; streaming from the files")
+
+
+def _free_space(root: Path) -> int | None:
+    probe = root
+    while not probe.exists():
+        if probe.parent == probe:
+            return None
+        probe = probe.parent
+    try:
+        if not os.access(probe, os.W_OK):
+            return None
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def key(parts: Sequence[str], files: Sequence[tuple[str, int]] = ()) -> str:
+    """A cache folder name from what determines its content (data, input size, file list)."""
+    digest = hashlib.sha256(f"cnnspec-cache-{CACHE_FORMAT}".encode())
+    for part in parts:
+        digest.update(b"\0" + part.encode())
+    digest.update(b"\1")
+    for path, label in files:
+        digest.update(f"{label}\t{path}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def apply(
+    ds,
+    choice: Choice,
+    *,
+    name: str,
+    count: int,
+    folder_key: str,
+    info: dict,
+    on_error: Callable[[int], None],
+    echo: Callable[[str], None] | None = None,
+):
+    """``ds`` cached as ``choice`` says, filled now (with progress) so that a bad file fails here.
+
+    ``on_error(n)`` is called when decoding fails after ``n`` good elements; it should raise a
+    RunError naming the file.
+    """
+    import tensorflow as tf
+
+    if choice.mode == "none":
+        return ds
+    if choice.mode == "memory":
+        cached = ds.cache()
+        _fill(cached, count, f"caching {name} split in memory", on_error, echo)
+        cached._cnnspec_in_memory = True  # make_pipeline: shuffling it copies no image
+        return cached
+    assert choice.folder is not None
+    final = choice.folder / folder_key
+    prefix = final / "data"
+    if not (final / "info.json").is_file():
+        try:
+            choice.folder.mkdir(parents=True, exist_ok=True)
+            tmp = choice.folder / f".{folder_key}.tmp-{os.getpid()}-{time.time_ns()}"
+            tmp.mkdir()
+        except OSError as exc:
+            raise RunError(
+                f"cannot create the cache folder {choice.folder}: {exc.strerror or exc}",
+                hint="set CNNSPEC_CACHE to a writable folder, or use cache: memory / none",
+            ) from None
+        try:
+            _fill(
+                ds.cache(str(tmp / "data")), count, f"caching {name} split on disk", on_error, echo
+            )
+            (tmp / "info.json").write_text(json.dumps({**info, "images": count}, indent=1))
+            try:
+                tmp.rename(final)  # atomic: a folder is complete or absent
+            except OSError:
+                if not (final / "info.json").is_file():  # not a concurrent run's twin
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    elif echo:
+        echo(f"{name} split: reusing the disk cache {final}")
+    # A complete cache is read without touching the files; the upstream map never runs.
+    return ds.cache(str(prefix)).apply(tf.data.experimental.assert_cardinality(count))
+
+
+def _fill(ds, count: int, what: str, on_error: Callable[[int], None], echo) -> None:
+    import tensorflow as tf
+
+    with progress(what, count, echo=echo) as bar:
+        try:
+            for x, _ in ds.batch(256).prefetch(2):
+                bar.advance(int(x.shape[0]))
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.NotFoundError):
+            on_error(bar.count)
+            raise
