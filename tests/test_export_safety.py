@@ -136,3 +136,144 @@ def test_metadata_that_contradicts_the_model_is_refused(tmp_path):
     (run / "meta.json").write_text("{not json")
     with pytest.raises(RunError, match="cannot read model metadata"):
         load_run_model(run)
+
+
+# --------------------------------------------------------------------------- export --overwrite
+
+
+def _user_folder(path: Path) -> dict[str, str]:
+    """A folder holding a user's files (returned as name -> content, to check they survive)."""
+    files = {"notes.txt": "my notes", "data/labels.csv": "a,b\n"}
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    return files
+
+
+def _assert_survived(path: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        assert (path / name).read_text() == text, f"{path / name} was lost"
+
+
+def _fake_savedmodel_with_user_file(path: Path) -> dict[str, str]:
+    (path / "variables").mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"\x08\x01")
+    (path / "variables" / "variables.index").write_bytes(b"")
+    return _user_folder(path)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "make", "message"),
+    [
+        (
+            "savedmodel",
+            "mine",
+            _user_folder,
+            "refusing to replace .*mine: it is a folder but not a SavedModel",
+        ),
+        (
+            "savedmodel",
+            "almost_savedmodel",
+            _fake_savedmodel_with_user_file,
+            "the SavedModel folder also holds data, notes.txt, which an export never writes",
+        ),
+        ("keras", "x.keras", _user_folder, "it is a folder, and a keras export is a file"),
+        ("tflite", "x.tflite", _user_folder, "it is a folder, and a tflite export is a file"),
+    ],
+)
+def test_overwrite_never_replaces_a_users_folder(tmp_path, fmt, name, make, message):
+    from cnnspec.export import export_model
+
+    dest = tmp_path / name
+    dest.mkdir()
+    files = make(dest)
+    with pytest.raises(RunError, match=message + r".*--overwrite replaces only an earlier"):
+        export_model(digits_run(), fmt, dest, overwrite=True)
+    _assert_survived(dest, files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temp files left
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "content", "message"),
+    [
+        ("keras", "model.keras", b"my own zip? no, my notes", "it is not a .keras archive"),
+        ("tflite", "model.tflite", b"notes notes notes", "it is not a tflite model"),
+        ("onnx", "model.onnx", b"notes", "it is not a onnx model"),
+    ],
+)
+def test_overwrite_never_replaces_a_file_that_is_not_an_export(
+    tmp_path, fmt, name, content, message
+):
+    from cnnspec.export import export_model
+
+    dest = tmp_path / name
+    dest.write_bytes(content)
+    with pytest.raises(RunError, match=f"refusing to replace .*{name}: {message}"):
+        export_model(digits_run(), fmt, dest, overwrite=True)
+    assert dest.read_bytes() == content
+
+
+@pytest.mark.parametrize("target", [".", "..", "~", "/"])
+def test_overwrite_never_targets_cwd_its_parents_home_or_root(tmp_path, monkeypatch, target):
+    from cnnspec.export import export_model
+
+    work = tmp_path / "work"
+    work.mkdir()
+    files = _user_folder(work)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    dest = Path(target).expanduser()
+    with pytest.raises(RunError, match="refusing to export onto .*current directory.*root"):
+        export_model(digits_run(), "savedmodel", dest, overwrite=True)
+    _assert_survived(work, files)
+
+
+def test_cli_export_onto_a_user_folder_is_one_line_and_keeps_the_files(tmp_path, capsys):
+    dest = tmp_path / "photos"
+    dest.mkdir()
+    files = _user_folder(dest)
+    code = run_cli(["export", digits_run(), "--format", "savedmodel", "-o", dest, "--overwrite"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err == (
+        f"-o {dest}: refusing to replace {dest}: it is a folder but not a SavedModel (no "
+        "saved_model.pb and variables/); --overwrite replaces only an earlier savedmodel export. "
+        "Hint: move it away yourself or choose another -o."
+    )
+    _assert_survived(dest, files)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel"])
+def test_overwrite_replaces_an_earlier_export_of_the_same_format(tmp_path, fmt):
+    from cnnspec.export import export_model
+
+    dest = tmp_path / ("m.keras" if fmt == "keras" else "m_savedmodel")
+    first = export_model(digits_run(), fmt, dest)
+    before = json.loads(first.meta_path.read_text())["exported_at"]
+    second = export_model(digits_run(), fmt, dest, overwrite=True)
+    assert second.path == dest and second.max_abs_diff <= 1e-4
+    assert json.loads(second.meta_path.read_text())["exported_at"] >= before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [dest.name, f"{dest.name}.meta.json"]
+    )
+    # ... but not when a user's file has been put inside the SavedModel folder since
+    if fmt == "savedmodel":
+        (dest / "keep.txt").write_text("mine")
+        with pytest.raises(RunError, match="also holds keep.txt"):
+            export_model(digits_run(), fmt, dest, overwrite=True)
+        assert (dest / "keep.txt").read_text() == "mine"
+
+
+def test_a_link_at_the_destination_is_not_followed_or_replaced(tmp_path):
+    from cnnspec.export import export_model
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    files = _user_folder(target)
+    link = tmp_path / "link_savedmodel"
+    link.symlink_to(target, target_is_directory=True)
+    with pytest.raises(RunError, match="is a symbolic link"):
+        export_model(digits_run(), "savedmodel", link, overwrite=True)
+    assert link.is_symlink()
+    _assert_survived(target, files)

@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 import warnings
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..errors import RunError
 from ..modelio import FORMATS, Format, ModelSource, load_run_model, meta_path_for, versions
+from ..outpaths import check_output, reason
 
 Quantize = Literal["dynamic", "float16"]
 QUANTIZE_MODES: tuple[Quantize, ...] = ("dynamic", "float16")
@@ -85,20 +87,20 @@ def export_model(
     if quantize is not None and fmt != "tflite":
         raise RunError(f"--quantize applies to tflite exports only, received --format {fmt}")
     started = time.perf_counter()
+    if out is not None:  # before the model is loaded: a bad -o costs nothing
+        _check_destination(Path(out), fmt, overwrite)
     model, meta, source = load_run_model(source_path)
     dest = Path(out) if out is not None else default_destination(source, meta, fmt, quantize)
     _check_destination(dest, fmt, overwrite)
     meta_dest = meta_path_for(dest)
-    if meta_dest.exists() and not overwrite:
-        raise RunError(f"{meta_dest} already exists", hint="pass --overwrite or choose another -o")
     if tolerance is None:
         tolerance = TOLERANCE_QUANTISED if quantize else TOLERANCE
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     tmp = dest.with_name(f".{dest.name}.{token}.partial" + _suffix(dest))
     tmp_meta = meta_dest.with_name(f".{meta_dest.name}.{token}.partial")
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         _WRITERS[fmt](model, tmp, quantize)
         diff, agreement = verify_export(model, tmp, fmt, meta["input_shape"], n_samples)
         if not diff <= tolerance:  # also catches NaN
@@ -130,9 +132,13 @@ def export_model(
             },
         }
         tmp_meta.write_text(json.dumps(export_meta, indent=2) + "\n", encoding="utf-8")
+        # Checked again: something may have appeared at the destination during the export.
+        _check_destination(dest, fmt, overwrite)
         # The model is renamed last: a model at the destination always has its metadata beside it.
         os.replace(tmp_meta, meta_dest)
         _move_into_place(tmp, dest)
+    except OSError as exc:
+        raise RunError(f"cannot write {dest}: {reason(exc)}") from None
     finally:
         for leftover in (tmp, tmp_meta):
             _remove(leftover)
@@ -160,8 +166,130 @@ def _check_destination(dest: Path, fmt: Format, overwrite: bool) -> None:
         raise RunError(f"-o {dest}: a {fmt} export must end in '{wanted}'")
     if fmt == "savedmodel" and dest.suffix in (".keras", ".tflite", ".onnx", ".pb"):
         raise RunError(f"-o {dest}: a SavedModel is a folder; give a folder name")
-    if dest.exists() and not overwrite:
-        raise RunError(f"{dest} already exists", hint="pass --overwrite or choose another -o")
+    _refuse_protected(dest)
+    meta_dest = meta_path_for(dest)
+    for path in (dest, meta_dest):
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if not overwrite:
+            raise RunError(f"{path} already exists", hint="pass --overwrite or choose another -o")
+        if path.is_symlink():
+            raise RunError(
+                f"-o {dest}: {path} is a symbolic link; --overwrite replaces only an earlier "
+                "export, never a link",
+                hint="remove the link yourself or choose another -o",
+            )
+        recognised, why = _is_export_meta(path) if path == meta_dest else _RECOGNISERS[fmt](path)
+        if not recognised:
+            raise RunError(
+                f"-o {dest}: refusing to replace {path}: {why}; --overwrite replaces only an "
+                f"earlier {fmt} export",
+                hint="move it away yourself or choose another -o",
+            )
+    check_output(dest, "-o", "dir" if fmt == "savedmodel" else "file")
+
+
+def _refuse_protected(dest: Path) -> None:
+    """Never export onto /, $HOME, the current directory or a folder above it."""
+    resolved = dest.resolve()
+    cwd = Path.cwd().resolve()
+    protected = {Path(resolved.anchor), Path.home().resolve()}
+    if resolved in protected or resolved == cwd or resolved in cwd.parents:
+        raise RunError(
+            f"-o {dest}: refusing to export onto {resolved} (the current directory, a folder "
+            "above it, the home folder or the root)",
+            hint="give the export its own name, e.g. -o exports/model_savedmodel",
+        )
+
+
+# What an earlier export of each format looks like: (recognised, why not).
+_SAVEDMODEL_ENTRIES = {
+    "saved_model.pb",
+    "saved_model.pbtxt",
+    "fingerprint.pb",
+    "keras_metadata.pb",
+    "variables",
+    "assets",
+    "assets.extra",
+}
+
+
+def _is_savedmodel_dir(path: Path) -> tuple[bool, str]:
+    if not path.is_dir():
+        return False, "it is a file, and a SavedModel is a folder"
+    if not (path / "saved_model.pb").is_file() or not (path / "variables").is_dir():
+        return False, "it is a folder but not a SavedModel (no saved_model.pb and variables/)"
+    foreign = sorted(e.name for e in path.iterdir() if e.name not in _SAVEDMODEL_ENTRIES)
+    foreign += sorted(
+        f"variables/{e.name}"
+        for e in (path / "variables").iterdir()
+        if not (e.is_file() and e.name.startswith("variables."))
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        return False, f"the SavedModel folder also holds {shown}, which an export never writes"
+    return True, ""
+
+
+def _is_file_with(path: Path, what: str) -> tuple[bool, str]:
+    if path.is_dir():
+        return False, f"it is a folder, and a {what} export is a file"
+    if not path.is_file():
+        return False, "it is not a regular file"
+    return True, ""
+
+
+def _is_keras_file(path: Path) -> tuple[bool, str]:
+    ok, why = _is_file_with(path, "keras")
+    if not ok:
+        return ok, why
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False, "it is not a .keras archive (not a zip file)"
+    own = {"config.json", "metadata.json", "model.weights.h5"}
+    if "config.json" not in names or any(
+        n not in own and not n.startswith("assets/") for n in names
+    ):
+        return False, "it is a zip file but not a Keras model archive"
+    return True, ""
+
+
+def _has_magic(path: Path, what: str, offset: int, magic: bytes) -> tuple[bool, str]:
+    ok, why = _is_file_with(path, what)
+    if not ok:
+        return ok, why
+    with path.open("rb") as fh:
+        head = fh.read(offset + len(magic))
+    if head[offset:] != magic:
+        return False, f"it is not a {what} model"
+    return True, ""
+
+
+def _is_export_meta(path: Path) -> tuple[bool, str]:
+    ok, why = _is_file_with(path, "metadata")
+    if not ok:
+        return ok, why
+    if path.stat().st_size > 1024**2:
+        return False, "it is too large to be export metadata"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False, "it is not JSON"
+    if not (isinstance(meta, dict) and {"format", "input_shape", "class_names"} <= set(meta)):
+        return False, "it is not the metadata of a cnnspec export"
+    return True, ""
+
+
+_RECOGNISERS = {
+    "keras": _is_keras_file,
+    "savedmodel": _is_savedmodel_dir,
+    # A TFLite flatbuffer has the identifier "TFL3" at byte 4; an ONNX ModelProto starts with
+    # field 1 (ir_version, a varint): tag byte 0x08.
+    "tflite": lambda path: _has_magic(path, "tflite", 4, b"TFL3"),
+    "onnx": lambda path: _has_magic(path, "onnx", 0, b"\x08"),
+}
 
 
 def _move_into_place(tmp: Path, dest: Path) -> None:

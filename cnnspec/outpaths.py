@@ -1,0 +1,112 @@
+"""Output paths: checked before any work, written atomically, OSErrors reported as one line.
+
+Every command that writes something calls :func:`check_output` on each destination *up front*,
+before it loads a model or data or trains, so that an unwritable destination costs milliseconds
+instead of a finished run: the destination must not be a folder where a file is wanted (or a file
+where a folder is wanted), no parent may be a file, and the nearest existing folder must accept a
+new file (probed by creating and removing a hidden temporary file, which also catches read-only
+file systems and virtual ones such as ``/proc``, even for root).
+
+:func:`atomic_path` gives a hidden temporary name beside the destination and renames it into place
+when the block succeeds (a reader never sees half a file; a failure leaves nothing), turning any
+OSError into a :class:`~cnnspec.errors.RunError` that names the path and the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from .errors import RunError
+
+Kind = Literal["file", "dir"]
+
+
+def reason(exc: OSError) -> str:
+    """The reason an OSError gives, in words a user can act on."""
+    if exc.errno == errno.ENOENT:
+        return "the folder does not accept new files (a virtual file system such as /proc?)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return exc.strerror or type(exc).__name__
+
+
+def check_output(path: str | Path, option: str = "-o", kind: Kind = "file") -> Path:
+    """Refuse a destination that cannot be written, naming the path and the reason (exit 1).
+
+    ``kind``: ``file`` (a file is written or replaced there) or ``dir`` (a folder is created
+    there, or files are written into it). Creates nothing that stays.
+    """
+    path = Path(path)
+    where = f"{option} {path}"
+    if path.is_dir() and kind == "file":
+        raise RunError(
+            f"{where}: is a folder; a file is written there",
+            hint=f"give a file name, e.g. {path / 'name'}",
+        )
+    if path.exists() and not path.is_dir() and kind == "dir":
+        raise RunError(f"{where}: is a file; a folder is written there", hint="choose another path")
+    folder = path if kind == "dir" and path.is_dir() else path.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: mkdir would fail on it
+            raise RunError(f"{where}: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunError(
+            f"{where}: {existing} is a file, so nothing can be written under it",
+            hint="choose a path whose parent folders are folders",
+        )
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".cnnspec-probe-")
+    except OSError as exc:
+        raise RunError(f"{where}: cannot write in {existing}: {reason(exc)}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, keep_suffix: bool = True) -> Iterator[Path]:
+    """A hidden temporary path beside ``path``, renamed onto ``path`` when the block succeeds.
+
+    The temporary name keeps ``path``'s suffix (writers such as Keras insist on it). On any
+    failure the temporary file is removed and ``path`` is untouched; an OSError becomes a
+    RunError naming ``path``. Replaces a file, never a folder.
+    """
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        raise RunError(f"{path}: is a folder; a file is written there", hint="give a file name")
+    suffix = path.suffix if keep_suffix else ""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial{suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RunError(f"cannot write {path}: {reason(exc)}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
