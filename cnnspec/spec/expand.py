@@ -2,41 +2,68 @@
 
 Each item ``- conv: 3x3, 64, s=2`` (or its mapping form) becomes ``{kind: conv, K: 3x3, n_K: 64,
 s: 2}``; uses of ``define:`` blocks are replaced by their layers with ``$n`` / ``${...}``
-substituted (arithmetic only, never ``eval``); ``times:`` repeats an item. Every mapping keeps
-``__src__``: where it came from, for error locations.
+substituted (bounded arithmetic, never ``eval``: see :mod:`.expressions`); ``times:`` repeats an
+item, with ``$i`` its 0-based repeat index. Placeholders are filled item by item, so an error is
+reported once, at the item that holds the expression. Every mapping keeps ``__src__``: where it
+came from, for error locations. A scale (:mod:`.scales`) multiplies written channel counts and
+``times:`` on the way.
+
+Every amount a spec controls is bounded before the work is done: :data:`MAX_LAYERS` expanded
+items, :data:`MAX_DEPTH` levels of nested blocks.
 """
 
 from __future__ import annotations
 
-import ast
-import copy
-import operator
-import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import notation, yamlio
+from .. import yamlio
 from ..errors import Location, Problem, did_you_mean
 from .blocks import BLOCKS
+from .expressions import Computed, ExpressionError, parse_notation, plain, substitute
 from .layers import PRIMITIVES, LayerSpec, kind_of
+from .scales import Scaling
 from .types import ACTIVATIONS
 
 #: Every built-in kind, by tag.
 REGISTRY: dict[str, type[LayerSpec]] = {kind_of(c): c for c in PRIMITIVES + BLOCKS}
 #: Keys any layer item may carry besides its kind.
-COMMON_KEYS = ("name", "from", "times")
+COMMON_KEYS = ("name", "from", "times", "fixed")
 SRC = "__src__"
+#: Most layer items a spec may expand to (``times:`` and define uses included), counted before
+#: each repetition is expanded: a hostile ``times: 1000000000`` costs milliseconds.
+MAX_LAYERS = 100_000
+#: Deepest nesting of blocks (residual/parallel bodies, define uses inside define uses).
+MAX_DEPTH = 32
+#: The name ``$i`` takes inside an item with ``times:``: the 0-based repeat index.
+REPEAT_INDEX = "i"
+#: Keys of a block whose values are lists of layer items (expanded, not substituted).
+_NESTED = ("body", "shortcut", "branches")
+
+
+class _TooLarge(Exception):
+    """The expansion passed :data:`MAX_LAYERS` (reported once; expansion stops)."""
 
 
 class _Ctx:
     """Where we are while expanding: the document, problems found, the define stack."""
 
-    def __init__(self, doc: yamlio.Document, defines: dict[str, Any], overrides: dict) -> None:
+    def __init__(
+        self,
+        doc: yamlio.Document,
+        defines: dict[str, Any],
+        overrides: dict,
+        scaling: Scaling | None = None,
+    ) -> None:
         self.doc = doc
-        self.defines = defines if isinstance(defines, dict) else {}
         self.problems: list[Problem] = []
         self.overrides = overrides
         self.stack: list[str] = []
+        self.scaling = scaling
+        self.count = 0
+        self._seen: set[str] = set()
+        self.defines = self._check_defines(defines if isinstance(defines, dict) else {})
 
     def location(self, path: Sequence) -> Location:
         for opath, text in self.overrides.items():
@@ -45,7 +72,43 @@ class _Ctx:
         return self.doc.location(tuple(path))
 
     def add(self, path: Sequence, human: str, message: str, hint: str = "") -> None:
-        self.problems.append(Problem(self.location(path), message, hint, human))
+        problem = Problem(self.location(path), message, hint, human)
+        key = f"{problem.location}: {message}"
+        if key not in self._seen:  # a define used ten times reports its error once
+            self._seen.add(key)
+            self.problems.append(problem)
+
+    def _check_defines(self, defines: dict[str, Any]) -> dict[str, Any]:
+        """Refuse defines that shadow a built-in kind, and parameters that are not names."""
+        usable = {}
+        for name, define in defines.items():
+            if name in REGISTRY or name in COMMON_KEYS:
+                what = "built-in kind" if name in REGISTRY else "key every item may carry"
+                self.add(
+                    ("define", name),
+                    f"define.{name}",
+                    f"'{name}' is a {what}; a define of that name would hide it",
+                    f"rename the block, e.g. '{name}_block'",
+                )
+                continue
+            params = define.get("params") if isinstance(define, dict) else None
+            for key in params if isinstance(params, dict) else ():
+                if not isinstance(key, str) or not key.isidentifier():
+                    self.add(
+                        ("define", name, "params"),
+                        f"define.{name}.params",
+                        f"a parameter name must be a name, received {key!r}",
+                        "write e.g. 'params: {n: 64}'",
+                    )
+                elif key == REPEAT_INDEX:
+                    self.add(
+                        ("define", name, "params", key),
+                        f"define.{name}.params",
+                        f"'{key}' is the repeat index of times:, not a parameter name",
+                        "choose another name",
+                    )
+            usable[name] = define
+        return usable
 
 
 # --- the expander ------------------------------------------------------------------------
@@ -101,75 +164,75 @@ def _split_item(item: Any) -> tuple[str, Any, dict[str, Any]]:
             f"one layer per item, received the kinds {', '.join(map(str, kinds))}",
             did_you_mean(kinds[0], REGISTRY) or "one kind per item",
         )
+    if not isinstance(kinds[0], str):
+        raise _ItemError(f"a layer kind must be a name, received {kinds[0]!r}")
     return kinds[0], item[kinds[0]], common
 
 
-_BINOPS = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-}
+@dataclass(frozen=True)
+class _Frame:
+    """What an item sees: placeholder values, nesting depth, and whether scaling is off."""
 
-
-def _evaluate(expr: str, params: dict[str, Any]) -> Any:
-    """Evaluate ``n*4`` style arithmetic on parameters; nothing else is allowed (no eval)."""
-
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return node.value
-        if isinstance(node, ast.Name):
-            if node.id not in params:
-                raise ValueError(f"unknown parameter '{node.id}'")
-            return params[node.id]
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            value = _BINOPS[type(node.op)](ev(node.left), ev(node.right))
-            return int(value) if isinstance(value, float) and value.is_integer() else value
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -ev(node.operand)
-        raise ValueError(f"only arithmetic on parameters is allowed, received '{expr}'")
-
-    try:
-        return ev(ast.parse(expr.strip(), mode="eval"))
-    except SyntaxError:
-        raise ValueError(f"cannot read the expression '{expr}'") from None
-
-
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_]\w*)")
-
-
-def _substitute(raw: Any, params: dict[str, Any]) -> Any:
-    if isinstance(raw, str):
-        whole = _PLACEHOLDER.fullmatch(raw.strip())
-        if whole:
-            return _evaluate(whole.group(1) or whole.group(2), params)
-        return _PLACEHOLDER.sub(lambda m: str(_evaluate(m.group(1) or m.group(2), params)), raw)
-    if isinstance(raw, list):
-        return [_substitute(x, params) for x in raw]
-    if isinstance(raw, dict):
-        return {k: _substitute(v, params) for k, v in raw.items()}
-    return raw
+    env: dict[str, Any]
+    depth: int = 0
+    fixed: bool = False
 
 
 class _Expander:
     def __init__(self, ctx: _Ctx) -> None:
         self.ctx = ctx
 
-    def items(self, items: Any, path: tuple, human: str) -> list[dict]:
+    def items(self, items: Any, path: tuple, human: str, frame: _Frame | None = None) -> list[dict]:
+        """Expand a list of layer items (the entry point: ``layers:`` and heads)."""
+        frame = frame or _Frame({})
+        top = frame.depth == 0
+        try:
+            return self._items(items, path, human, frame)
+        except _TooLarge:
+            if top:
+                return []
+            raise
+
+    def _items(self, items: Any, path: tuple, human: str, frame: _Frame) -> list[dict]:
         if not isinstance(items, list):
             self.ctx.add(path, human, f"expected a list of layers, received {items!r}")
             return []
+        if frame.depth > MAX_DEPTH:
+            self.ctx.add(
+                path,
+                human,
+                f"blocks are nested more than {MAX_DEPTH} deep",
+                "flatten the nesting (a define can list its layers one after another)",
+            )
+            return []
         out: list[dict] = []
         for i, item in enumerate(items):
-            out.extend(self.item(item, path + (i,), f"{human}[{i}]"))
+            out.extend(self.item(item, path + (i,), f"{human}[{i}]", frame))
         return out
 
-    def item(self, item: Any, path: tuple, human: str) -> list[dict]:
+    def _resolve(self, raw: Any, env: dict, path: tuple, human: str) -> tuple[bool, Any]:
+        """Substitute placeholders in ``raw``; (False, None) after reporting an error."""
+        try:
+            return True, substitute(raw, env)
+        except ExpressionError as exc:
+            self.ctx.add(path, human, str(exc), exc.hint)
+            return False, None
+
+    def _times(self, common: dict, frame: _Frame, path: tuple, human: str) -> int | None:
+        raw = common.get("times", 1)
+        ok, times = self._resolve(raw, frame.env, path + ("times",), human)
+        if not ok:
+            return None
+        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+            self.ctx.add(
+                path + ("times",), human, f"times must be a positive integer, received {times!r}"
+            )
+            return None
+        if self.ctx.scaling and not frame.fixed and not isinstance(times, Computed):
+            times = self.ctx.scaling.times(times)
+        return int(times)
+
+    def item(self, item: Any, path: tuple, human: str, frame: _Frame) -> list[dict]:
         ctx = self.ctx
         try:
             kind, value, common = _split_item(item)
@@ -177,11 +240,7 @@ class _Expander:
             ctx.add(path, human, str(exc), exc.hint)
             return []
         human = f"{human} {kind}"
-        if kind in ctx.defines:
-            node = self.use(kind, value, path, human)
-        elif kind in REGISTRY:
-            node = self.builtin(REGISTRY[kind], value, path, human)
-        else:
+        if kind not in ctx.defines and kind not in REGISTRY:
             hint = did_you_mean(kind, list(REGISTRY) + list(ctx.defines))
             if kind in ACTIVATIONS:
                 hint = f"write 'act: {kind}', or put {kind} in the previous layer (e.g. conv: 3x3, 64, {kind})"
@@ -192,71 +251,160 @@ class _Expander:
                 hint or "see 'cnnspec schema'",
             )
             return []
-        if node is None:
+        fixed = common.get("fixed", False)
+        if not isinstance(fixed, bool):
+            ctx.add(path + ("fixed",), human, f"fixed must be true or false, received {fixed!r}")
             return []
-        for key in ("name", "from"):
-            if key in common:
-                node[key] = common[key]
-        times = common.get("times", 1)
-        if not isinstance(times, int) or isinstance(times, bool) or times < 1:
-            ctx.add(
-                path + ("times",), human, f"times must be a positive integer, received {times!r}"
-            )
+        frame = replace(frame, fixed=frame.fixed or fixed)
+        times = self._times(common, frame, path, human)
+        if times is None:
             return []
-        if times == 1:
-            return [node]
-        copies = []
+        out: list[dict] = []
         for k in range(times):
-            c = copy.deepcopy(node)
-            if "name" in c and isinstance(c["name"], str):
-                c["name"] = f"{c['name']}_{k + 1}"
-            copies.append(c)
-        return copies
+            before = ctx.count
+            env = {**frame.env, REPEAT_INDEX: k} if "times" in common else frame.env
+            node = self.one(kind, value, path, human, replace(frame, env=env))
+            if node is None:
+                return out
+            for key in ("name", "from"):
+                if key in common:
+                    ok, node[key] = self._resolve(common[key], env, path + (key,), human)
+                    if not ok:
+                        return out
+            if times > 1 and isinstance(node.get("name"), str):
+                node["name"] = f"{node['name']}_{k + 1}"
+            out.append(node)
+            if k == 0 and times > 1:
+                size = max(ctx.count - before, 1)
+                if ctx.count + size * (times - 1) > MAX_LAYERS:
+                    ctx.add(
+                        path + ("times",),
+                        human,
+                        f"times: {times} expands to {size * times:,} layers, more than the "
+                        f"limit of {MAX_LAYERS:,} layers per spec",
+                        "repeat fewer times",
+                    )
+                    raise _TooLarge
+        return out
 
-    def _fields(self, cls: type[LayerSpec], value: Any, path: tuple, human: str) -> dict | None:
+    def one(self, kind: str, value: Any, path: tuple, human: str, frame: _Frame) -> dict | None:
+        """One copy of an item (a define use or a built-in kind)."""
+        self.ctx.count += 1
+        if self.ctx.count > MAX_LAYERS:
+            self.ctx.add(
+                path,
+                human,
+                f"the spec expands to more than {MAX_LAYERS:,} layers",
+                "use fewer layers",
+            )
+            raise _TooLarge
+        if kind in self.ctx.defines:
+            return self.use(kind, value, path, human, frame)
+        return self.builtin(REGISTRY[kind], value, path, human, frame)
+
+    def _fields(
+        self, cls: type[LayerSpec], value: Any, path: tuple, human: str, frame: _Frame
+    ) -> dict | None:
         kind = kind_of(cls)
+        kpath = path + (kind,)
         if value is None:
             return {}
         if isinstance(value, dict):
-            return dict(value)
+            fields = {}
+            for key, raw in value.items():
+                if key in _NESTED:
+                    fields[key] = raw
+                    continue
+                ok, fields[key] = self._resolve(raw, frame.env, kpath + (key,), human)
+                if not ok:
+                    return None
+            return fields
         if isinstance(value, list) and "body" in cls.model_fields:
             return {"body": value}
         values: list[Any]
         keywords: dict[str, Any] = {}
         if isinstance(value, str):
             try:
-                values, keywords = notation.parse(value)
+                values, keywords = parse_notation(value, frame.env)
+            except ExpressionError as exc:
+                self.ctx.add(kpath, human, str(exc), exc.hint)
+                return None
             except ValueError as exc:
-                self.ctx.add(
-                    path + (kind,), human, str(exc), "write e.g. '3x3, 64, s=2, p=1, relu'"
-                )
+                self.ctx.add(kpath, human, str(exc), "write e.g. '3x3, 64, s=2, p=1, relu'")
                 return None
         else:
             values = [value]
         fields = dict(keywords)
         error = _fill_positional(cls, values, fields)
         if error:
-            self.ctx.add(path + (kind,), human, error)
+            self.ctx.add(kpath, human, error)
             return None
         return fields
 
-    def builtin(self, cls: type[LayerSpec], value: Any, path: tuple, human: str) -> dict | None:
+    def builtin(
+        self, cls: type[LayerSpec], value: Any, path: tuple, human: str, frame: _Frame
+    ) -> dict | None:
         kind = kind_of(cls)
-        fields = self._fields(cls, value, path, human)
+        fields = self._fields(cls, value, path, human, frame)
         if fields is None:
             return None
         kpath = path + (kind,)
+        scaling = self.ctx.scaling
+        n_k = fields.get("n_K")
+        written = isinstance(n_k, int) and not isinstance(n_k, (bool, Computed)) and n_k > 0
+        if scaling and written and not frame.fixed and "n_K" in cls.model_fields:
+            fields["n_K"] = scaling.channels(n_k, self.ctx.location(kpath), f"{human} n_K")
+        fields = {k: v if k in _NESTED else plain(v) for k, v in fields.items()}
+        inner = replace(frame, depth=frame.depth + 1)
         for key in ("body", "shortcut"):
             if isinstance(fields.get(key), list):
-                fields[key] = self.items(fields[key], kpath + (key,), f"{human}.{key}")
+                fields[key] = self._items(fields[key], kpath + (key,), f"{human}.{key}", inner)
         if isinstance(fields.get("branches"), list):
             fields["branches"] = [
-                self.items(b, kpath + ("branches", j), f"{human}.branches[{j}]")
+                self._items(b, kpath + ("branches", j), f"{human}.branches[{j}]", inner)
                 for j, b in enumerate(fields["branches"])
             ]
         return {"kind": kind, **fields, SRC: (path, human)}
 
-    def use(self, name: str, value: Any, path: tuple, human: str) -> dict | None:
+    def _arguments(
+        self, name: str, value: Any, declared: dict, path: tuple, human: str, frame: _Frame
+    ) -> dict | None:
+        """The values given at a use of ``name``, placeholders filled from the caller."""
+        ctx = self.ctx
+        upath = path + (name,)
+        if isinstance(value, dict):
+            args = {}
+            for key, raw in value.items():
+                ok, args[key] = self._resolve(raw, frame.env, upath + (key,), human)
+                if not ok:
+                    return None
+            return args
+        if value is None:
+            return {}
+        try:
+            values, keywords = (
+                parse_notation(value, frame.env) if isinstance(value, str) else ([value], {})
+            )
+        except ExpressionError as exc:
+            ctx.add(upath, human, str(exc), exc.hint)
+            return None
+        except ValueError as exc:
+            ctx.add(upath, human, str(exc))
+            return None
+        args = dict(keywords)
+        free = [p for p in declared if p not in args]
+        if len(values) > len(free):
+            ctx.add(
+                upath,
+                human,
+                f"too many values for block '{name}', received {value!r}",
+                f"it takes {', '.join(map(str, declared)) or 'no parameters'}",
+            )
+            return None
+        args.update(zip(free, values, strict=False))
+        return args
+
+    def use(self, name: str, value: Any, path: tuple, human: str, frame: _Frame) -> dict | None:
         ctx = self.ctx
         define = ctx.defines[name]
         if name in ctx.stack:
@@ -265,30 +413,11 @@ class _Expander:
         if not isinstance(define, dict) or not isinstance(define.get("layers"), list):
             return None  # reported by the model validation of define:
         declared = define.get("params") or {}
-        if not isinstance(declared, dict):
+        if not isinstance(declared, dict) or not all(isinstance(k, str) for k in declared):
+            return None  # reported by the model validation / _check_defines
+        args = self._arguments(name, value, declared, path, human, frame)
+        if args is None:
             return None
-        args: dict[str, Any] = {}
-        if isinstance(value, dict):
-            args = dict(value)
-        elif value is not None:
-            try:
-                values, keywords = (
-                    notation.parse(value) if isinstance(value, str) else ([value], {})
-                )
-            except ValueError as exc:
-                ctx.add(path + (name,), human, str(exc))
-                return None
-            args = dict(keywords)
-            free = [p for p in declared if p not in args]
-            if len(values) > len(free):
-                ctx.add(
-                    path + (name,),
-                    human,
-                    f"too many values for block '{name}', received {value!r}",
-                    f"it takes {', '.join(declared) or 'no parameters'}",
-                )
-                return None
-            args.update(zip(free, values, strict=False))
         ok = True
         for key in args:
             if key not in declared:
@@ -296,7 +425,7 @@ class _Expander:
                     path + (name, key),
                     human,
                     f"unknown parameter '{key}' of block '{name}'",
-                    did_you_mean(key, declared)
+                    did_you_mean(str(key), declared)
                     or f"it takes {', '.join(declared) or 'no parameters'}",
                 )
                 ok = False
@@ -312,19 +441,23 @@ class _Expander:
             ok = False
         if not ok:
             return None
-        try:
-            layers = _substitute(copy.deepcopy(define["layers"]), params)
-        except ValueError as exc:
-            ctx.add(
-                ("define", name, "layers"),
-                f"define.{name}",
-                str(exc),
-                f"parameters: {', '.join(declared)}",
-            )
-            return None
+        channels = define.get("channels") or []
+        if ctx.scaling and not frame.fixed and isinstance(channels, list):
+            for key in channels:
+                v = params.get(key)
+                if isinstance(v, int) and not isinstance(v, (bool, Computed)) and v > 0:
+                    where = path + (name, key) if key in args else ("define", name, "params", key)
+                    params[key] = ctx.scaling.channels(v, ctx.location(where), f"{human} {key}")
+        if REPEAT_INDEX in frame.env:
+            params[REPEAT_INDEX] = frame.env[REPEAT_INDEX]
         ctx.stack.append(name)
         try:
-            body = self.items(layers, ("define", name, "layers"), f"{human} > define.{name}.layers")
+            body = self._items(
+                define["layers"],
+                ("define", name, "layers"),
+                f"{human} > define.{name}.layers",
+                _Frame(params, frame.depth + 1, frame.fixed),
+            )
         finally:
             ctx.stack.pop()
         return {"kind": "block", "block": name, "body": body, SRC: (path, human)}

@@ -19,11 +19,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .. import yamlio
-from ..errors import SpecError
+from ..errors import Location, SpecError
 from .expand import COMMON_KEYS, REGISTRY, SRC, _Ctx, _Expander
 from .model import ModelSpec
 from .overrides import apply_overrides
 from .problems import _problems_from
+from .scales import apply_scale
 
 __all__ = [
     "COMMON_KEYS",
@@ -67,8 +68,14 @@ def _resolve_paths(data: dict, file: str) -> None:
 # --- entry points --------------------------------------------------------------------------
 
 
-def from_document(doc: yamlio.Document, overrides: Iterable[str] = ()) -> ModelSpec:
-    """Validate a parsed document into a :class:`ModelSpec` and infer its shapes."""
+def from_document(
+    doc: yamlio.Document, overrides: Iterable[str] = (), scale: str | None = None
+) -> ModelSpec:
+    """Validate a parsed document into a :class:`ModelSpec` and infer its shapes.
+
+    ``scale`` names an entry of the spec's ``scales:`` (``--scale``); by default the spec's own
+    ``scale:`` applies, if any.
+    """
     data = doc.data
     if not isinstance(data, dict):
         raise SpecError.single(
@@ -78,7 +85,8 @@ def from_document(doc: yamlio.Document, overrides: Iterable[str] = ()) -> ModelS
     data = copy.deepcopy(data)
     applied = apply_overrides(data, overrides)
     _resolve_paths(data, doc.file)
-    ctx = _Ctx(doc, data.get("define") or {}, applied)
+    scaling = apply_scale(data, scale, doc, Location(f"--scale {scale}"))
+    ctx = _Ctx(doc, data.get("define") or {}, applied, scaling)
     expander = _Expander(ctx)
     normalised = dict(data)
     if "layers" in data:
@@ -107,17 +115,22 @@ def from_document(doc: yamlio.Document, overrides: Iterable[str] = ()) -> ModelS
     assert spec is not None
     spec._source = data
     spec._file = doc.file
+    spec._scaling = scaling.report() if scaling else None
     from .graph import compile_graph
 
     spec._graph = compile_graph(spec, ctx.location)
     return spec
 
 
-def load_spec(path: str | Path, overrides: Iterable[str] = ()) -> ModelSpec:
+def load_spec(
+    path: str | Path, overrides: Iterable[str] = (), scale: str | None = None
+) -> ModelSpec:
     """Load, validate and shape-check a spec file. Raises :class:`SpecError` with every problem."""
-    return from_document(yamlio.load(path), overrides)
+    return from_document(yamlio.load(path), overrides, scale)
 
 
-def loads_spec(text: str, file: str = "<string>", overrides: Iterable[str] = ()) -> ModelSpec:
+def loads_spec(
+    text: str, file: str = "<string>", overrides: Iterable[str] = (), scale: str | None = None
+) -> ModelSpec:
     """Like :func:`load_spec`, from YAML text."""
-    return from_document(yamlio.loads(text, file), overrides)
+    return from_document(yamlio.loads(text, file), overrides, scale)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PositiveInt, PrivateAttr
+from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 
 from .backbone import BackboneSpec
 from .base import StrictModel
 from .blocks import LayerItem
+from .scales import ScaleSpec
 from .train import TrainSpec
 from .types import NAME_RE
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from .graph import Graph
 
 Scalar = int | float | str | bool | None
+#: A define parameter's value: a scalar, or a list such as a padding ``[[0, 1], [0, 1]]``.
+ParamValue = Scalar | list[Any]
 
 
 class HeadSpec(StrictModel):
@@ -31,13 +34,27 @@ class HeadSpec(StrictModel):
 class DefineSpec(StrictModel):
     """A named, parameterised block: ``$n`` / ``${n*4}`` in its layers take the values given at use."""
 
-    params: dict[str, Scalar] = Field(
+    params: dict[str, ParamValue] = Field(
         default_factory=dict, description="parameter defaults (null: required)"
+    )
+    channels: list[str] = Field(
+        default_factory=list,
+        description="parameters that are channel counts: a scale's width multiplies them",
     )
     layers: list[Any] = Field(
         min_length=1, description="the block's layers, with $param placeholders"
     )
     doc: str | None = None
+
+    @model_validator(mode="after")
+    def _channels_are_params(self) -> DefineSpec:
+        unknown = [c for c in self.channels if c not in self.params]
+        if unknown:
+            raise ValueError(
+                f"channels names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'}"
+                f" not in params ({', '.join(self.params) or 'none'})"
+            )
+        return self
 
 
 class ModelSpec(StrictModel):
@@ -56,6 +73,11 @@ class ModelSpec(StrictModel):
     )
     description: str | None = None
     define: dict[str, DefineSpec] = Field(default_factory=dict)
+    scales: dict[str, ScaleSpec] = Field(
+        default_factory=dict,
+        description="a model family: named width/depth/resolution settings (--scale NAME)",
+    )
+    scale: str | None = Field(None, description="the scales: entry applied (--scale overrides)")
     backbone: BackboneSpec | None = Field(
         None, description="a pretrained network under the layers (transfer learning)"
     )
@@ -66,6 +88,7 @@ class ModelSpec(StrictModel):
     _graph: Graph | None = PrivateAttr(None)
     _source: dict = PrivateAttr(default_factory=dict)
     _file: str = PrivateAttr("<spec>")
+    _scaling: dict | None = PrivateAttr(None)
 
     # --- derived --------------------------------------------------------------------------
     @property
@@ -81,6 +104,11 @@ class ModelSpec(StrictModel):
     def source_data(self) -> dict:
         """The spec as plain YAML data (after ``--set`` overrides), for the run directory."""
         return self._source
+
+    @property
+    def scaling(self) -> dict | None:
+        """The scale applied (settings and every channel count its rounding changed), or None."""
+        return self._scaling
 
     @property
     def file(self) -> str:
