@@ -17,6 +17,15 @@ Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
 
 
+#: Largest size of one dimension of a tensor (TensorFlow indexes many kernels with int32).
+MAX_DIM = 2**31 - 1
+#: Most elements in one tensor of one sample (an activation, or one layer's weights): with
+#: float32 that is 8 GiB, beyond what one accelerator holds for a single layer.
+MAX_ELEMENTS = 2**31 - 1
+#: Most parameters of a whole model (16 GiB of float32 weights).
+MAX_PARAMS = 2**32
+
+
 class ShapeError(ValueError):
     """A shape rule is broken. ``hint`` says how to fix it."""
 
@@ -26,9 +35,18 @@ class ShapeError(ValueError):
         self.hint = hint
 
 
+def _dim(d: int | None) -> str:
+    if d is None:
+        return "?"
+    if abs(d) <= 10**15:
+        return str(d)
+    digits = str(abs(d))  # a huge size reads as 1.0e300, not as 300 digits
+    return f"{'-' if d < 0 else ''}{digits[0]}.{digits[1]}e{len(digits) - 1}"
+
+
 def fmt(shape: Sequence[int | None]) -> str:
     """``(32, 32, 3)`` -> ``32x32x3``."""
-    return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"
+    return "x".join(_dim(d) for d in shape) if shape else "scalar"
 
 
 def expand(values: Sequence[int], rank: int, what: str) -> tuple[int, ...]:
@@ -158,3 +176,30 @@ def concat(shapes: Sequence[Shape], axis: int) -> Shape:
     out = list(shapes[0])
     out[ax] = sum(s[ax] for s in shapes)
     return tuple(out)
+
+
+def check_size(
+    shape: Shape, params: int, total_params: int, what: str = "the output would be"
+) -> None:
+    """Refuse sizes Keras cannot build: see :data:`MAX_DIM`, :data:`MAX_ELEMENTS`,
+    :data:`MAX_PARAMS` (``total_params`` counts the model so far, this layer included)."""
+    if max(shape, default=0) > MAX_DIM:
+        raise ShapeError(
+            f"{what} {fmt(shape)}, a dimension larger than {MAX_DIM:,}",
+            "use fewer units / kernels (n_K) or a smaller input",
+        )
+    if prod(shape) > MAX_ELEMENTS:
+        raise ShapeError(
+            f"{what} {fmt(shape)} = {prod(shape):,} values per sample, more than {MAX_ELEMENTS:,}",
+            "downsample earlier (s=2, pooling) or use a smaller input",
+        )
+    if params > MAX_ELEMENTS:
+        raise ShapeError(
+            f"the layer would have {params:,} parameters, more than {MAX_ELEMENTS:,}",
+            "use fewer units / kernels (n_K), or pool before a dense layer",
+        )
+    if total_params > MAX_PARAMS:
+        raise ShapeError(
+            f"the model would reach {total_params:,} parameters here, more than {MAX_PARAMS:,}",
+            "use fewer units / kernels (n_K), or pool before a dense layer",
+        )

@@ -23,9 +23,9 @@ def _fmt_int(n: int) -> str:
 
 
 def _fmt_macs(n: int) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+    for unit, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
         if n >= scale:
-            return f"{n / scale:.2f}{unit}"
+            return f"{n // scale:,}{unit}" if n >= 10**6 * scale else f"{n / scale:.2f}{unit}"
     return str(n)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Location, Problem, SpecError, did_you_mean
-from ..shapes import Shape, ShapeError, fmt
+from ..shapes import Shape, ShapeError, check_size, fmt
 from .blocks import BlockSpec, InceptionSpec, ParallelSpec, ResidualSpec
 from .layers import (
     ActivationSpec,
@@ -143,6 +143,7 @@ class _Compiler:
         self.reserved: set[str] = set()
         self.head = ""
         self.block = ""
+        self.params = 0  # of every node so far, for the model-size bound
 
     # --- bookkeeping ---------------------------------------------------------------------
     def fail(self, item: LayerSpec | None, message: str, hint: str = "") -> None:
@@ -176,14 +177,17 @@ class _Compiler:
                     f"the output would be {fmt(out)} (empty) for a {fmt(shapes[0])} input",
                     "reduce K or s, or pad the input (p=same)",
                 )
+            params = spec.params(shapes)
+            check_size(out, params, self.params + params)
         except ShapeError as exc:
             self.fail(owner or spec, exc.message, exc.hint)
+        self.params += params
         self.graph.nodes[name] = Node(
             name,
             spec,
             inputs,
             out,
-            spec.params(shapes),
+            params,
             spec.non_trainable(shapes),
             spec.macs(shapes, out),
             self.block,
@@ -423,6 +427,11 @@ class _Compiler:
     def run(self) -> Graph:
         g = self.graph
         g.nodes[INPUT] = Node(INPUT, None, [], tuple(self.spec.input))
+        try:
+            check_size(g.input_shape, 0, 0, "the input is")
+        except ShapeError as exc:
+            self.problems.append(Problem(self.locate(("input",)), exc.message, exc.hint, "input"))
+            return g
         start = INPUT
         backbone = self.spec.backbone
         if backbone is not None:
