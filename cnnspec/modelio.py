@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -169,18 +170,120 @@ def versions() -> dict[str, str]:
 # --------------------------------------------------------------------------- safe .keras loading
 
 
+#: Limits on a ``.keras`` archive (README "Limits"). They are checked from the zip's directory
+#: (declared sizes) before any member is read, so a zip bomb costs milliseconds, not gigabytes.
+MAX_ARCHIVE_BYTES = 4 * 1024**3  #: total declared (uncompressed) size of all members
+MAX_JSON_MEMBER_BYTES = 64 * 1024**2  #: config.json / metadata.json
+MAX_RATIO = 100  #: declared / compressed size of a member over RATIO_FLOOR (Keras stores, 1:1)
+RATIO_FLOOR = 1024**2
+MAX_MEMBERS = 10_000
+MAX_JSON_DEPTH = 100  #: nesting of config.json (cnnspec's own models: about 12)
+_JSON_MEMBERS = ("config.json", "metadata.json")
+
+
+class ArchiveError(ValueError):
+    """A ``.keras`` archive that breaks a limit or cannot be read (a ValueError for spec code)."""
+
+
+def _size_text(n: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def check_archive_limits(zf: zipfile.ZipFile, path: str | Path) -> None:
+    """Refuse an archive whose declared sizes break the limits above (nothing is decompressed)."""
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise ArchiveError(f"{path}: the archive has {len(infos)} members (limit {MAX_MEMBERS})")
+    total = 0
+    for info in infos:
+        declared, packed = info.file_size, info.compress_size
+        total += declared
+        name = info.filename
+        if info.compress_type == zipfile.ZIP_STORED and declared != packed:
+            raise ArchiveError(
+                f"{path}: member '{name}' is stored uncompressed but declares {declared} bytes "
+                f"for {packed} (a forged zip header)"
+            )
+        if declared > RATIO_FLOOR and declared > MAX_RATIO * max(packed, 1):
+            raise ArchiveError(
+                f"{path}: member '{name}' declares {_size_text(declared)} from "
+                f"{_size_text(packed)} compressed (ratio {declared // max(packed, 1)}:1, limit "
+                f"{MAX_RATIO}:1); this looks like a zip bomb and is not read"
+            )
+        if name in _JSON_MEMBERS and declared > MAX_JSON_MEMBER_BYTES:
+            raise ArchiveError(
+                f"{path}: member '{name}' declares {_size_text(declared)} (limit "
+                f"{_size_text(MAX_JSON_MEMBER_BYTES)})"
+            )
+    if total > MAX_ARCHIVE_BYTES:
+        raise ArchiveError(
+            f"{path}: the archive declares {_size_text(total)} in all (limit "
+            f"{_size_text(MAX_ARCHIVE_BYTES)})"
+        )
+
+
+def read_archive_json(zf: zipfile.ZipFile, name: str, path: str | Path) -> Any:
+    """A JSON member of an archive already passed by :func:`check_archive_limits`."""
+    try:
+        with zf.open(name) as fh:
+            data = fh.read(MAX_JSON_MEMBER_BYTES + 1)
+        if len(data) > MAX_JSON_MEMBER_BYTES:
+            raise ArchiveError(f"{path}: member '{name}' is larger than it declares")
+        value = json.loads(data)
+    except RecursionError:
+        value = None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArchiveError(f"{path}: member '{name}' is not valid JSON: {exc}") from None
+    depth = _json_depth(value) if value is not None else MAX_JSON_DEPTH + 1
+    if depth > MAX_JSON_DEPTH:
+        raise ArchiveError(
+            f"{path}: member '{name}' nests deeper than {MAX_JSON_DEPTH} levels; a model "
+            "config does not"
+        )
+    return value
+
+
+def _json_depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, counted without recursion (stops past the limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def read_keras_config(path: str | Path) -> Any:
+    """The ``config.json`` of a ``.keras`` archive, within the limits above; ArchiveError else."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            check_archive_limits(zf, path)
+            if "config.json" not in zf.namelist():
+                raise ArchiveError(f"{path}: not a Keras 3 model archive (no config.json inside)")
+            return read_archive_json(zf, "config.json", path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as exc:
+        raise ArchiveError(f"{path}: not a readable .keras archive: {exc}") from None
+
+
 def check_keras_archive(path: Path) -> None:
     """Refuse a ``.keras`` archive whose config could run code, before Keras deserialises it."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if "config.json" not in names:
-                raise RunError(f"{path}: not a Keras 3 model archive (no config.json inside)")
-            config = json.loads(zf.read("config.json"))
-    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = read_keras_config(path)
+    except ArchiveError as exc:
+        unreadable = "not a readable" in str(exc)
         raise RunError(
-            f"{path}: not a readable .keras archive: {exc}",
-            hint="was the file truncated? re-export or retrain it",
+            str(exc),
+            hint="was the file truncated? re-export or retrain it"
+            if unreadable
+            else "cnnspec reads only .keras archives within its limits (see README, Limits)",
         ) from None
     for layer_name, class_name, module in _walk_classes(config):
         if class_name in _CODE_LAYERS:

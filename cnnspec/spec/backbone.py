@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import IO, Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
@@ -181,14 +181,14 @@ def _tensors(value: Any) -> list[dict]:
     return []
 
 
-def _array_sizes(weights: bytes | None) -> dict[str, int]:
+def _array_sizes(weights: bytes | IO[bytes] | None) -> dict[str, int]:
     """Total array size under each top-level ``layers/<key>`` group of model.weights.h5."""
     if not weights:
         return {}
     import h5py  # a Keras dependency; reads the file's array shapes, executes nothing
 
     sizes: dict[str, int] = {}
-    with h5py.File(io.BytesIO(weights), "r") as f:
+    with h5py.File(io.BytesIO(weights) if isinstance(weights, bytes) else weights, "r") as f:
         group = f.get("layers")
         if group is None:
             return {}
@@ -225,19 +225,31 @@ def _keras_file_info(path: str, mtime: int, size: int) -> BackboneInfo:
 
 
 def _read_keras_file(path: str) -> BackboneInfo:
+    from ..modelio import ArchiveError, check_archive_limits, read_archive_json  # no TensorFlow
+
     try:
         with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
-            weights = z.read("model.weights.h5") if "model.weights.h5" in z.namelist() else None
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            # Declared sizes and ratios first (a zip bomb costs nothing); the weights are read
+            # in place by h5py (array shapes only), never copied into memory.
+            check_archive_limits(z, path)
+            config = read_archive_json(z, "config.json", path)
+            if "model.weights.h5" in z.namelist():
+                with z.open("model.weights.h5") as weights:
+                    sizes = _array_sizes(weights)
+            else:
+                sizes = {}
+    except ArchiveError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"cannot read the .keras file {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not a model saved by Keras 3 (its config is not an object)")
     if config.get("class_name") != "Functional":
         raise ValueError(
             f"{path} holds a {config.get('class_name')} model; a backbone must be a functional "
             "model (as cnnspec saves)"
         )
     items = config["config"]["layers"]
-    sizes = _array_sizes(weights)
     shapes: dict[str, Shape] = {}
     consumed: set[str] = set()
     used: dict[str, int] = {}

@@ -1,0 +1,258 @@
+"""Hostile files and paths on the run side: zip bombs, deep JSON, unwritable outputs, bad features.
+
+Every case asserts the one-line message (and, for bombs, the time and memory it took).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from _model_fixtures import digits_run, write_digit_pngs
+
+from cnnspec import modelio
+from cnnspec.errors import RunError
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKBONE = ROOT / "specs" / "transfer_digits04_backbone.keras"
+GIB = 1024**3
+
+
+# --------------------------------------------------------------------------- building bombs
+
+
+def _deflated_zeros(n_chunks: int, chunk: int = 1 << 24) -> tuple[bytes, int]:
+    """A raw deflate stream of ``n_chunks * chunk`` zero bytes, and its CRC-32.
+
+    After a full flush the compressor starts afresh, so every chunk compresses to the same
+    bytes: the stream is one compressed chunk repeated (2 GiB of zeros -> 2 MB), built in
+    milliseconds; only the CRC needs a pass over the zeros.
+    """
+    zeros = bytes(chunk)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(n_chunks):
+        crc = zlib.crc32(zeros, crc)
+    return block * n_chunks + c.flush(), crc
+
+
+def write_bomb(path: Path, members: dict[str, bytes], bomb_name: str, n_chunks: int = 128) -> Path:
+    """A valid zip holding ``members`` plus ``bomb_name``: 16 MiB x n_chunks of zeros, deflated.
+
+    The bomb member is first stored holding its deflate stream, then its headers are set to say
+    what the stream is (method 8, the real CRC and uncompressed size): an honest archive, as a
+    zip tool would write it, in a fraction of the time.
+    """
+    stream, crc = _deflated_zeros(n_chunks)
+    size = n_chunks << 24
+    assert size < 1 << 32  # no zip64 fields to patch
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        zf.writestr(bomb_name, stream)
+        offset = zf.getinfo(bomb_name).header_offset
+    data = bytearray(path.read_bytes())
+    assert data[offset : offset + 4] == b"PK\x03\x04"
+    struct.pack_into("<H", data, offset + 8, zipfile.ZIP_DEFLATED)
+    struct.pack_into("<I", data, offset + 14, crc)
+    struct.pack_into("<I", data, offset + 22, size)
+    central = _central_entry(data, bomb_name)
+    struct.pack_into("<H", data, central + 10, zipfile.ZIP_DEFLATED)
+    struct.pack_into("<I", data, central + 16, crc)
+    struct.pack_into("<I", data, central + 24, size)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _central_entry(data: bytes | bytearray, name: str) -> int:
+    """Offset of ``name``'s entry in a zip's central directory."""
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        (length,) = struct.unpack_from("<H", data, at + 28)
+        if data[at + 46 : at + 46 + length] == name.encode():
+            return at
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"{name} not in the central directory")
+
+
+def _members(src: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(src) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+@pytest.fixture(scope="module")
+def bomb_model(tmp_path_factory) -> Path:
+    """A digits model whose model.weights.h5 is replaced by 2 GiB of zeros (about 2 MB on disk)."""
+    members = _members(digits_run() / "model.keras")
+    del members["model.weights.h5"]
+    path = tmp_path_factory.mktemp("bomb") / "model.keras"
+    return write_bomb(path, members, "model.weights.h5")
+
+
+@pytest.fixture(scope="module")
+def bomb_backbone(tmp_path_factory) -> Path:
+    """The shipped transfer backbone with its weights replaced by 2 GiB of zeros."""
+    members = _members(BACKBONE)
+    del members["model.weights.h5"]
+    path = tmp_path_factory.mktemp("bomb") / "backbone.keras"
+    return write_bomb(path, members, "model.weights.h5")
+
+
+def test_the_bomb_is_real(bomb_model):
+    """Control: the archive is valid and really declares 2 GiB of zeros from a few MB."""
+    assert bomb_model.stat().st_size < 4 * 1024**2
+    with zipfile.ZipFile(bomb_model) as zf:
+        info = zf.getinfo("model.weights.h5")
+        assert info.file_size == 2 * GIB and info.compress_type == zipfile.ZIP_DEFLATED
+        with zf.open(info) as fh:
+            assert fh.read(1 << 20) == bytes(1 << 20)  # it decompresses
+
+
+BOMB_MESSAGE = (
+    r"member 'model.weights.h5' declares 2\.0 GiB from 2\.\d MiB compressed "
+    r"\(ratio \d+:1, limit 100:1\); this looks like a zip bomb and is not read"
+)
+
+
+def test_loading_a_bomb_is_refused_before_reading(bomb_model):
+    started = time.perf_counter()
+    with pytest.raises(RunError, match=BOMB_MESSAGE):
+        modelio.check_keras_archive(bomb_model)
+    assert time.perf_counter() - started < 1.0
+
+
+_CHILD = """
+import resource, sys
+from cnnspec.cli import main
+code = main(sys.argv[1:])
+print("maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+
+def _run_measured(args: list[str], cwd: Path, limit_as: int | None = None):
+    """Run the CLI in a child; (exit code, stderr, seconds, peak RSS of the child in MiB)."""
+    preexec = None
+    if limit_as is not None:
+
+        def preexec() -> None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=preexec,
+    )
+    seconds = time.perf_counter() - started
+    rss = [line for line in proc.stdout.splitlines() if line.startswith("maxrss ")]
+    return proc.returncode, proc.stderr, seconds, int(rss[-1].split()[1]) / 1024 if rss else 0.0
+
+
+@pytest.mark.slow
+def test_cli_predict_refuses_a_bomb_fast_and_small(bomb_model, tmp_path):
+    images = write_digit_pngs(tmp_path / "imgs", [0])
+    code, err, seconds, rss = _run_measured(["predict", bomb_model, *images], tmp_path)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1, err
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith(f"{bomb_model}: member 'model.weights.h5' declares 2.0 GiB")
+    assert "zip bomb" in lines[0]
+    # Before the fix: 31 s and 5 GB. Now: the TensorFlow import and nothing else.
+    assert seconds < 60
+    assert rss < 1500, f"peak memory {rss:.0f} MiB: the bomb was read"
+
+
+def _spec(tmp_path: Path, backbone: Path) -> Path:
+    spec = tmp_path / "net.yaml"
+    spec.write_text(
+        "name: net\ninput: [32, 32, 1]\nbackbone:\n"
+        f"  model: {backbone}\n  cut_at: basic_2_add\n"
+        "layers:\n  - flatten\n  - dense: 5, softmax\n"
+    )
+    return spec
+
+
+def test_validate_refuses_a_bomb_backbone_fast_in_little_memory(bomb_backbone, tmp_path):
+    spec = _spec(tmp_path, bomb_backbone)
+    # validate never imports TensorFlow: 1 GiB of address space is plenty, 2 GiB of zeros is not
+    code, err, seconds, _ = _run_measured(["validate", spec], tmp_path, limit_as=GIB)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err and "MemoryError" not in err
+    assert lines[0].startswith(f"{spec}:")
+    assert "member 'model.weights.h5' declares 2.0 GiB" in lines[0] and "zip bomb" in lines[0]
+    assert seconds < 20
+
+
+def test_validate_reads_a_good_backbone_without_loading_its_weights(tmp_path):
+    """Control for the test above: the same spec on the real backbone validates."""
+    code, err, _, _ = _run_measured(["validate", _spec(tmp_path, BACKBONE)], tmp_path, GIB)
+    assert code == 0, err
+
+
+# --------------------------------------------------------------------------- other archive limits
+
+
+def _copy_with(src: Path, dst: Path, **replace: bytes) -> Path:
+    members = _members(src)
+    members.update({k.replace("__", "."): v for k, v in replace.items()})
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return dst
+
+
+@pytest.mark.parametrize("depth", [150, 100_000])
+def test_deeply_nested_config_is_refused_without_recursion_error(tmp_path, depth):
+    nested = ("[" * depth + "]" * depth).encode()
+    path = _copy_with(BACKBONE, tmp_path / "deep.keras", config__json=nested)
+    with pytest.raises(RunError, match="member 'config.json' nests deeper than 100 levels"):
+        modelio.check_keras_archive(path)
+    # ... and as a backbone, at validation: a located spec error, not a RecursionError
+    from cnnspec.errors import SpecError
+    from cnnspec.spec import load_spec
+
+    with pytest.raises(SpecError, match=r"net\.yaml:\d+:\d+: .*nests deeper than 100 levels"):
+        load_spec(_spec(tmp_path, path))
+
+
+def test_config_over_its_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(modelio, "MAX_JSON_MEMBER_BYTES", 1024)
+    with pytest.raises(
+        RunError, match=r"member 'config.json' declares 30\.\d KiB \(limit 1\.0 KiB\)"
+    ):
+        modelio.check_keras_archive(BACKBONE)
+
+
+def test_total_declared_size_over_the_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(modelio, "MAX_ARCHIVE_BYTES", 100 * 1024)
+    with pytest.raises(
+        RunError, match=r"the archive declares 420\.\d KiB in all \(limit 100\.0 KiB\)"
+    ):
+        modelio.check_keras_archive(BACKBONE)
+
+
+def test_a_forged_stored_size_is_refused(tmp_path):
+    path = tmp_path / "forged.keras"
+    path.write_bytes(BACKBONE.read_bytes())
+    data = bytearray(path.read_bytes())
+    central = _central_entry(data, "model.weights.h5")
+    struct.pack_into("<I", data, central + 24, 2 * GIB)  # uncompressed size in the directory
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunError, match="stored uncompressed but declares 2147483648 bytes"):
+        modelio.check_keras_archive(path)
