@@ -126,7 +126,7 @@ def _free_space(root: Path) -> int | None:
             return None
         probe = probe.parent
     try:
-        if not os.access(probe, os.W_OK):
+        if not probe.is_dir() or not os.access(probe, os.W_OK):
             return None
         return shutil.disk_usage(probe).free
     except OSError:

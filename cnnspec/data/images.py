@@ -127,7 +127,8 @@ def decode_file(path: str | Path, input_shape: Sequence[int]) -> np.ndarray:
     try:
         return decode(tf.io.read_file(str(path)), input_shape).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as exc:
-        text = re.sub(r"\{\{.*?\}\}", "", str(exc)).strip()
+        # TensorFlow's op decorations ({{node ...}}, [Op:DecodeImage] name:) say nothing useful
+        text = re.sub(r"\{\{.*?\}\}|\s*\[Op:[^\]]*\].*", "", str(exc)).strip()
         reason = text.splitlines()[0].rstrip(". ")[:120] if text else type(exc).__name__
         raise RunError(
             f"corrupt or unsupported image file {path} ({reason})",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,8 +259,8 @@ def _npz(source: str):
                 hint="save x as a numeric array (uint8 in [0, 255] or float in [0, 1])",
             ) from None
         raise RunError(f"cannot read {path}: {exc}") from None
-    except OSError as exc:
-        raise RunError(f"cannot read {path}: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise RunError(f"cannot read {path}: {exc or type(exc).__name__}") from None
     if x.dtype.kind not in "uif":
         raise RunError(
             f"{path}: x must hold pixel values (numbers); received dtype {x.dtype}",
@@ -313,7 +314,7 @@ def _pixel_scale(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
 
     def at(mask: np.ndarray) -> str:
         index = np.unravel_index(int(np.argmax(mask)), x.shape)
-        return f"x[{', '.join(str(int(i)) for i in index)}] = {x[index]!r}"
+        return f"x[{', '.join(str(int(i)) for i in index)}] = {x[index].item()!r}"
 
     hint = "save x as uint8 in [0, 255] or float in [0, 1]"
     if x.dtype.kind == "f":
