@@ -12,6 +12,7 @@ from .spec.model import ModelSpec
 SCHEMA_ID = "https://cnnspec.dev/schema/cnnspec.schema.json"
 _NESTED = {"body", "shortcut", "branches", "layers"}
 _LAYERS_REF = {"$ref": "#/$defs/layers"}
+_PLACEHOLDER = {"type": "string", "pattern": r"^\s*\$", "description": "a $name or ${...}"}
 
 
 def _kind_schema(cls: type[LayerSpec]) -> dict[str, Any]:
@@ -51,7 +52,15 @@ def _common() -> dict[str, Any]:
             "description": "layer name (unique)",
         },
         "from": {"$ref": "#/$defs/from"},
-        "times": {"type": "integer", "minimum": 1, "description": "repeat this item"},
+        "times": {
+            "anyOf": [{"type": "integer", "minimum": 1}, _PLACEHOLDER],
+            "description": "repeat this item; $i is the repeat index (0, 1, ...)",
+        },
+        "fixed": {"type": "boolean", "description": "a scale leaves this item's sizes alone"},
+        "if": {
+            "anyOf": [{"type": "boolean"}, _PLACEHOLDER],
+            "description": "keep this item only when true, e.g. ${i > 0}",
+        },
     }
 
 

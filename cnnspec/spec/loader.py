@@ -86,7 +86,7 @@ def from_document(
     applied = apply_overrides(data, overrides)
     _resolve_paths(data, doc.file)
     scaling = apply_scale(data, scale, doc, Location(f"--scale {scale}"))
-    ctx = _Ctx(doc, data.get("define") or {}, applied, scaling)
+    ctx = _Ctx(doc, data.get("define") or {}, applied, scaling, data.get("params"))
     expander = _Expander(ctx)
     normalised = dict(data)
     if "layers" in data:

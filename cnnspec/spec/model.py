@@ -9,7 +9,7 @@ from pydantic import Field, PositiveInt, PrivateAttr, model_validator
 from .backbone import BackboneSpec
 from .base import StrictModel
 from .blocks import LayerItem
-from .scales import ScaleSpec
+from .scales import ParamValue, ScaleSpec
 from .train import TrainSpec
 from .types import NAME_RE
 
@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from .graph import Graph
 
 Scalar = int | float | str | bool | None
-#: A define parameter's value: a scalar, or a list such as a padding ``[[0, 1], [0, 1]]``.
-ParamValue = Scalar | list[Any]
 
 
 class HeadSpec(StrictModel):
@@ -72,6 +70,9 @@ class ModelSpec(StrictModel):
         "[-1, 1] (symmetric) or left as they are (none)",
     )
     description: str | None = None
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="values of $name in any item (a scale may change them)"
+    )
     define: dict[str, DefineSpec] = Field(default_factory=dict)
     scales: dict[str, ScaleSpec] = Field(
         default_factory=dict,

@@ -26,6 +26,9 @@ from ..errors import Location, Problem, SpecError, did_you_mean
 from .base import StrictModel
 from .types import Sizes
 
+#: A parameter's value: a scalar, or a list such as a padding ``[[0, 1], [0, 1]]``.
+ParamValue = int | float | str | bool | list[Any] | None
+
 
 class ScaleSpec(StrictModel):
     """One member of a model family: width, depth, input size and channel divisor."""
@@ -36,6 +39,9 @@ class ScaleSpec(StrictModel):
         None, description="input size: 240 (square) or 240x320; replaces input's spatial size"
     )
     divisor: PositiveInt = Field(8, description="channel counts round to a multiple of this")
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="values of the spec's params: for this scale ($name)"
+    )
     doc: str | None = None
 
 
