@@ -109,11 +109,109 @@ SYNONYMS = {
 }
 
 
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
-    """A 'Did you mean ...?' hint for a misspelt word, or '' when nothing is close."""
+#: Names from other frameworks and papers -> the names cnnspec uses (layer kinds, activations).
+#: Keys are normalised (lower case, no ``_``/``-``/spaces, no ``1d``/``2d``/``3d`` suffix); a
+#: target is suggested only when it is one of the choices at hand, so a name that does not exist
+#: (yet) is never suggested.
+NAME_SYNONYMS = {
+    **dict.fromkeys(
+        ("gap", "globalaveragepooling", "globalavgpool", "globalaveragepool", "adaptiveavgpool"),
+        "gavgpool",
+    ),
+    **dict.fromkeys(("gmp", "globalmaxpooling", "globalmaxpool", "adaptivemaxpool"), "gmaxpool"),
+    **dict.fromkeys(("convolution", "convolutional"), "conv"),
+    **dict.fromkeys(
+        (
+            "deconv",
+            "deconvolution",
+            "convtranspose",
+            "convtransposed",
+            "transposedconv",
+            "transposeconv",
+            "upconv",
+            "fractionallystridedconv",
+        ),
+        "convT",
+    ),
+    **dict.fromkeys(("batchnorm", "batchnormalization", "norm", "bnorm"), "bn"),
+    **dict.fromkeys(("layernormalization", "ln"), "layernorm"),
+    **dict.fromkeys(("fc", "linear", "fullyconnected", "innerproduct", "ip", "mlp"), "dense"),
+    **dict.fromkeys(("maxpooling", "pool", "pooling", "mp"), "maxpool"),
+    **dict.fromkeys(("averagepooling", "avgpooling", "meanpool", "averagepool"), "avgpool"),
+    **dict.fromkeys(("droppath", "stochasticdepth", "dropconnect", "droppaths"), "droppath"),
+    **dict.fromkeys(("layerscale", "ls", "scale"), "layerscale"),
+    **dict.fromkeys(("concatenate", "cat", "merge"), "concat"),
+    **dict.fromkeys(("sum", "plus", "elementwiseadd"), "add"),
+    **dict.fromkeys(("mul", "product", "elementwisemultiply"), "multiply"),
+    **dict.fromkeys(("zeropadding", "pad", "padding"), "zeropad"),
+    **dict.fromkeys(("upsampling", "interpolate", "resize"), "upsample"),
+    **dict.fromkeys(("cropping", "cropping2d"), "crop"),
+    **dict.fromkeys(("rescaling",), "rescale"),
+    **dict.fromkeys(("separableconv", "separableconvolution"), "sepconv"),
+    **dict.fromkeys(("depthwiseconv", "depthwise", "depthwiseconvolution"), "dwconv"),
+    **dict.fromkeys(("channelshuffle",), "shuffle"),
+    **dict.fromkeys(("transpose",), "permute"),
+    **dict.fromkeys(("normalization", "standardize"), "normalize"),
+    **dict.fromkeys(("localresponsenormalization",), "lrn"),
+    **dict.fromkeys(
+        ("resblock", "residualblock", "bottleneck", "basicblock", "skip", "shortcut"), "residual"
+    ),
+    **dict.fromkeys(("sequential", "group", "stage"), "block"),
+    **dict.fromkeys(("branches", "branch"), "parallel"),
+    **dict.fromkeys(
+        (
+            "relu",
+            "activation",
+            "leakyrelu",
+            "prelu",
+            "relu6",
+            "gelu",
+            "sigmoid",
+            "tanh",
+            "softmax",
+            "swish",
+            "silu",
+            "elu",
+            "selu",
+            "hardswish",
+        ),
+        "act",
+    ),
+    **dict.fromkeys(("silu",), "swish"),
+    **dict.fromkeys(("hswish",), "hard_swish"),
+    **dict.fromkeys(("lrelu",), "leaky_relu"),
+}
+
+
+def _normalise(word: str) -> str:
+    import re
+
+    return re.sub(r"(?<=[a-z])[123]d", "", re.sub(r"[\s_\-]", "", word.lower()))
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str] | dict) -> str:
+    """A 'Did you mean ...?' hint for a misspelt word, or '' when nothing is close.
+
+    In order: an argument name from Keras/PyTorch (``strides`` -> ``s``), the same name in
+    another case or spelling (``Dense``, ``drop_path``), a common synonym (``gap`` ->
+    ``gavgpool``, ``Conv2D`` -> ``conv``, ``BatchNormalization`` -> ``bn``), then edit distance.
+    """
     import difflib
 
-    if word in SYNONYMS and SYNONYMS[word] in choices:
+    word = str(word)
+    names = [str(c) for c in choices]
+    if word in SYNONYMS and SYNONYMS[word] in names:
         return f"did you mean '{SYNONYMS[word]}'?"
-    close = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
+    key = _normalise(word)
+    same = [c for c in names if _normalise(c) == key and c != word]
+    if same:
+        return f"did you mean '{same[0]}'?"
+    target = NAME_SYNONYMS.get(key)
+    if target in names and target != word:
+        return f"did you mean '{target}'?"
+    close = difflib.get_close_matches(word, sorted(names), n=1, cutoff=0.6)
+    if not close:  # 'MaxPooling2D' is far from 'maxpool' as written, close once normalised
+        by_key = {_normalise(c): c for c in names}
+        found = difflib.get_close_matches(key, sorted(by_key), n=1, cutoff=0.6)
+        close = [by_key[found[0]]] if found else []
     return f"did you mean '{close[0]}'?" if close else ""
