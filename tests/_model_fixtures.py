@@ -168,3 +168,102 @@ def run_cli(args: list[str]) -> int:
     from cnnspec.cli import main
 
     return main([str(a) for a in args])
+
+
+# --- reference networks written by hand in Keras, and the layer-by-layer weight copy ----------
+
+
+def weighted_layers(model) -> list:
+    """The layers that hold weights, in order, nested models (Sequential stems) flattened."""
+    import keras
+
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(weighted_layers(layer))
+        elif layer.weights:
+            out.append(layer)
+    return out
+
+
+#: Layers whose freshly initialised weights are constants (gamma 1, beta 0, 1e-6): perturbed
+#: after the copy so the output comparison exercises them too.
+_PERTURBED = {"BatchNormalization", "LayerNormalization", "LayerScale"}
+
+
+def copy_weights(ours, ref, seed: int = 0) -> None:
+    """Copy ``ref``'s weights into ``ours`` layer by layer (same classes, same weight shapes)."""
+    a_layers, b_layers = weighted_layers(ours), weighted_layers(ref)
+    assert len(a_layers) == len(b_layers), (len(a_layers), len(b_layers))
+    rng = np.random.default_rng(seed)
+    for a, b in zip(a_layers, b_layers, strict=True):
+        assert type(a).__name__ == type(b).__name__, (a.name, b.name)
+        assert [w.shape for w in a.weights] == [w.shape for w in b.weights], (a.name, b.name)
+        weights = b.get_weights()
+        if type(b).__name__ in _PERTURBED:
+            weights = [w + rng.uniform(0.1, 0.5, w.shape).astype(w.dtype) for w in weights]
+            b.set_weights(weights)
+        a.set_weights(weights)
+
+
+def keras_unet(input_shape=(572, 572, 1), classes: int = 2):
+    """U-Net as in Ronneberger et al. 2015, Fig. 1, written directly in Keras."""
+    import keras
+
+    layers = keras.layers
+
+    def double(x, n):
+        x = layers.Conv2D(n, 3, activation="relu")(x)
+        return layers.Conv2D(n, 3, activation="relu")(x)
+
+    inp = keras.Input(input_shape)
+    x, skips = inp, []
+    for i, n in enumerate((64, 128, 256, 512)):
+        if i:
+            x = layers.MaxPooling2D(2)(x)
+        x = double(x, n)
+        skips.append(x)
+    x = double(layers.MaxPooling2D(2)(x), 1024)
+    for n, skip in zip((512, 256, 128, 64), reversed(skips), strict=True):
+        up = layers.Conv2DTranspose(n, 2, strides=2)(x)
+        crop = (skip.shape[1] - up.shape[1]) // 2
+        x = double(layers.Concatenate()([layers.Cropping2D(crop)(skip), up]), n)
+    return keras.Model(inp, layers.Conv2D(classes, 1, activation="softmax")(x))
+
+
+def keras_shufflenet(groups: int = 3, classes: int = 1000):
+    """ShuffleNet v1 1x (Zhang et al. 2017, Table 1) written directly in Keras; the channel
+    shuffle as reshape / transpose / reshape ops."""
+    import keras
+    from keras import ops
+
+    layers = keras.layers
+    g = groups
+
+    def shuffle(x):
+        h, w, c = x.shape[1:]
+        x = ops.reshape(x, (-1, h, w, g, c // g))
+        return ops.reshape(ops.transpose(x, (0, 1, 2, 4, 3)), (-1, h, w, c))
+
+    def branch(x, m, n, s, g1):
+        x = layers.Conv2D(m, 1, groups=g1, use_bias=False)(x)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = shuffle(x)
+        x = layers.DepthwiseConv2D(3, strides=s, use_bias=False)(layers.ZeroPadding2D(1)(x))
+        x = layers.BatchNormalization()(x)
+        x = layers.Conv2D(n, 1, groups=g, use_bias=False)(x)
+        return layers.BatchNormalization()(x)
+
+    inp = keras.Input((224, 224, 3))
+    x = layers.Conv2D(24, 3, strides=2, use_bias=False)(layers.ZeroPadding2D(1)(inp))
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.MaxPooling2D(3, 2)(layers.ZeroPadding2D(1)(x))
+    for stage, (cout, repeat) in enumerate(((240, 4), (480, 8), (960, 4))):
+        cin = x.shape[-1]
+        short = layers.AveragePooling2D(3, 2)(layers.ZeroPadding2D(1)(x))
+        y = branch(x, cout // 4, cout - cin, 2, 1 if stage == 0 else g)
+        x = layers.ReLU()(layers.Concatenate()([short, y]))
+        for _ in range(repeat - 1):
+            x = layers.ReLU()(layers.Add()([x, branch(x, cout // 4, cout, 1, g)]))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(classes, activation="softmax")(x))

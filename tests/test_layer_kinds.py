@@ -54,7 +54,11 @@ SAMPLES = {
     "rescale": ([4, 4, 2], ["rescale: 0.5, 1.0"]),
     "normalize": (
         [4, 4, 3],
-        ["normalize: {mean: [0.485, 0.456, 0.406], variance: [0.05, 0.05, 0.05]}", "normalize"],
+        [
+            "normalize: {mean: [0.485, 0.456, 0.406], variance: [0.05, 0.05, 0.05]}",
+            "normalize",
+            "normalize: {mean: 0.5, variance: [1, 2, 3], constants: true}",
+        ],
     ),
     "reshape": ([4, 4, 2], ["reshape: [16, 2]", "reshape: [-1]"]),
     "permute": ([4, 3, 2], ["permute: [2, 1, 3]", "permute: [3, 1, 2]"]),

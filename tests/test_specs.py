@@ -161,3 +161,41 @@ def test_backbone_macs_agree_with_the_same_network_written_as_a_spec(app, name):
     g = load_spec(f"specs/{name}.yaml").graph
     convs = g.total_macs - g.nodes["predictions"].macs  # the same network without its classifier
     assert abs(backbone.macs - convs) / convs < 0.01, (backbone.macs, convs)
+
+
+# --- U-Net, ConvNeXt-T, ShuffleNet: against their references, weight for weight ---------------
+
+NEW_ARCHITECTURES = {
+    # name: (reference builder, parameters, --set overrides for the output comparison)
+    "unet": ("keras_unet", 31_030_658, ["preprocess=none", "input=[188, 188, 1]"]),
+    "convnext_tiny": ("ConvNeXtTiny", 28_589_128, []),
+    "shufflenet": ("keras_shufflenet", 1_890_208, ["preprocess=none"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(NEW_ARCHITECTURES))
+def test_spec_equals_its_reference_weight_for_weight(name):
+    import _model_fixtures as fx
+    import keras
+
+    from cnnspec.build import build_model
+
+    ref_name, params, overrides = NEW_ARCHITECTURES[name]
+    full = load_spec(f"specs/{name}.yaml")
+    assert full.graph.total_params == params
+    spec = load_spec(f"specs/{name}.yaml", overrides)
+    ours = build_model(spec)
+    if name == "unet":  # the paper's sizes at 572x572; outputs compared at a 188x188 input
+        assert full.graph.nodes[full.graph.output].shape == (388, 388, 2)
+        ref = fx.keras_unet(tuple(spec.input))
+    elif name == "convnext_tiny":
+        ref = keras.applications.ConvNeXtTiny(weights=None)
+    else:
+        ref = getattr(fx, ref_name)()
+    assert ours.count_params() == ref.count_params() == params
+    fx.copy_weights(ours, ref)
+    x = np.random.default_rng(1).uniform(0, 255, (2, *spec.input)).astype("float32")
+    np.testing.assert_allclose(
+        ours.predict(x, verbose=0), ref.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )

@@ -262,6 +262,10 @@ def _(spec: L.NormalizeSpec, name, inputs, in_shapes, **kw):
     # Statistics as weights (not constructor constants), as keras.applications' EfficientNet
     # has them: the parameter count matches and a weight copy carries them.
     mean, variance = spec.per_channel(in_shapes[0][-1])
+    if spec.constants:
+        return keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=name, **kw)(
+            inputs[0]
+        )
     layer = keras.layers.Normalization(axis=-1, name=name, **kw)
     layer.build((None, *in_shapes[0]))
     layer.adapt_mean.assign(mean)

@@ -546,12 +546,17 @@ class NormalizeSpec(LayerSpec):
     """Fixed per-channel normalisation (x - mean) / sqrt(variance): Keras' Normalization layer.
 
     ``mean`` and ``variance`` are one number (every channel) or one per channel. Keras keeps
-    them (and a sample count) as non-trainable weights: 2C + 1 parameters.
+    them (and a sample count) as non-trainable weights: 2C + 1 parameters (EfficientNet), or
+    with ``constants: true`` in the layer's configuration: no parameters (ConvNeXt's stem).
     """
 
     kind: Literal["normalize"] = "normalize"
     mean: float | list[float] = Field(0.0, description="per-channel mean (one number: all)")
     variance: float | list[float] = Field(1.0, description="per-channel variance (> 0)")
+    constants: bool = Field(
+        False,
+        description="keep mean/variance as constants, not weights (0 parameters, as ConvNeXt)",
+    )
 
     @field_validator("variance")
     @classmethod
@@ -581,7 +586,7 @@ class NormalizeSpec(LayerSpec):
         return inputs[0]
 
     def params(self, inputs: list[Shape]) -> int:
-        return 2 * inputs[0][-1] + 1
+        return 0 if self.constants else 2 * inputs[0][-1] + 1
 
     def non_trainable(self, inputs: list[Shape]) -> int:
         return self.params(inputs)
