@@ -222,3 +222,30 @@ def test_progress_is_one_summary_line_off_a_terminal_and_a_bar_on_one(capsys):
         bar.advance(10)
     assert len(lines) == 1  # on a terminal the bar says it
     assert "10/10" in capsys.readouterr().err
+
+
+def test_cnnspec_train_on_a_disk_cache_says_so_learns_and_reuses_it(
+    tmp_path, cache_dir, capsys, monkeypatch
+):
+    """The path users take when the data is over the memory budget: `cnnspec train`."""
+    from cnnspec.cli import main
+
+    root = write_images(tmp_path / "imgs", n=12, size=(24, 20), fmt="jpg")
+    spec = tmp_path / "colours.yaml"
+    spec.write_text(
+        "name: colours\ninput: [12, 12, 3]\nlayers:\n  - conv: 3x3, 4, relu\n  - gavgpool\n"
+        "  - dense: 3, softmax\ntrain:\n  optimizer: {adam: {lr: 0.05}}\n  batch_size: 8\n"
+    )
+    monkeypatch.setenv("CNNSPEC_CACHE_BUDGET", "1K")
+    outputs = []
+    for run in ("run1", "run2"):
+        args = ["train", str(spec), "--data", str(root), "--out", str(tmp_path / run)]
+        assert main([*args, "--epochs", "15", "--quiet"]) == 0
+        outputs.append(capsys.readouterr().out.splitlines())
+        metrics = json.loads((tmp_path / run / "metrics.json").read_text())
+        assert metrics["test"]["accuracy"] == 1.0, metrics["test"]
+    first = outputs[0]
+    assert first[1].startswith("cache: on disk in ") and "over the memory budget" in first[1]
+    assert any(line.startswith("caching train split on disk: ") for line in first[:8])
+    assert sum("reusing the disk cache" in line for line in outputs[1][:8]) == 3
+    assert len(list(cache_dir.iterdir())) == 3

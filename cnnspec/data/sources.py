@@ -84,10 +84,20 @@ class _Request:
     seed: int
     crop: tuple[tuple[float, float], tuple[float, float]] | None
     echo: Callable[[str], None] | None
+    num_classes: int | None = None
 
     def say(self, text: str) -> None:
         if self.echo is not None:
             self.echo(text)
+
+    def check_classes(self, source: str, names: Sequence[str]) -> None:
+        """Before any decoding or caching: the data's classes against the spec's."""
+        if self.num_classes is not None and self.num_classes != len(names):
+            raise RunError(
+                f"data '{source}' has {len(names)} classes but the spec's final layer has "
+                f"{self.num_classes} units",
+                hint=f"set the last dense layer to {len(names)} units or use matching data",
+            )
 
 
 def load_data(
@@ -114,17 +124,9 @@ def load_data(
     """
     shape = check_input_shape(input_shape)
     mode = {True: "auto", False: "none"}.get(cache, cache) if isinstance(cache, bool) else cache
-    req = _Request(shape, validation_split, test_split, mode, seed, crop, echo)
+    req = _Request(shape, validation_split, test_split, mode, seed, crop, echo, num_classes)
     loader = _array_source if _is_array_source(source) else _file_source
     data = loader(source, req)
-    if data.sizes.get("train", 0) == 0 and sum(data.sizes.values()) == 0:
-        raise RunError(f"data '{source}' holds no images")
-    if num_classes is not None and num_classes != data.num_classes:
-        raise RunError(
-            f"data '{source}' has {data.num_classes} classes but the spec's final layer has "
-            f"{num_classes} units",
-            hint=f"set the last dense layer to {data.num_classes} units or use matching data",
-        )
     if data.sizes.get("train", 0) == 0:
         raise RunError(f"data '{source}' has no training images")
     return data
@@ -174,6 +176,7 @@ def _array_source(source: str, req: _Request) -> Data:
         splits = _split_arrays(x, y, req.validation_split, req.test_split)
         st = Path(source).stat()
         identity = [str(Path(source).resolve()), str(st.st_size), str(st.st_mtime_ns)]
+    req.check_classes(source, names)
     itemsize = 1 if x.dtype == np.uint8 else 4
     count = sum(len(p[1]) for p in splits if p is not None)
     what = f"{'uint8' if itemsize == 1 else 'float32'} images at {_dims(req.shape)}"
@@ -421,6 +424,7 @@ def _file_source(source: str, req: _Request) -> Data:
             "use digits, mnist, fashion_mnist, cifar10, cifar100, a folder, a .csv or an .npz file"
         )
         raise RunError(f"data folder not found: {root}", hint=hint)
+    req.check_classes(source, names)
     if train:
         # Once, with the split seed: a cache holds the training images in a random order (not
         # class by class), so a bounded shuffle buffer mixes them well.
