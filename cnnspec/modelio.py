@@ -3,7 +3,7 @@
 A *model source* is one of:
 
 - a run directory written by ``cnnspec train`` (``runs/<name>/<timestamp>/`` holding ``model.keras``
-  and ``meta.json``), or a ``runs/<name>/`` folder (its newest run is used);
+  and ``meta.json``), or a ``runs/<name>/`` folder (its newest complete run is used);
 - a ``.keras`` file;
 - an export: a SavedModel folder, a ``.tflite`` file or an ``.onnx`` file.
 
@@ -79,7 +79,10 @@ def find_model(path: str | Path) -> ModelSource:
             hint="pass a run directory (runs/<name>/<timestamp>), a .keras file or an export",
         )
     if p.is_dir() and not _is_run_dir(p) and not _is_savedmodel(p):
-        runs = sorted(c for c in p.iterdir() if _is_run_dir(c))
+        from .train.rundir import is_complete  # stdlib only: no TensorFlow here
+
+        # Skip runs that did not finish (killed, or a 0-byte model.keras of old versions).
+        runs = sorted(c for c in p.iterdir() if _is_run_dir(c) and is_complete(c))
         if runs:
             p = runs[-1]  # timestamps sort chronologically
     if _is_run_dir(p):

@@ -93,8 +93,8 @@ def test_pretrained_backbone_transfers_to_new_digits_with_20_labels(pretrained, 
 
     from cnnspec.build import build_model
     from cnnspec.build.backbone import network_layers
+    from cnnspec.train.finetune import unfreeze
     from cnnspec.transfer.features import extract_features, fit_classifier
-    from cnnspec.transfer.finetune import unfreeze
 
     results = []
     for i, data in enumerate(digits59):

@@ -70,7 +70,7 @@ def _fit(model, digits, lr):
 def test_phase1_trains_only_the_head_and_phase2_only_the_chosen_layers(digits):
     from cnnspec.build import build_model
     from cnnspec.build.backbone import is_batchnorm, network_layers
-    from cnnspec.transfer.finetune import unfreeze
+    from cnnspec.train.finetune import unfreeze
 
     spec = loads_spec(SPEC)
     model = build_model(spec)
@@ -149,7 +149,7 @@ def test_cnnspec_train_runs_both_phases_into_one_run_directory(tmp_path):
 def test_fine_tune_from_a_keras_application_layer_unfreezes_from_there_on():
     from cnnspec.build import build_model
     from cnnspec.build.backbone import is_batchnorm, network_layers
-    from cnnspec.transfer.finetune import unfreeze
+    from cnnspec.train.finetune import unfreeze
 
     spec = loads_spec(
         "name: m\ninput: [48, 48, 3]\nbackbone:\n  model: MobileNetV2\n  weights: none\n"

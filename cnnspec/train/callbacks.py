@@ -1,7 +1,8 @@
 """Keras callbacks of a run: plain log names, NaN guard, timing, history.csv, checkpoints.
 
 Order matters (Keras hands every callback the same ``logs`` dict): ``LogNames`` first so the
-others see ``accuracy`` / ``val_accuracy`` also for models with auxiliary heads; ``Checkpoint``
+others see ``accuracy`` / ``val_accuracy`` also for models with auxiliary heads; ``Timer``
+before ``Checkpoint`` (the checkpoint keeps the timing of every epoch so far); ``Checkpoint``
 before ``History`` (a kill between the two is repaired from the checkpoint's logs on resume).
 """
 
@@ -24,17 +25,42 @@ class RunState:
     nan: dict[str, Any] | None = None  # {"epoch": 1-based, "batch": 0-based, "loss": value}
     epochs_done: int = 0  # absolute count of completed, good epochs
     first_epoch: int = 0  # epochs already done when this session started (resume)
-    epoch_seconds: list[float] = field(default_factory=list)  # training time per epoch
+    # Training time and images of every epoch so far, earlier sessions included (restored
+    # from the checkpoint); session_starts: indices of each session's first epoch.
+    epoch_seconds: list[float] = field(default_factory=list)
     epoch_images: list[int] = field(default_factory=list)
+    session_starts: list[int] = field(default_factory=list)
     last_logs: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def resumed(cls, done: int, timing: dict[str, Any] | None, epochs: int) -> RunState:
+        """The state of a session that starts after ``done`` epochs (``timing`` from the
+        checkpoint; ``epochs`` the recipe's count)."""
+        state = cls(first_epoch=done, epochs_done=min(done, epochs))
+        timing = timing or {}
+        seconds, images = timing.get("seconds", []), timing.get("images", [])
+        if len(seconds) == len(images) == done:  # else: a checkpoint from before timing was kept
+            state.epoch_seconds = [float(x) for x in seconds]
+            state.epoch_images = [int(x) for x in images]
+            state.session_starts = [int(i) for i in timing.get("session_starts", [])]
+        state.session_starts.append(len(state.epoch_seconds))
+        return state
+
+    def timing(self) -> dict[str, Any]:
+        """What the checkpoint keeps of the timing (see ``resumed``)."""
+        return {
+            "seconds": list(self.epoch_seconds),
+            "images": list(self.epoch_images),
+            "session_starts": [i for i in self.session_starts if i < len(self.epoch_seconds)],
+        }
+
     def images_per_second(self) -> float:
-        """Training throughput; the first epoch (tracing, cache fill) is left out if possible."""
-        secs, imgs = self.epoch_seconds, self.epoch_images
-        if len(secs) > 1:
-            secs, imgs = secs[1:], imgs[1:]
-        total = sum(secs)
-        return sum(imgs) / total if total > 0 else 0.0
+        """Training throughput over every session; each session's first epoch (tracing, cache
+        fill, replay of the input after a resume) is left out where others remain."""
+        pairs = list(zip(self.epoch_seconds, self.epoch_images, strict=True))
+        steady = [p for i, p in enumerate(pairs) if i not in self.session_starts]
+        total = sum(s for s, _ in steady or pairs)
+        return sum(n for _, n in steady or pairs) / total if total > 0 else 0.0
 
 
 class LogNames(keras.callbacks.Callback):
@@ -131,16 +157,37 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.state.nan is None:
-            save_checkpoint(self.model, self.folder, epoch + 1, logs or {})
+            save_checkpoint(
+                self.model, self.folder, epoch + 1, logs or {}, timing=self.state.timing()
+            )
 
 
-def save_checkpoint(model: Any, folder: Path, epochs_done: int, logs: dict) -> None:
-    """Commit the training state after ``epochs_done`` epochs (see ``Checkpoint``)."""
+def rng_variables(model: Any) -> list[Any]:
+    """The model's random-generator states (Dropout's and other random layers' SeedGenerator).
+
+    Keras counts them among ``model.variables`` but not ``model.weights``, so ``save_weights``
+    leaves them out; without them a resumed run draws other dropout masks than the
+    uninterrupted one.
+    """
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def save_checkpoint(
+    model: Any, folder: Path, epochs_done: int, logs: dict, *, timing: dict | None = None
+) -> None:
+    """Commit the training state after ``epochs_done`` epochs (see ``Checkpoint``).
+
+    The sidecar ``epoch_NNNN.json`` holds the epoch's logs, the random-generator states
+    (``rng_variables``) and the timing of every epoch so far.
+    """
     from .rundir import write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"epoch_{epochs_done:04d}"
-    write_json(folder / f"{stem}.json", {"epoch": epochs_done, "logs": dict(logs)})
+    rng = [keras.ops.convert_to_numpy(v).tolist() for v in rng_variables(model)]
+    record = {"epoch": epochs_done, "logs": dict(logs), "rng": rng, "timing": timing or {}}
+    write_json(folder / f"{stem}.json", record)
     tmp = folder / "saving.weights.h5"
     model.save_weights(tmp, overwrite=True)
     os.replace(tmp, folder / f"{stem}.weights.h5")  # the commit
@@ -158,13 +205,23 @@ def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:
     return int(path.name[len("epoch_") : len("epoch_") + 4]), path
 
 
+def checkpoint_record(folder: Path) -> dict[str, Any]:
+    """The sidecar of the last committed epoch (logs, rng, timing); {} when there is none."""
+    from .rundir import read_json
+
+    latest = latest_checkpoint(folder)
+    if latest is None:
+        return {}
+    return read_json(folder / f"epoch_{latest[0]:04d}.json") or {}
+
+
 def restore(model: Any, folder: Path, history_path: Path) -> int:
     """Load the last committed epoch's state into ``model``; fix history.csv to match.
 
-    Returns the number of epochs already done (0 when there is no checkpoint).
+    The state is the weights, the optimizer (slots, step count, loss scale) and the random
+    generators' states. Returns the number of epochs already done (0 when there is no
+    checkpoint).
     """
-    import json
-
     from .rundir import read_history, write_history
 
     latest = latest_checkpoint(folder)
@@ -174,9 +231,13 @@ def restore(model: Any, folder: Path, history_path: Path) -> int:
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)  # its variables must exist to load
     model.load_weights(path)
+    record = checkpoint_record(folder)
+    rng, variables = record.get("rng"), rng_variables(model)
+    if isinstance(rng, list) and len(rng) == len(variables):  # absent in older checkpoints
+        for variable, value in zip(variables, rng, strict=True):
+            variable.assign(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
     rows = [r for r in read_history(history_path) if r["epoch"] <= epoch]
-    sidecar = folder / f"epoch_{epoch:04d}.json"
-    if (not rows or rows[-1]["epoch"] < epoch) and sidecar.exists():
-        rows.append({"epoch": epoch, **json.loads(sidecar.read_text())["logs"]})
+    if (not rows or rows[-1]["epoch"] < epoch) and record.get("epoch") == epoch:
+        rows.append({"epoch": epoch, **record["logs"]})
     write_history(history_path, rows)
     return epoch

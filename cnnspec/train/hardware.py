@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,9 @@ from ..spec.train import TrainSpec
 
 LOGICAL_CPUS_ENV = "CNNSPEC_LOGICAL_CPUS"  # split the CPU into N devices (mirrored on a CPU)
 WORKER_TIMEOUT_ENV = "CNNSPEC_WORKER_TIMEOUT"  # seconds a worker waits for its peers
+# Resolve as on a GPU machine while running on the CPU ("8.0": one GPU of compute capability
+# 8.0, "2x8.0": two), so that CI runs every choice a GPU resolves to (docs/training.md).
+ASSUME_GPU_ENV = "CNNSPEC_ASSUME_GPU"
 
 
 @dataclass
@@ -44,14 +48,19 @@ class Hardware:
     workers: int = 1
     devices: list[str] = field(default_factory=list)
     watchdog: Any = None  # multi-worker: ends a worker whose peers never come
+    assumed: bool = False  # resolved for CNNSPEC_ASSUME_GPU's GPUs, running on the CPU
+    loss_scaling: bool = False  # set by the trainer from the optimizer it compiled
 
     @property
     def is_chief(self) -> bool:
         return self.worker_index == 0
 
     def describe(self) -> dict[str, Any]:
+        device = f"{self.gpus} GPU" if self.gpus else "CPU"
+        if self.assumed:
+            device = f"CPU resolved as {device} (cc {self.compute_capability}, {ASSUME_GPU_ENV})"
         return {
-            "device": f"{self.gpus} GPU" if self.gpus else "CPU",
+            "device": device,
             "compute_capability": self.compute_capability,
             "precision": self.policy,
             "jit_compile": self.jit,
@@ -59,6 +68,7 @@ class Hardware:
             "distribute": self.distribute,
             "replicas": self.replicas,
             "workers": self.workers,
+            "loss_scaling": self.loss_scaling,
         }
 
 
@@ -104,6 +114,18 @@ def detect_gpus() -> tuple[int, tuple[int, int] | None]:
         return 0, None
     details = tf.config.experimental.get_device_details(gpus[0])
     return len(gpus), details.get("compute_capability")
+
+
+def assumed_gpus(text: str) -> tuple[int, tuple[int, int]]:
+    """Parse CNNSPEC_ASSUME_GPU: ``8.0`` (one GPU, compute capability 8.0) or ``2x8.0``."""
+    match = re.fullmatch(r"\s*(?:([1-9][0-9]{0,2})\s*x\s*)?([0-9]{1,2})\.([0-9])\s*", text)
+    if match is None:
+        raise RunError(
+            f"{ASSUME_GPU_ENV} is not valid, received {text!r}",
+            hint=f"use {ASSUME_GPU_ENV}=8.0 (one GPU of compute capability 8.0) or 2x8.0 (two)",
+        )
+    count, major, minor = match.groups()
+    return int(count or 1), (int(major), int(minor))
 
 
 def resolve(recipe: TrainSpec, *, gpus: int, compute_capability=None, cluster=None) -> Hardware:
@@ -157,8 +179,10 @@ def setup(recipe: TrainSpec) -> Hardware:
     n_cpus = int(os.environ.get(LOGICAL_CPUS_ENV, "0") or 0)
     if n_cpus > 1:
         split_cpu(n_cpus)
-    gpus, cc = detect_gpus()
+    assume = os.environ.get(ASSUME_GPU_ENV, "").strip()
+    gpus, cc = assumed_gpus(assume) if assume else detect_gpus()
     hw = resolve(recipe, gpus=gpus, compute_capability=cc, cluster=tf_config())
+    hw.assumed = bool(assume)
 
     if hw.distribute == "multi_worker":
         from .multiworker import Watchdog
@@ -185,8 +209,9 @@ def setup(recipe: TrainSpec) -> Hardware:
     keras.utils.set_random_seed(recipe.seed)
     if hw.deterministic:
         tf.config.experimental.enable_op_determinism()
-    else:
-        tf.config.experimental.disable_op_determinism()
+    # Off is TensorFlow's default. TF 2.21 has no public switch back (disable_op_determinism
+    # is gone from tf.config.experimental), so a process that already ran a deterministic
+    # run stays deterministic: slower on a GPU, never wrong.
     keras.mixed_precision.set_global_policy(hw.policy)
     hw.replicas = hw.strategy.num_replicas_in_sync
     if hw.distribute != "none":

@@ -89,6 +89,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
         load_training_data,
         prepare_run_dir,
         recipe_callbacks,
+        replay,
         summary,
         tensorboard_available,
         training_model,
@@ -112,6 +113,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
             import keras
 
             opt = keras.optimizers.LossScaleOptimizer(opt)
+            hw.loss_scaling = True
         opt.build(model.trainable_variables)
     step = _train_step(spec, model, opt, strategy)
     evaluate = _eval_step(spec, model)
@@ -120,7 +122,6 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
         data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed, repeat=True,
         labels=labels,
     )  # fmt: skip
-    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
 
     # Keras callbacks driven by hand through their public hooks: they read the epoch logs,
     # set model.stop_training (early stopping) or model.optimizer's learning rate (plateau).
@@ -138,6 +139,8 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
     done = _broadcast_from_chief(strategy, _state_variables(model, opt), done)
     if done:
         echo(f"resumed after epoch {done}")
+        train_ds = replay(train_ds, min(done, r.epochs) * steps, echo)
+    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
     driven = recipe_callbacks(r)
     for cb in driven:
         cb.set_model(model)
@@ -220,8 +223,12 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
         "worker": hw.worker_index,
     }
     if hw.is_chief and history:
+        earlier = rundir.read_json(run / rundir.METRICS)
+        if not seconds and earlier:  # a finished run resumed: keep its throughput
+            for key in ("images_per_s", "train_time_s"):
+                metrics[key] = earlier.get(key, metrics[key])
         rundir.plot_curves(history, run / rundir.CURVES)
-        infer.save(run / rundir.MODEL)
+        rundir.save_model(infer, run / rundir.MODEL)
         rundir.write_json(run / rundir.METRICS, metrics)
     else:
         shutil.rmtree(run, ignore_errors=True)

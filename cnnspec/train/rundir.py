@@ -8,8 +8,12 @@ Layout (``runs/<name>/<timestamp>/`` by default)::
     curves.png       loss and accuracy per epoch
     metrics.json     final train/val/test metrics, epochs done, wall time, images/s, status
     model.keras      the inference model (auxiliary heads dropped)
-    checkpoints/     training state of the last good epoch (BackupAndRestore; --resume)
+    checkpoints/     training state of the last good epoch (callbacks.Checkpoint; --resume)
     logs/            TensorBoard
+
+Every file is written atomically (a temporary file in the same folder, then a rename), so a
+kill leaves the previous version or the new one, never half a file; a run is *complete*
+(``is_complete``) once its model.keras and metrics.json are there.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from ..outpaths import atomic_path, write_text_atomic
 
 HISTORY = "history.csv"
 METRICS = "metrics.json"
@@ -43,11 +49,39 @@ def new_run_dir(name: str, root: str | Path = "runs") -> Path:
     return path
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically."""
+    write_text_atomic(path, text)
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (a kill never leaves half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(_finite(data), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object written by ``write_json``, or None if absent or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_complete(run: str | Path) -> bool:
+    """Whether ``run`` holds a finished run: a readable model.keras and its metrics.json.
+
+    Runs killed before their end (or written before model.keras was atomic: a 0-byte file)
+    are not complete; ``runs/<name>`` lookups skip them.
+    """
+    run = Path(run)
+    model = run / MODEL
+    return (
+        model.is_file()
+        and model.stat().st_size > 0
+        and zipfile.is_zipfile(model)
+        and read_json(run / METRICS) is not None
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -80,13 +114,11 @@ def write_history(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     columns: list[str] = ["epoch"]
     for row in rows:
         columns += [k for k in row if k not in columns]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
-    os.replace(tmp, path)
 
 
 def _csv_value(v: Any) -> Any:
@@ -113,8 +145,15 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         if ax.lines:
             ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+def save_model(model: Any, path: Path) -> None:
+    """``model.save`` to a .keras file, atomically (kill -9 used to leave a 0-byte file)."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def versions() -> dict[str, str]:

@@ -16,7 +16,16 @@ from typing import Any
 from ..data import Data, decode_crop, load_data, make_pipeline
 from ..errors import RunError
 from . import hardware, recipe, rundir
-from .callbacks import Checkpoint, History, LogNames, NanGuard, RunState, Timer, restore
+from .callbacks import (
+    Checkpoint,
+    History,
+    LogNames,
+    NanGuard,
+    RunState,
+    Timer,
+    checkpoint_record,
+    restore,
+)
 
 
 @dataclass
@@ -52,6 +61,13 @@ def train(
             spec, hw, run_dir=run_dir, resume=resume, echo=echo, started=started
         )
 
+    if resume and (done := finished(spec, Path(run_dir))) is not None:
+        echo(
+            f"{run_dir} already finished ({done.metrics.get('status')}, "
+            f"{done.metrics.get('epochs_done')} epochs): nothing to train; its files are kept. "
+            f"Hint: --resume {run_dir} --epochs N trains on to epoch N."
+        )
+        return done
     data = load_training_data(spec, echo=echo)  # says how the data is cached, first
     run = prepare_run_dir(spec, data, hw, run_dir, resume)
     echo(describe(spec, data, hw, run))
@@ -66,11 +82,29 @@ def train(
         first = str(exc).strip().splitlines()[0][:200]
         raise RunError(f"training failed on its input data: {first}") from None
     if getattr(spec.backbone, "fine_tune", None) is not None:  # transfer learning, phase 2
-        from ..transfer.finetune import fine_tune_run
+        from .finetune import fine_tune_run
 
         result = fine_tune_run(spec, data, hw, run, result, verbose=verbose, echo=echo)
     echo(summary(result))
     return result
+
+
+def finished(spec: Any, run: Path) -> RunResult | None:
+    """The result of ``run`` if resuming it has nothing to do, else None.
+
+    Finished: complete (model.keras and metrics.json), completed up to the recipe's epoch
+    count or early-stopped under the same count, and phase 2 done if the spec fine-tunes.
+    """
+    m = rundir.read_json(run / rundir.METRICS)
+    if m is None or not rundir.is_complete(run):
+        return None
+    epochs = spec.train.epochs
+    done = (m.get("status") == "completed" and m.get("epochs_done", 0) >= epochs) or (
+        m.get("status") == "early_stopped" and m.get("epochs") == epochs
+    )
+    if getattr(spec.backbone, "fine_tune", None) is not None and "phase2" not in m:
+        done = False
+    return RunResult(run, m, rundir.read_history(run / rundir.HISTORY)) if done else None
 
 
 def load_training_data(spec: Any, echo: Callable[[str], None] | None = None) -> Data:
@@ -109,7 +143,7 @@ def prepare_run_dir(spec, data: Data, hw, run_dir, resume: bool) -> Path:
         run.mkdir(parents=True, exist_ok=True)
     if hw.is_chief:
         text = yaml.safe_dump(spec.source_data, sort_keys=False, allow_unicode=True)
-        (run / rundir.SPEC).write_text(text)
+        rundir.write_text(run / rundir.SPEC, text)
         rundir.write_json(run / rundir.META, meta(spec, data, hw))
     return run
 
@@ -266,11 +300,15 @@ def tensorboard_available() -> bool:
 
 
 def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResult:
+    import keras
+
     r = spec.train
     steps = recipe.steps_per_epoch(r, data.sizes["train"])
     with hw.strategy.scope():
         model = training_model(spec)
         compile_model(model, spec, hw, steps)
+        # Keras wraps the optimizer for mixed_float16 (dynamic loss scaling): record the fact.
+        hw.loss_scaling = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         try:  # a fresh run directory has no checkpoint: 0
             done = restore(model, run / rundir.CHECKPOINTS, run / rundir.HISTORY)
         except (OSError, ValueError) as exc:
@@ -282,12 +320,15 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResul
         data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed, repeat=True,
         labels=labels,
     )  # fmt: skip
+    if done:
+        train_ds = replay(train_ds, min(done, r.epochs) * steps, echo)
     val_ds = (
         make_pipeline(data.val, r.batch_size, training=False, labels=labels)
         if data.val is not None
         else None
     )
-    state = RunState(first_epoch=done, epochs_done=min(done, r.epochs))
+    timing = checkpoint_record(run / rundir.CHECKPOINTS).get("timing")
+    state = RunState.resumed(done, timing, r.epochs)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(
@@ -348,10 +389,23 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResul
     metrics.update(evaluate_splits(infer, data, r))
     if hw.is_chief:
         # A fresh, uncompiled view of the same layers: model.keras carries no optimizer state.
-        inference_model(model, spec).save(run / rundir.MODEL)
+        rundir.save_model(inference_model(model, spec), run / rundir.MODEL)
     metrics["wall_time_s"] = time.time() - started
     rundir.write_json(run / rundir.METRICS, metrics)
     return RunResult(run, metrics, history)
+
+
+def replay(train_ds: Any, batches: int, echo: Callable[[str], None]) -> Any:
+    """The training stream after its first ``batches`` batches: where a resumed run goes on.
+
+    The pipeline is a deterministic function of the seed (seeded shuffle reshuffled each
+    epoch, seeded augmentation, ``deterministic`` tf.data), so skipping the batches the earlier
+    sessions consumed gives exactly the batches the uninterrupted run would see next; with the
+    restored weights, optimizer and random-generator states the resumed run is bit-identical
+    to the uninterrupted one on CPU. The cost is reading (not training on) those batches.
+    """
+    echo(f"resuming: skipping the {batches} batches already trained on (input replay)")
+    return train_ds.skip(batches)
 
 
 def evaluate_splits(model: Any, data: Data, r: Any) -> dict[str, dict[str, float]]:

@@ -1,8 +1,9 @@
 """Phase 2 of transfer learning: unfreeze part of the backbone, recompile with a lower lr, continue.
 
 Phase 1 is an ordinary ``cnnspec train`` run (the backbone is built frozen). When the spec has
-``backbone.fine_tune``, the trainer calls :func:`fine_tune_run` afterwards; it reloads the
-phase-1 model from the run directory, unfreezes the chosen layers (BatchNormalization stays
+``backbone.fine_tune``, the trainer calls :func:`fine_tune_run` afterwards (a phase of
+training, so it lives beside the trainer; ``cnnspec.transfer`` keeps features and classifiers).
+It reloads the phase-1 model from the run directory, unfreezes the chosen layers (BatchNormalization stays
 frozen, i.e. in inference mode), recompiles with ``fine_tune.lr`` (constant) and trains
 ``fine_tune.epochs`` more epochs. Files it adds to the run directory::
 
@@ -17,6 +18,13 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from ..data import make_pipeline
+from ..errors import RunError
+from . import recipe as recipes
+from . import rundir
+from .callbacks import History, LogNames, NanGuard, RunState, Timer
+from .trainer import compile_model, evaluate_splits
 
 HISTORY_PHASE2 = "history_phase2.csv"
 MODEL_PHASE1 = "model_phase1.keras"
@@ -64,13 +72,6 @@ def fine_tune_run(spec: Any, data: Any, hw: Any, run: Path, result: Any, *, verb
 
     import keras
 
-    from ..data import make_pipeline
-    from ..errors import RunError
-    from ..train import recipe as recipes
-    from ..train import rundir
-    from ..train.callbacks import History, LogNames, NanGuard, RunState, Timer
-    from ..train.trainer import compile_model, evaluate_splits
-
     if result.metrics.get("status") == "nan":
         return result
     started = time.time()
@@ -78,7 +79,8 @@ def fine_tune_run(spec: Any, data: Any, hw: Any, run: Path, result: Any, *, verb
     r = spec2.train
     run = Path(run)
     model_path = run / rundir.MODEL
-    shutil.copyfile(model_path, run / MODEL_PHASE1)
+    with rundir.atomic_path(run / MODEL_PHASE1) as tmp:
+        shutil.copyfile(model_path, tmp)
     with hw.strategy.scope():
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
         names = unfreeze(model, spec)
@@ -127,7 +129,7 @@ def fine_tune_run(spec: Any, data: Any, hw: Any, run: Path, result: Any, *, verb
     metrics["epochs_done"] = result.metrics.get("epochs_done", 0) + state.epochs_done
     metrics["wall_time_s"] = result.metrics.get("wall_time_s", 0.0) + time.time() - started
     if hw.is_chief:
-        model.save(model_path)
+        rundir.save_model(model, model_path)
         rundir.write_json(run / rundir.METRICS, metrics)
     history = rundir.read_history(run / HISTORY_PHASE2) if hw.is_chief else []
     return type(result)(run, metrics, [*result.history, *history])
