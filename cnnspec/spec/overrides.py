@@ -53,6 +53,7 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict[tuple, str]:
         ]
         node: Any = data
         path: list[Any] = []
+        created: tuple | None = None  # the first key this override adds to the spec
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             if isinstance(node, list):
@@ -69,6 +70,8 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict[tuple, str]:
                 ):
                     inner = next(iter(node))
                     node, path = node[inner], path + [inner]
+                if part not in node and created is None:
+                    created = (*path, part)
                 if part not in node and not last:
                     # Start from the default (train.optimizer -> {adam: {...}}), so that
                     # train.optimizer.lr=0.1 works when the spec leaves the optimizer out.
@@ -85,4 +88,8 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict[tuple, str]:
             else:
                 node = node[part]
         applied[tuple(path)] = text
+        if created is not None:
+            # Errors about a key the override added (unknown key 'a' of --set a.b=1) are the
+            # override's, not the spec line of the nearest existing ancestor.
+            applied[created] = text
     return applied

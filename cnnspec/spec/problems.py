@@ -102,8 +102,9 @@ def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]
             else:
                 allowed = _keys_at(loc[:-1])
             message = f"unknown key '{key}'"
+            owner = kind or ".".join(str(p) for p in loc[:-1]) or "a spec"
             hint = did_you_mean(key, allowed) or (
-                f"{kind} takes {', '.join(allowed)}" if allowed else ""
+                f"{owner} takes {', '.join(allowed)}" if allowed else ""
             )
             path_txt = human or ".".join(str(p) for p in loc[:-1])
         elif etype == "missing":
