@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from . import app
+from .spec_cmds import ScaleOption
 
 visualize_app = typer.Typer(
     help="Draw PNG pictures: conv filters, feature maps, training curves, architecture.",
@@ -246,6 +247,7 @@ def visualize_graph(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="arch.svg | arch.png | arch.dot")
     ] = Path("arch.png"),
+    scale: ScaleOption = None,
 ) -> None:
     """The architecture diagram (same as `cnnspec graph`)."""
     from ..errors import RunError
@@ -264,5 +266,5 @@ def visualize_graph(
         raise RunError(
             "architecture diagrams are not available in this version", hint="see cnnspec graph"
         ) from None
-    render(load_spec(spec), output)
+    render(load_spec(spec, scale=scale), output)
     typer.echo(f"wrote {output}")

@@ -16,6 +16,10 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a spec value: --set train.epochs=5 (repeatable)."),
 ]
+ScaleOption = Annotated[
+    str | None,
+    typer.Option("--scale", help="A member of the spec's scales: family, e.g. --scale b3."),
+]
 
 
 def _fmt_int(n: int) -> str:
@@ -33,6 +37,7 @@ def _fmt_macs(n: int) -> str:
 def validate(
     specs: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
     set_: SetOption = None,
+    scale: ScaleOption = None,
 ) -> None:
     """Check specs (schema, notation, shapes) without TensorFlow; exit 2 on any problem."""
     from ..spec import load_spec
@@ -40,7 +45,7 @@ def validate(
     failed: list[SpecError] = []
     for path in specs:
         try:
-            spec = load_spec(path, set_ or ())
+            spec = load_spec(path, set_ or (), scale)
         except SpecError as exc:
             failed.append(exc)
             continue
@@ -83,11 +88,12 @@ def summary(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file.")],
     json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     set_: SetOption = None,
+    scale: ScaleOption = None,
 ) -> None:
     """Every layer's output shape, parameters and MACs, inferred without TensorFlow."""
     from ..spec import load_spec
 
-    spec = load_spec(spec_path, set_ or ())
+    spec = load_spec(spec_path, set_ or (), scale)
     g = spec.graph
     rows = summary_rows(spec)
     totals = {
@@ -104,6 +110,8 @@ def summary(
         },
     }
     if json_:
+        if spec.scaling:
+            totals["scale"] = spec.scaling
         json.dump({**totals, "layers": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
@@ -140,6 +148,27 @@ def summary(
         f"MACs: {_fmt_int(totals['total_macs'])} ({_fmt_macs(totals['total_macs'])})"
         + (f"   heads (training only): {', '.join(g.heads)}" if g.heads else "")
     )
+    _print_scaling(console, spec.scaling, g.input_shape)
+
+
+def _print_scaling(console, scaling: dict | None, input_shape) -> None:
+    """The scale applied, and every written channel count its rounding changed."""
+    if not scaling:
+        return
+    size = "x".join(map(str, input_shape))
+    console.print(
+        f"scale {scaling['name']}: width x{scaling['width']:g}, depth x{scaling['depth']:g} "
+        f"(times: rounded up), input {size}; channels round to a multiple of {scaling['divisor']}"
+        f", never more than 10% down"
+    )
+    if scaling["rounded"]:
+        console.print("channel counts that rounding changed (written x width -> built):")
+    for r in scaling["rounded"]:
+        console.print(
+            f"  {r['location']}: {r['layer']}: {r['written']} x {scaling['width']:g} = "
+            f"{r['exact']:g} -> {r['channels']}",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -150,12 +179,13 @@ def build(
     ],
     heads: Annotated[bool, typer.Option(help="Keep auxiliary heads (the training model).")] = False,
     set_: SetOption = None,
+    scale: ScaleOption = None,
 ) -> None:
     """Build the untrained Keras model and save it as .keras."""
     from ..errors import RunError
     from ..spec import load_spec
 
-    spec = load_spec(spec_path, set_ or ())
+    spec = load_spec(spec_path, set_ or (), scale)
     if output.suffix != ".keras":
         raise RunError(
             f"the model file must end in .keras, received {output}", "e.g. -o model.keras"
@@ -199,10 +229,11 @@ def graph(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="arch.svg, arch.png or arch.dot")],
     set_: SetOption = None,
+    scale: ScaleOption = None,
 ) -> None:
     """Draw the architecture diagram (Graphviz for SVG/PNG; DOT text always works)."""
     from ..graph import render
     from ..spec import load_spec
 
-    spec = load_spec(spec_path, set_ or ())
+    spec = load_spec(spec_path, set_ or (), scale)
     print(f"wrote {render(spec, output)}")

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import RunError
 from . import app
+from .spec_cmds import ScaleOption
 
 
 def overrides_from(
@@ -46,6 +47,7 @@ def train(
         list[str] | None,
         typer.Option("--set", help="Override any spec value: --set train.optimizer.lr=0.01."),
     ] = None,
+    scale: ScaleOption = None,
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue the run in this directory from its last completed epoch."),
@@ -57,9 +59,9 @@ def train(
 
     overrides = overrides_from(epochs, batch_size, data, sets)
     if resume is not None:
-        if spec is not None or out is not None:
+        if spec is not None or out is not None or scale is not None:
             raise RunError(
-                "--resume continues a run from its own spec.yaml",
+                "--resume continues a run from its own spec.yaml (its scale included)",
                 hint="drop the SPEC argument and --out (use --set/--epochs to change the recipe)",
             )
         if not (resume / "spec.yaml").is_file():
@@ -69,7 +71,7 @@ def train(
         raise RunError("give a spec file to train, or --resume RUN_DIR")
     else:
         spec_path, run_dir = spec, out
-    model_spec = load_spec(spec_path, overrides=overrides)
+    model_spec = load_spec(spec_path, overrides=overrides, scale=scale)
 
     from ..train import train as train_spec
 

@@ -10,6 +10,7 @@ import typer
 
 from ..errors import RunError
 from . import app
+from .spec_cmds import ScaleOption
 
 SPLITS = ("train", "val", "test")
 
@@ -43,6 +44,7 @@ def features(
     sets: Annotated[
         list[str] | None, typer.Option("--set", help="Override a spec value (specs only).")
     ] = None,
+    scale: ScaleOption = None,
 ) -> None:
     """Write the fixed-length feature vector of every image (with labels, splits, class names)."""
     import numpy as np
@@ -56,7 +58,7 @@ def features(
         from ..build import build_model
         from ..spec import load_spec
 
-        spec = load_spec(source, overrides=sets or [])
+        spec = load_spec(source, overrides=sets or [], scale=scale)
         if spec.backbone is None:
             raise RunError(
                 f"{source} has no backbone: an untrained spec has no features worth extracting",

@@ -118,7 +118,6 @@ def apply_scale(data: dict, name: str | None, doc, where: Location | None = None
                     where or Location("--scale"),
                     f"unknown scale '{name}'",
                     did_you_mean(str(name), [str(s) for s in scales]) or f"the scales: {names}",
-                    "scale",
                 )
             ]
         )
