@@ -131,6 +131,19 @@ class _Failed(Exception):
 FAILED = "\0failed"
 
 
+@dataclass
+class Unchecked:
+    """A layer item that did not validate, in a spec compiled for its other problems.
+
+    It compiles as failed: the layers that read it are skipped, the others are still checked,
+    so one run reports the shape errors of the layers that are independent of a schema error.
+    """
+
+    name: str | None = None
+    src: Any = None
+    from_: Any = None
+
+
 class _Compiler:
     def __init__(self, spec: ModelSpec, locate: Callable[[tuple], Location]) -> None:
         self.spec = spec
@@ -262,6 +275,11 @@ class _Compiler:
         scope: dict[str, str] = {}
         scopes = scopes + [scope]
         for i, item in enumerate(items):
+            if isinstance(item, Unchecked):
+                outputs.append(FAILED)
+                if item.name:
+                    scope[item.name] = self.graph.aliases[item.name] = FAILED
+                continue
             try:
                 inputs = self.inputs_of(item, outputs, scopes)
                 name = final if (final and i == len(items) - 1 and not item.name) else ""

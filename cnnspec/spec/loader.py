@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .. import yamlio
-from ..errors import Location, SpecError
+from ..errors import Location, Problem, SpecError, did_you_mean
 from .expand import COMMON_KEYS, REGISTRY, SRC, _Ctx, _Expander
 from .model import ModelSpec
 from .overrides import apply_overrides
@@ -102,24 +102,114 @@ def from_document(
             normalised["heads"][hname] = head
     problems = list(ctx.problems)
     spec = None
+    errors: list[dict] = []
     try:
         spec = ModelSpec.model_validate(normalised)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
         found = _problems_from(exc, normalised, ctx)
         if problems:  # a list emptied by the expander's own errors is not a further problem
             found = [p for p in found if "at least 1 item" not in p.message]
         problems.extend(found)
+    from .graph import compile_graph
+
+    # Every independent problem in one run: with schema errors, the shapes of the layers that
+    # validated are still inferred (a layer that failed is skipped with what reads it).
+    checked = spec if not problems else _partial(normalised, data, errors)
+    graph = None
+    if checked is not None:
+        try:
+            graph = compile_graph(checked, ctx.location)
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    if graph is not None and not any(e["loc"][:1] == ("train",) for e in errors):
+        problems.extend(_monitor_problems(checked, graph, ctx))
     if problems:
+        # Copies made by times: fail alike: one line each.
+        problems = list({str(p): p for p in problems}.values())
         problems.sort(key=lambda p: (p.location.file, p.location.line or 0, p.location.col or 0))
         raise SpecError(problems)
     assert spec is not None
     spec._source = data
     spec._file = doc.file
     spec._scaling = scaling.report() if scaling else None
-    from .graph import compile_graph
-
-    spec._graph = compile_graph(spec, ctx.location)
+    spec._graph = graph
     return spec
+
+
+#: A layer item that always validates, standing in for one that did not (see ``_partial``).
+_STAND_IN = {"kind": "act", "fn": "linear"}
+#: Without a valid value of these there is nothing to infer shapes from.
+_SHAPE_KEYS = ("input", "backbone", "preprocess", "layers")
+
+
+def _partial(normalised: dict, data: dict, errors: list[dict]) -> ModelSpec | None:
+    """The spec with every layer item that failed (expansion or schema) marked unchecked.
+
+    None when the shapes cannot be inferred at all (the input or the layer list is invalid).
+    """
+    from .graph import Unchecked
+
+    layers, original = normalised.get("layers"), data.get("layers")
+    if not isinstance(layers, list) or not isinstance(original, list):
+        return None
+    bad: set[int] = set()
+    drop: set[str] = set()
+    for err in errors:
+        loc = err["loc"]
+        if loc[:1] == ("layers",) and len(loc) > 1 and isinstance(loc[1], int):
+            bad.add(loc[1])
+        elif not loc or loc[0] in _SHAPE_KEYS:
+            return None
+        elif loc[0] == "heads" and len(loc) > 1:
+            drop.add(str(loc[1]))
+        else:
+            drop.add(str(loc[0]))
+    # The expanded items of each top-level item (times: and define uses give several or one).
+    groups: dict[int, list[int]] = {}
+    for j, item in enumerate(layers):
+        path = item.get(SRC, ((), ""))[0] if isinstance(item, dict) else ()
+        if len(path) > 1 and path[0] == "layers" and isinstance(path[1], int):
+            groups.setdefault(path[1], []).append(j)
+    items: list = []
+    unchecked: dict[int, Unchecked] = {}
+    for i, raw in enumerate(original):
+        js = groups.get(i, [])
+        if js and not bad.intersection(js):
+            items.extend(layers[j] for j in js)
+            continue
+        name = raw.get("name") if isinstance(raw, dict) else None
+        unchecked[len(items)] = Unchecked(name if isinstance(name, str) else None)
+        items.append(_STAND_IN)
+    rest = {k: v for k, v in normalised.items() if k not in drop and k != "layers"}
+    if isinstance(rest.get("heads"), dict):
+        rest["heads"] = {h: v for h, v in rest["heads"].items() if str(h) not in drop}
+    if "name" in drop:
+        rest["name"] = "spec"
+    try:
+        spec = ModelSpec.model_validate({**rest, "layers": items})
+    except ValidationError:
+        return None
+    for j, stand_in in unchecked.items():
+        spec.layers[j] = stand_in
+    return spec
+
+
+def _monitor_problems(spec: ModelSpec, graph, ctx: _Ctx) -> list[Problem]:
+    """Early stopping / plateau must monitor a name Keras will log, or they never act."""
+    found = []
+    known = spec.train.monitor_names([graph.output, *graph.heads])
+    for path, name in spec.train.monitors().items():
+        if name not in known:
+            found.append(
+                Problem(
+                    ctx.location(("train", *path)),
+                    f"'{name}' is not a metric this recipe logs, received monitor={name}",
+                    did_you_mean(name, known) or f"one of {', '.join(known)}",
+                    "train." + ".".join(path[:-1]),
+                )
+            )
+    return found
 
 
 def load_spec(

@@ -322,3 +322,28 @@ class TrainSpec(StrictModel):
     def top_k(self) -> list[int]:
         """The k of every topK metric."""
         return [int(m[3:]) for m in self.metrics if m.startswith("top")]
+
+    def monitor_names(self, outputs: list[str]) -> list[str]:
+        """The names Keras logs for this recipe, which early stopping / plateau may monitor.
+
+        One output (``outputs`` = [its name]): ``loss`` and the metrics (``accuracy``, ``top3``).
+        With auxiliary heads every output's loss is ``<output>_loss`` and the main output's
+        metrics are ``<output>_accuracy``. Each has its ``val_`` form.
+        """
+        names = ["loss"]
+        if len(outputs) > 1:
+            names += [f"{o}_loss" for o in outputs] + [f"{outputs[0]}_{m}" for m in self.metrics]
+        else:
+            names += list(self.metrics)
+        return names + [f"val_{n}" for n in names]
+
+    def monitors(self) -> dict[tuple[str, ...], str]:
+        """Every metric name the recipe monitors, by its path in ``train:``."""
+        found = {}
+        if self.early_stopping is not None:
+            found[("early_stopping", "monitor")] = self.early_stopping.monitor
+        if self.schedule.reduce_on_plateau is not None:
+            found[("schedule", "reduce_on_plateau", "monitor")] = (
+                self.schedule.reduce_on_plateau.monitor
+            )
+        return found
