@@ -29,7 +29,7 @@ from .types import ACTIVATIONS
 #: Every built-in kind, by tag.
 REGISTRY: dict[str, type[LayerSpec]] = {kind_of(c): c for c in PRIMITIVES + BLOCKS}
 #: Keys any layer item may carry besides its kind.
-COMMON_KEYS = ("name", "from", "times", "fixed")
+COMMON_KEYS = ("name", "from", "times", "fixed", "if")
 SRC = "__src__"
 #: Most layer items a spec may expand to (``times:`` and define uses included), counted before
 #: each repetition is expanded: a hostile ``times: 1000000000`` costs milliseconds.
@@ -55,6 +55,7 @@ class _Ctx:
         defines: dict[str, Any],
         overrides: dict,
         scaling: Scaling | None = None,
+        params: Any = None,
     ) -> None:
         self.doc = doc
         self.problems: list[Problem] = []
@@ -64,6 +65,28 @@ class _Ctx:
         self.count = 0
         self._seen: set[str] = set()
         self.defines = self._check_defines(defines if isinstance(defines, dict) else {})
+        #: Values of ``$name`` in every item: the spec's ``params:``, then the scale's.
+        self.params = self._check_params(params, ("params",), "params")
+        if scaling is not None:
+            self.params.update(
+                self._check_params(scaling.spec.params, ("scales", scaling.name, "params"), "scale")
+            )
+
+    def _check_params(self, params: Any, path: tuple, human: str) -> dict[str, Any]:
+        if not isinstance(params, dict):
+            return {}  # a wrong type is reported by the model validation
+        out = {}
+        for key, value in params.items():
+            if not isinstance(key, str) or not key.isidentifier() or key == REPEAT_INDEX:
+                self.add(
+                    path,
+                    human,
+                    f"a parameter name must be a name other than '{REPEAT_INDEX}', received {key!r}",
+                    "write e.g. 'params: {dropout: 0.2}'",
+                )
+            else:
+                out[key] = value
+        return out
 
     def location(self, path: Sequence) -> Location:
         for opath, text in self.overrides.items():
@@ -188,7 +211,7 @@ class _Expander:
 
     def items(self, items: Any, path: tuple, human: str, frame: _Frame | None = None) -> list[dict]:
         """Expand a list of layer items (the entry point: ``layers:`` and heads)."""
-        frame = frame or _Frame({})
+        frame = frame or _Frame(dict(self.ctx.params))
         top = frame.depth == 0
         try:
             return self._items(items, path, human, frame)
@@ -232,7 +255,8 @@ class _Expander:
                 path + ("times",), human, f"times must be a positive integer, received {times!r}"
             )
             return None
-        if self.ctx.scaling and not frame.fixed and not isinstance(times, Computed):
+        written = "times" in common and not isinstance(times, Computed)
+        if self.ctx.scaling and written and not frame.fixed:
             times = self.ctx.scaling.times(times)
         return int(times)
 
@@ -260,6 +284,17 @@ class _Expander:
             ctx.add(path + ("fixed",), human, f"fixed must be true or false, received {fixed!r}")
             return []
         frame = replace(frame, fixed=frame.fixed or fixed)
+        if "if" in common:
+            ok, cond = self._resolve(common["if"], frame.env, path + ("if",), human)
+            if ok and not isinstance(cond, bool):
+                ctx.add(
+                    path + ("if",),
+                    human,
+                    f"if: needs true or false, received {cond!r}",
+                    "write a comparison, e.g. 'if: ${i > 0}'",
+                )
+            if not ok or cond is not True:
+                return []
         times = self._times(common, frame, path, human)
         if times is None:
             return []
@@ -434,7 +469,7 @@ class _Expander:
                 )
                 ok = False
         params = {**declared, **args}
-        missing = [k for k, v in params.items() if v is None]
+        missing = [k for k in declared if params[k] is None]
         if missing:
             ctx.add(
                 path + (name,),

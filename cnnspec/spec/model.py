@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PositiveInt, PrivateAttr, model_validator
+from pydantic import Field, PositiveInt, PrivateAttr, ValidationInfo, field_validator
 
 from .backbone import BackboneSpec
 from .base import StrictModel
@@ -44,15 +44,17 @@ class DefineSpec(StrictModel):
     )
     doc: str | None = None
 
-    @model_validator(mode="after")
-    def _channels_are_params(self) -> DefineSpec:
-        unknown = [c for c in self.channels if c not in self.params]
+    @field_validator("channels")
+    @classmethod
+    def _channels_are_params(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        params = info.data.get("params") or {}
+        unknown = [c for c in v if c not in params]
         if unknown:
             raise ValueError(
                 f"channels names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'}"
-                f" not in params ({', '.join(self.params) or 'none'})"
+                f" not in params ({', '.join(params) or 'none'})"
             )
-        return self
+        return v
 
 
 class ModelSpec(StrictModel):
