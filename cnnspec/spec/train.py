@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from .base import StrictModel
+from .types import FieldValueError
 
 Auto = Literal["auto", "on", "off"]
 
@@ -213,12 +214,54 @@ class LossSpec(OneOf):
 # --- augmentation ------------------------------------------------------------------------------
 
 
+class RandomResizedCropSpec(StrictModel):
+    """Inception-style crop: a random window of ``scale`` × the area and ``ratio`` aspect
+    (width / height, sampled log-uniformly), resized to the input size."""
+
+    scale: list[float] = Field([0.08, 1.0], description="[min, max] area fraction")
+    ratio: list[float] = Field([3 / 4, 4 / 3], description="[min, max] width / height")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RandomResizedCropSpec:
+        for name, low, high in (("scale", 0, 1), ("ratio", 0.1, 10)):
+            value = getattr(self, name)
+            if len(value) != 2 or not (low < value[0] <= value[1] <= high):
+                raise FieldValueError(
+                    name,
+                    f"must be [min, max] with {low} < min <= max <= {high}; received {value}",
+                )
+        return self
+
+
+class MixUpSpec(StrictModel):
+    """Keras MixUp: blend each image and its one-hot label with another of the batch, with a
+    weight drawn from Beta(alpha, alpha)."""
+
+    alpha: float = Field(0.2, gt=0, le=10)
+
+
+class CutMixSpec(StrictModel):
+    """Keras CutMix: paste a box from another image of the batch; labels mix by box area.
+    ``factor``: the Beta distribution's parameter for the box's area."""
+
+    factor: float = Field(1.0, gt=0, le=10)
+
+
+class RandAugmentSpec(StrictModel):
+    """Keras RandAugment: ``num_ops`` random operations per image at strength ``factor``."""
+
+    num_ops: int = Field(2, ge=1, le=10)
+    factor: float = Field(0.5, gt=0, le=1)
+
+
 class AugmentSpec(OneOf):
     """One random augmentation, applied to training batches only.
 
-    ``flip_horizontal`` / ``flip_vertical`` take no value; the others take a strength in (0, 1]:
-    rotate (fraction of a full turn), translate / zoom (fraction of the size),
-    contrast / brightness (fraction of the range).
+    ``flip_horizontal`` / ``flip_vertical`` take no value; rotate (fraction of a full turn),
+    translate / zoom (fraction of the size), shear (shear coefficient) and contrast /
+    brightness (fraction of the range) take a strength in (0, 1]. The geometric ones and
+    ``random_resized_crop`` are composed into one transform per image (one resampling).
+    ``mixup`` / ``cutmix`` mix labels too: they need a one-hot (categorical) loss.
     """
 
     flip_horizontal: dict[str, Any] | None = None
@@ -226,12 +269,24 @@ class AugmentSpec(OneOf):
     rotate: float | None = Field(None, gt=0, le=1)
     translate: float | None = Field(None, gt=0, le=1)
     zoom: float | None = Field(None, gt=0, le=1)
+    shear: float | None = Field(None, gt=0, le=1)
     contrast: float | None = Field(None, gt=0, le=1)
     brightness: float | None = Field(None, gt=0, le=1)
+    random_resized_crop: RandomResizedCropSpec | None = None
+    mixup: MixUpSpec | None = None
+    cutmix: CutMixSpec | None = None
+    randaugment: RandAugmentSpec | None = None
 
     @classmethod
     def shorthands(cls) -> list[str]:
-        return ["flip_horizontal", "flip_vertical"]
+        return [
+            "flip_horizontal",
+            "flip_vertical",
+            "random_resized_crop",
+            "mixup",
+            "cutmix",
+            "randaugment",
+        ]
 
     @field_validator("flip_horizontal", "flip_vertical")
     @classmethod
@@ -315,6 +370,19 @@ class TrainSpec(StrictModel):
             raise ValueError(
                 "validation_split + test_split leaves under 10% for training; received "
                 f"{self.validation_split} + {self.test_split}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _mixing_needs_one_hot(self) -> TrainSpec:
+        # MixUp/CutMix turn labels into soft labels, which a sparse (integer) loss cannot take.
+        mixing = [a.kind for a in self.augment if a.kind in ("mixup", "cutmix")]
+        if mixing and not self.loss.one_hot:
+            raise FieldValueError(
+                "loss",
+                f"augment {mixing[0]} mixes labels into soft labels, which "
+                f"{self.loss.kind} cannot take; received loss={self.loss.kind}. "
+                "Hint: use loss: categorical_crossentropy",
             )
         return self
 
