@@ -58,13 +58,16 @@ def validate(
         raise SpecError([p for exc in failed for p in exc.problems])
 
 
-def summary_rows(spec) -> list[dict]:
-    """One row per layer of the main graph and the heads."""
-    from ..shapes import fmt
+def summary_rows(spec, value_bytes: int = 4) -> list[dict]:
+    """One row per layer of the main graph and the heads (``value_bytes``: of an activation)."""
+    from ..shapes import fmt, prod
     from ..spec.graph import notation
+    from ..spec.receptive import receptive_fields
 
+    fields = receptive_fields(spec.graph)
     rows = []
     for node in spec.graph.nodes.values():
+        rf = fields[node.name]
         rows.append(
             {
                 "name": node.name,
@@ -78,9 +81,22 @@ def summary_rows(spec) -> list[dict]:
                 "macs": node.macs,
                 "block": node.block,
                 "head": node.head,
+                "receptive_field": rf.as_dict() if rf is not None else None,
+                "activation": {
+                    "elements": prod(node.shape),
+                    "bytes": prod(node.shape) * value_bytes,
+                },
             }
         )
     return rows
+
+
+def _fmt_field(values) -> str:
+    """(196, 196) -> 196; (7, 1) -> 7x1."""
+    from ..spec.receptive import _num
+
+    values = [_num(v) for v in values]
+    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
 
 
 @app.command()
@@ -89,13 +105,22 @@ def summary(
     json_: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     set_: SetOption = None,
     scale: ScaleOption = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            "--batch", min=1, help="Estimate the training memory for batches of N samples."
+        ),
+    ] = None,
 ) -> None:
-    """Every layer's output shape, parameters and MACs, inferred without TensorFlow."""
+    """Every layer's output shape, parameters, MACs, receptive field and activation size,
+    inferred without TensorFlow (--batch N: training memory too)."""
     from ..spec import load_spec
+    from ..spec.memory import estimate_training_memory, fmt_bytes
 
     spec = load_spec(spec_path, set_ or (), scale)
     g = spec.graph
-    rows = summary_rows(spec)
+    memory = estimate_training_memory(spec, batch or 1)
+    rows = summary_rows(spec, 2 if memory.mixed_precision else 4)
     totals = {
         "name": spec.name,
         "input_shape": list(g.input_shape),
@@ -112,6 +137,8 @@ def summary(
     if json_:
         if spec.scaling:
             totals["scale"] = spec.scaling
+        if batch is not None:
+            totals["memory"] = memory.as_dict()
         json.dump({**totals, "layers": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
@@ -126,6 +153,9 @@ def summary(
         ("output", "right"),
         ("params", "right"),
         ("MACs", "right"),
+        ("RF", "right"),
+        ("jump", "right"),
+        ("activation", "right"),
     ):
         table.add_column(col, justify=justify, overflow="fold")
     for row in rows:
@@ -137,6 +167,9 @@ def summary(
             row["shape"],
             _fmt_int(row["params"]) if row["params"] else "",
             _fmt_macs(row["macs"]) if row["macs"] else "",
+            _fmt_field(rf["size"]) if (rf := row["receptive_field"]) else "?",
+            _fmt_field(rf["jump"]) if rf and rf["spatial"] else "",
+            fmt_bytes(row["activation"]["bytes"]),
             style=style,
         )
     console = Console(width=max(100, Console().width))
@@ -149,6 +182,23 @@ def summary(
         + (f"   heads (training only): {', '.join(g.heads)}" if g.heads else "")
     )
     _print_scaling(console, spec.scaling, g.input_shape)
+    if batch is not None:
+        _print_memory(console, memory, spec.train.optimizer.kind)
+
+
+def _print_memory(console, m, optimizer: str) -> None:
+    """The training-memory estimate, part by part."""
+    from ..spec.memory import fmt_bytes
+
+    precision = "mixed precision, 2 bytes" if m.mixed_precision else "4 bytes"
+    console.print(
+        f"training memory at batch {m.batch_size} (estimate): {fmt_bytes(m.total)} = "
+        f"weights {fmt_bytes(m.weights)} + gradients {fmt_bytes(m.gradients)} + "
+        f"optimizer {fmt_bytes(m.optimizer)} ({optimizer}: {m.optimizer_slots} slot"
+        f"{'' if m.optimizer_slots == 1 else 's'}) + activations {fmt_bytes(m.activations)} "
+        f"({precision} a value); the framework's own memory comes on top",
+        highlight=False,
+    )
 
 
 def _print_scaling(console, scaling: dict | None, input_shape) -> None:
