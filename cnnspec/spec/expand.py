@@ -208,6 +208,7 @@ class _Frame:
 class _Expander:
     def __init__(self, ctx: _Ctx) -> None:
         self.ctx = ctx
+        self._memo: dict[str, int] = {}
 
     def items(self, items: Any, path: tuple, human: str, frame: _Frame | None = None) -> list[dict]:
         """Expand a list of layer items (the entry point: ``layers:`` and heads)."""
@@ -298,6 +299,9 @@ class _Expander:
         times = self._times(common, frame, path, human)
         if times is None:
             return []
+        least = times * self._least(kind, value, ())
+        if ctx.count + least > MAX_LAYERS:
+            self._too_large(path, human, times, least)
         out: list[dict] = []
         for k in range(times):
             before = ctx.count
@@ -316,15 +320,67 @@ class _Expander:
             if k == 0 and times > 1:
                 size = max(ctx.count - before, 1)
                 if ctx.count + size * (times - 1) > MAX_LAYERS:
-                    ctx.add(
-                        path + ("times",),
-                        human,
-                        f"times: {times} expands to {size * times:,} layers, more than the "
-                        f"limit of {MAX_LAYERS:,} layers per spec",
-                        "repeat fewer times",
-                    )
-                    raise _TooLarge
+                    self._too_large(path, human, times, size * times)
         return out
+
+    def _too_large(self, path: tuple, human: str, times: int, size: int) -> None:
+        self.ctx.add(
+            path + ("times",),
+            human,
+            f"times: {times} expands to at least {size:,} layers, more than the limit of "
+            f"{MAX_LAYERS:,} layers per spec",
+            "repeat fewer times",
+        )
+        raise _TooLarge
+
+    def _least(self, kind: Any, value: Any, stack: tuple) -> int:
+        """A lower bound of the layers one copy of an item expands to, without expanding it.
+
+        Computed ``times:`` count as 1 and items with ``if:`` as 0, so the bound never refuses
+        a spec that fits; define bodies are counted once (memoised), so nested repeats that
+        multiply to 10**8 layers are refused in microseconds.
+        """
+        if kind in self.ctx.defines:
+            if kind in stack:
+                return 1
+            if kind not in self._memo:
+                body = (
+                    self.ctx.defines[kind].get("layers")
+                    if isinstance(self.ctx.defines[kind], dict)
+                    else None
+                )
+                self._memo[kind] = 1 + self._least_items(body, stack + (kind,))
+            return self._memo[kind]
+        nested = 0
+        if isinstance(value, dict):
+            for key in ("body", "shortcut"):
+                nested += self._least_items(value.get(key), stack)
+            branches = value.get("branches")
+            for branch in branches if isinstance(branches, list) else ():
+                nested += self._least_items(branch, stack)
+        elif isinstance(value, list):
+            nested = self._least_items(value, stack)
+        return 1 + nested
+
+    def _least_items(self, items: Any, stack: tuple) -> int:
+        if not isinstance(items, list) or len(stack) > MAX_DEPTH:
+            return 0
+        total = 0
+        for item in items:
+            try:
+                kind, value, common = _split_item(item)
+            except _ItemError:
+                continue
+            if "if" in common:
+                continue
+            times = common.get("times", 1)
+            times = times if isinstance(times, int) and not isinstance(times, bool) else 1
+            if self.ctx.scaling and "times" in common:
+                times = min(times, self.ctx.scaling.times(times))
+            total += max(times, 0) * self._least(kind, value, stack)
+            if total > MAX_LAYERS:
+                break  # enough to refuse; never count on through a bomb
+        return total
 
     def one(self, kind: str, value: Any, path: tuple, human: str, frame: _Frame) -> dict | None:
         """One copy of an item (a define use or a built-in kind)."""
