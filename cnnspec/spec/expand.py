@@ -116,7 +116,9 @@ class _Ctx:
                 continue
             params = define.get("params") if isinstance(define, dict) else None
             for key in params if isinstance(params, dict) else ():
-                if not isinstance(key, str) or not key.isidentifier():
+                if not isinstance(key, str):
+                    continue  # reported by the model validation (a name must be a string)
+                if not key.isidentifier():
                     self.add(
                         ("define", name, "params"),
                         f"define.{name}.params",
