@@ -82,7 +82,10 @@ def find_model(path: str | Path) -> ModelSource:
         from .train.rundir import is_complete  # stdlib only: no TensorFlow here
 
         # Skip runs that did not finish (killed, or a 0-byte model.keras of old versions).
-        runs = sorted(c for c in p.iterdir() if _is_run_dir(c) and is_complete(c))
+        try:
+            runs = sorted(c for c in p.iterdir() if _is_run_dir(c) and is_complete(c))
+        except OSError as exc:
+            raise RunError(f"{p}: cannot read this folder: {exc.strerror or exc}") from None
         if runs:
             p = runs[-1]  # timestamps sort chronologically
     if _is_run_dir(p):

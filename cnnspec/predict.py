@@ -31,17 +31,28 @@ class Prediction:
         }
 
 
+# Pseudo file systems hold no images, and walking them can take minutes or never end.
+SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
+
+
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     """Image files from files and folders (folders: their image files, recursively, sorted)."""
+    import os
+
     from .data import IMAGE_EXTENSIONS
+    from .data.scan import image_files
 
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+        resolved = os.path.realpath(p)
+        if any(resolved == r or resolved.startswith(r + "/") for r in SYSTEM_ROOTS):
+            raise RunError(
+                f"{p}: a system path ({resolved}), not an image or a folder of images",
+                hint="pass image files or folders of images",
             )
+        if p.is_dir():
+            found = [Path(f) for f in image_files(p)]  # no links followed; OSError -> RunError
             if not found:
                 raise RunError(
                     f"{p}: folder holds no images", hint="supported: " + ", ".join(IMAGE_EXTENSIONS)

@@ -5,7 +5,9 @@ Every case asserts the one-line message (and, for bombs, the time and memory it 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import resource
 import struct
 import subprocess
@@ -15,8 +17,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
-from _model_fixtures import digits_run, write_digit_pngs
+from _model_fixtures import digits_run, run_cli, write_digit_pngs
 
 from cnnspec import modelio
 from cnnspec.errors import RunError
@@ -256,3 +259,202 @@ def test_a_forged_stored_size_is_refused(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(RunError, match="stored uncompressed but declares 2147483648 bytes"):
         modelio.check_keras_archive(path)
+
+
+# --------------------------------------------------------------------------- output paths
+
+# Every command that writes, with MISSING inputs: the output must be refused first (checked before
+# any model, spec or data is read), so the message proves the order too.
+WRITERS = {
+    "train": (["train", "missing.yaml", "--data", "missing.npz", "--out", "{out}"], "dir", ""),
+    "export": (["export", "missing_run", "--format", "keras", "-o", "{out}"], "file", ".keras"),
+    "evaluate": (
+        ["evaluate", "missing_run", "--data", "missing.npz", "-o", "{out}"],
+        "file",
+        ".png",
+    ),
+    "visualize filters": (["visualize", "filters", "missing_run", "-o", "{out}"], "file", ".png"),
+    "visualize features": (
+        ["visualize", "features", "missing_run", "missing.png", "-o", "{out}"],
+        "file",
+        ".png",
+    ),
+    "visualize curves": (["visualize", "curves", "missing_run", "-o", "{out}"], "file", ".png"),
+    "visualize graph": (["visualize", "graph", "missing.yaml", "-o", "{out}"], "file", ".png"),
+    "features": (
+        ["features", "missing_run", "--data", "missing.npz", "-o", "{out}"],
+        "file",
+        ".npz",
+    ),
+    "fit-classifier": (["fit-classifier", "missing.npz", "-o", "{out}"], "file", ".json"),
+}
+
+
+def _option(args: list[str]) -> str:
+    return args[args.index("{out}") - 1]
+
+
+def _cli_error(args: list[str], capsys) -> str:
+    code = run_cli(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert len(err.splitlines()) == 1 and "internal error" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("command", WRITERS)
+def test_output_under_a_file_is_refused_first(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    template, _, suffix = WRITERS[command]
+    (tmp_path / "notes.txt").write_text("mine")
+    out = f"notes.txt/out{suffix}"
+    err = _cli_error([a.replace("{out}", out) for a in template], capsys)
+    assert err == (
+        f"{_option(template)} {out}: notes.txt is a file, so nothing can be written under it. "
+        "Hint: choose a path whose parent folders are folders."
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", WRITERS)
+def test_output_of_the_wrong_kind_is_refused_first(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    template, kind, suffix = WRITERS[command]
+    out = f"taken{suffix}"
+    if kind == "dir":
+        (tmp_path / out).write_text("mine")
+        expected = f"{out}: is a file; a folder is written there"
+    else:
+        (tmp_path / out).mkdir()
+        (tmp_path / out / "keep.txt").write_text("mine")
+        expected = f"{out}: is a folder; a file is written there"
+    err = _cli_error([a.replace("{out}", out) for a in template], capsys)
+    assert err.startswith(f"{_option(template)} {expected}")
+    assert (tmp_path / out).exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("command", WRITERS)
+def test_output_in_a_folder_that_takes_no_files_is_refused_first(command, tmp_path, capsys):
+    template, _, suffix = WRITERS[command]
+    out = f"/proc/cnnspec/out{suffix}"
+    err = _cli_error([a.replace("{out}", out) for a in template], capsys)
+    assert err.startswith(f"{_option(template)} {out}: cannot write in /proc: ")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_output_in_a_read_only_folder_is_refused_first(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        err = _cli_error(["evaluate", "missing_run", "-o", str(locked / "x.png")], capsys)
+    finally:
+        locked.chmod(0o700)
+    assert err == f"-o {locked / 'x.png'}: cannot write in {locked}: permission denied."
+
+
+# --------------------------------------------------------------------------- fit-classifier
+
+
+def _features(path: Path, n: int = 60, classes: int = 3, **override) -> Path:
+    """Separable features with labels (as cnnspec features writes them), parts overridable."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % classes
+    arrays = {
+        "features": (rng.normal(size=(n, 8)) + 3 * y[:, None]).astype(np.float32),
+        "labels": y.astype(np.int32),
+        "class_names": np.array([f"c{i}" for i in range(classes)]),
+    }
+    arrays.update(override)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def _nan_at_7_2(path: Path) -> Path:
+    x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    x[7, 2] = np.nan
+    return _features(path, features=x)
+
+
+FIT_CASES = {
+    "NaN features": (_nan_at_7_2, [], r"features\[7, 2\] is nan \(1 rows have non-finite values\)"),
+    "one class": (
+        lambda p: _features(p, labels=np.zeros(60, np.int32)),
+        [],
+        "every label is 0: a classifier needs at least 2 classes",
+    ),
+    "float labels": (
+        lambda p: _features(p, labels=np.linspace(0, 2, 60)),
+        [],
+        r"labels must be integer class ids 0\.\.K-1, received dtype float64 \(labels\[0\] = ",
+    ),
+    "negative label": (
+        lambda p: _features(p, labels=np.arange(60) % 3 - 1),
+        [],
+        r"labels must be class ids 0\.\.K-1, received labels\[0\] = -1",
+    ),
+    "more rows than labels": (
+        lambda p: _features(p, labels=(np.arange(40) % 3).astype(np.int32)),
+        [],
+        "60 feature rows but 40 labels; every row needs its label",
+    ),
+    "short class names": (
+        lambda p: _features(p, class_names=np.array(["a", "b"])),
+        [],
+        "2 class names for labels up to 2",
+    ),
+    "string features": (
+        lambda p: _features(p, features=np.full((60, 8), "x")),
+        [],
+        "features must be numbers, received dtype <U1",
+    ),
+    "no labels": (lambda p: _features(p, labels=None), [], "lacks the arrays labels"),
+    "test split 1.5": (
+        _features,
+        ["--test-split", "1.5"],
+        r"--test-split must be between 0 and 1 \(exclusive\), received 1\.5",
+    ),
+    "k 0": (_features, ["--model", "knn", "--k", "0"], "--k must be at least 1 neighbour"),
+    "c 0": (_features, ["--c", "0"], r"--c must be a positive number, received 0\.0"),
+    "a class of one row": (
+        lambda p: _features(p, labels=np.r_[np.arange(59) % 2, 2].astype(np.int32)),
+        [],
+        "class 'c2' has only 1 row; a stratified held-out split needs at least 2",
+    ),
+    "test split leaves a side short": (
+        _features,
+        ["--test-split", "0.02"],
+        r"--test-split 0\.02 of 60 rows holds out 2, leaving 58 to train; each side needs",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", FIT_CASES)
+def test_fit_classifier_refuses_bad_features_with_one_line(case, tmp_path, capsys):
+    make, options, message = FIT_CASES[case]
+    path = make(tmp_path / "features.npz")
+    err = _cli_error(["fit-classifier", path, *options], capsys)
+    assert "Traceback" not in err and "sklearn" not in err
+    assert re.search(message, err), err
+    assert not list(tmp_path.glob("*.json"))  # nothing written
+
+
+def test_fit_classifier_on_good_features_still_trains(tmp_path, capsys):
+    """Control for the refusals above: the same file, unbroken, trains and is written."""
+    path = _features(tmp_path / "features.npz")
+    assert run_cli(["fit-classifier", path, "--model", "knn", "--k", "3"]) == 0
+    assert "held-out accuracy 1.0000 (15" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "features.knn.json").read_text())
+    assert saved["class_names"] == ["c0", "c1", "c2"] and saved["k"] == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # atomic
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("inputs", [["/proc"], ["/proc/self"], ["/sys/kernel"]])
+def test_predict_refuses_system_folders_as_inputs(inputs, capsys):
+    err = _cli_error(["predict", "missing_run", *inputs], capsys)
+    assert err.startswith(f"{inputs[0]}: a system path (")
+    assert err.endswith(
+        "not an image or a folder of images. Hint: pass image files or folders of images."
+    )

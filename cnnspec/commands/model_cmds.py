@@ -134,8 +134,9 @@ def evaluate(
 ) -> None:
     """Accuracy, top-k, per-class precision/recall/F1 and a confusion-matrix PNG."""
     from ..evaluate import evaluate_model
+    from ..outpaths import check_output
 
-    png = output if output is not None else _default_eval_png(model, split)
+    png = check_output(output if output is not None else _default_eval_png(model, split))
     ev = evaluate_model(model, data, split=split, k=top_k, confusion_png=png)
     if as_json:
         typer.echo(json.dumps(ev.to_dict(), indent=2))
@@ -165,13 +166,16 @@ def evaluate(
 
 
 def _viz_out(output: Path | None, source_path: Path, default_name: str) -> Path:
+    """The picture's path (given, or under the run's viz/), checked writable."""
+    from ..outpaths import check_output
+
     if output is not None:
-        return output
+        return check_output(output)
     from ..modelio import find_model
 
     source = find_model(source_path)
     base = source.run_dir if source.run_dir is not None else source.path.parent
-    return base / "viz" / default_name
+    return check_output(base / "viz" / default_name)
 
 
 @visualize_app.command("filters")
@@ -186,6 +190,8 @@ def visualize_filters(
     from ..modelio import load_run_model
     from ..viz.filters import conv_layer_names, plot_filters
 
+    if output is not None:
+        _viz_out(output, model, "")  # checked before the model is loaded
     keras_model, meta, _ = load_run_model(model)
     name = layer or (conv_layer_names(keras_model) or [None])[0]
     out = _viz_out(output, model, f"filters_{name}.png")
@@ -208,10 +214,10 @@ def visualize_features(
     from ..modelio import load_run_model
     from ..viz.features import plot_features
 
+    out = _viz_out(output, model, f"features_{image.stem}.png")
     keras_model, meta, _ = load_run_model(model)
     images, _ = load_images([image], meta["input_shape"])
     chosen = [s.strip() for s in layers.split(",") if s.strip()] if layers else None
-    out = _viz_out(output, model, f"features_{image.stem}.png")
     pic = plot_features(keras_model, images[0], out, chosen, image_name=image.name)
     typer.echo(f"wrote {pic.path} ({pic.width}x{pic.height})")
 
@@ -222,10 +228,11 @@ def visualize_curves(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG path.")] = None,
 ) -> None:
     """Training curves (loss and accuracy, train vs validation) from history.csv."""
+    from ..outpaths import check_output
     from ..viz.curves import plot_curves
 
     base = run_dir if run_dir.is_dir() else run_dir.parent
-    out = output if output is not None else base / "viz" / "curves.png"
+    out = check_output(output if output is not None else base / "viz" / "curves.png")
     pic = plot_curves(run_dir, out, title=_run_title(base))
     typer.echo(f"wrote {pic.path} ({pic.width}x{pic.height})")
 
@@ -251,7 +258,9 @@ def visualize_graph(
 ) -> None:
     """The architecture diagram (same as `cnnspec graph`)."""
     from ..errors import RunError
+    from ..outpaths import check_output
 
+    check_output(output)
     if spec.is_dir():
         from ..modelio import find_model
 

@@ -71,6 +71,10 @@ def train(
         raise RunError("give a spec file to train, or --resume RUN_DIR")
     else:
         spec_path, run_dir = spec, out
+    if run_dir is not None:  # before the spec, the data or any training: a bad --out costs nothing
+        from ..outpaths import check_output
+
+        check_output(run_dir, "--resume" if resume is not None else "--out", "dir")
     model_spec = load_spec(spec_path, overrides=overrides, scale=scale)
 
     from ..train import train as train_spec

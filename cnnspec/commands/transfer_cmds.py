@@ -50,10 +50,14 @@ def features(
     import numpy as np
 
     from ..data import load_data
+    from ..outpaths import atomic_path, check_output
     from ..transfer.features import extract_features
 
     if pool not in ("avg", "max", "flatten"):
         raise RunError(f"--pool must be avg, max or flatten, received {pool!r}")
+    if batch_size < 1:
+        raise RunError(f"--batch-size must be at least 1, received {batch_size}")
+    check_output(output)  # before the model and the data are loaded
     if _is_spec(source):
         from ..build import build_model
         from ..spec import load_spec
@@ -90,14 +94,15 @@ def features(
     # One feature model and one predict for every split (a model per split retraces).
     feats = extract_features(model, np.concatenate(xs), batch_size, pool, trained)
     labels = np.concatenate(ys)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        output,
-        features=feats.astype(np.float32),
-        labels=labels.astype(np.int32),
-        split=np.array(names),
-        class_names=np.array(loaded.class_names),
-    )
+    # A file object: numpy would append .npz to a path without it (and to the temporary name).
+    with atomic_path(output) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            features=feats.astype(np.float32),
+            labels=labels.astype(np.int32),
+            split=np.array(names),
+            class_names=np.array(loaded.class_names),
+        )
     counts = ", ".join(f"{n} {names.count(n)}" for n in SPLITS if n in names)
     typer.echo(f"wrote {output}: {feats.shape[0]} x {feats.shape[1]} features ({counts})")
 
@@ -117,30 +122,45 @@ def fit_classifier(
     c: Annotated[float, typer.Option(help="logistic/svm: inverse regularisation strength.")] = 1.0,
 ) -> None:
     """Train a scikit-learn classifier on features; report held-out accuracy; save it as JSON."""
+    import zipfile
+
     import numpy as np
 
+    from ..outpaths import check_output
     from ..transfer import features as F
 
-    if model not in F.CLASSIFIERS:
-        raise RunError(
-            f"unknown classifier, received --model {model}",
-            hint=f"use one of {', '.join(F.CLASSIFIERS)}",
-        )
+    F.check_classifier_options(model, k, c, test_split)
+    output = check_output(output or features_file.with_name(f"{features_file.stem}.{model}.json"))
     try:
         with np.load(features_file, allow_pickle=False) as npz:
+            missing = [key for key in ("features", "labels") if key not in npz]
+            if missing:
+                raise RunError(
+                    f"{features_file} lacks the arrays {', '.join(missing)}; it holds "
+                    f"{', '.join(sorted(npz.files)) or 'none'}",
+                    hint="write it with cnnspec features",
+                )
             x, y = npz["features"], npz["labels"]
             split = npz.get("split", None)
             class_names = [str(n) for n in npz["class_names"]] if "class_names" in npz else None
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        text = str(exc).strip().splitlines()
         raise RunError(
-            f"cannot read {features_file}: {exc}", hint="write it with cnnspec features"
+            f"cannot read {features_file}: {text[0] if text else type(exc).__name__}",
+            hint="write it with cnnspec features",
         ) from None
+    y = F.check_features(x, y, class_names, split, features_file)
     if split is not None and (split == "test").any():
         train_idx, test_idx = np.flatnonzero(split != "test"), np.flatnonzero(split == "test")
         how = "its test split"
+        if len(np.unique(y[train_idx])) < 2:
+            raise RunError(
+                f"{features_file}: the rows outside its test split hold fewer than 2 classes"
+            )
     else:
         from sklearn.model_selection import train_test_split
 
+        _check_stratified(y, test_split, features_file, class_names)
         train_idx, test_idx = train_test_split(
             np.arange(len(y)), test_size=test_split, stratify=y, random_state=0
         )
@@ -156,10 +176,34 @@ def fit_classifier(
         raise RunError("the saved classifier does not reproduce scikit-learn's predictions")
     train_acc = float((saved.predict(x[train_idx]) == y[train_idx]).mean())
     test_acc = float((predicted == y[test_idx]).mean())
-    output = output or features_file.with_name(f"{features_file.stem}.{model}.json")
     data["accuracy"] = {"train": train_acc, "test": test_acc, "held_out": how}
     F.save_classifier(data, output)
     typer.echo(
         f"{model}: train accuracy {train_acc:.4f} ({len(train_idx)}), held-out accuracy "
         f"{test_acc:.4f} ({len(test_idx)}, {how}) -> {output}"
     )
+
+
+def _check_stratified(y, test_split: float, source: Path, class_names: list[str] | None) -> None:
+    """A stratified split needs 2 rows a class and a class's worth of rows on each side."""
+    import math
+
+    import numpy as np
+
+    ids, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:
+        i = int(ids[np.argmin(counts)])
+        name = class_names[i] if class_names else str(i)
+        raise RunError(
+            f"{source}: class {name!r} has only 1 row; a stratified held-out split needs at "
+            "least 2 rows of every class",
+            hint="add rows of that class or drop it",
+        )
+    n_test = math.ceil(test_split * len(y))  # as scikit-learn rounds
+    if min(n_test, len(y) - n_test) < len(ids):
+        raise RunError(
+            f"{source}: --test-split {test_split} of {len(y)} rows holds out {n_test}, leaving "
+            f"{len(y) - n_test} to train; each side needs at least one row of each of the "
+            f"{len(ids)} classes",
+            hint="choose a --test-split that leaves every class on both sides",
+        )

@@ -167,6 +167,7 @@ def _check_destination(dest: Path, fmt: Format, overwrite: bool) -> None:
     if fmt == "savedmodel" and dest.suffix in (".keras", ".tflite", ".onnx", ".pb"):
         raise RunError(f"-o {dest}: a SavedModel is a folder; give a folder name")
     _refuse_protected(dest)
+    check_output(dest, "-o", "dir" if fmt == "savedmodel" else "file")
     meta_dest = meta_path_for(dest)
     for path in (dest, meta_dest):
         if not (path.exists() or path.is_symlink()):
@@ -186,7 +187,6 @@ def _check_destination(dest: Path, fmt: Format, overwrite: bool) -> None:
                 f"earlier {fmt} export",
                 hint="move it away yourself or choose another -o",
             )
-    check_output(dest, "-o", "dir" if fmt == "savedmodel" else "file")
 
 
 def _refuse_protected(dest: Path) -> None:

@@ -75,6 +75,84 @@ def extract_features(model: Any, images: np.ndarray, batch_size: int = 64, pool:
 # --- classifiers --------------------------------------------------------------------------------
 
 
+def check_features(
+    x: np.ndarray,
+    y: np.ndarray,
+    class_names: list[str] | None,
+    split: np.ndarray | None,
+    source: str | Path,
+) -> np.ndarray:
+    """Refuse features a classifier cannot honestly be fitted on; the labels as int64.
+
+    One line each, naming the file and the first offending row: rows and labels that do not
+    pair up, non-numeric or non-finite features, labels that are not 0-based class ids, fewer
+    than two classes, class names that do not cover every label.
+    """
+    from ..errors import RunError
+
+    where = f"{source}:"
+    if x.ndim != 2:
+        raise RunError(f"{where} features must be (rows, dimensions), received shape {x.shape}")
+    if x.dtype.kind not in "uif":
+        raise RunError(f"{where} features must be numbers, received dtype {x.dtype}")
+    if y.ndim != 1:
+        raise RunError(f"{where} labels must be one class id per row, received shape {y.shape}")
+    if len(x) != len(y):
+        raise RunError(
+            f"{where} {len(x)} feature rows but {len(y)} labels; every row needs its label",
+            hint="write the file with cnnspec features",
+        )
+    if split is not None and split.shape != y.shape:
+        raise RunError(f"{where} 'split' has shape {split.shape}, the labels {y.shape}")
+    if len(y) == 0:
+        raise RunError(f"{where} holds no rows")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise RunError(
+            f"{where} features[{row}, {col}] is {x[row, col].item()!r} ({int(bad.any(axis=1).sum())} "
+            "rows have non-finite values)",
+            hint="features must be finite numbers; re-extract them or drop those rows",
+        )
+    if y.dtype.kind not in "iu":
+        raise RunError(
+            f"{where} labels must be integer class ids 0..K-1, received dtype {y.dtype} "
+            f"(labels[0] = {y[0].item()!r})",
+            hint="labels are class indices, not values to regress",
+        )
+    if y.min() < 0:
+        i = int(np.argmin(y))
+        raise RunError(f"{where} labels must be class ids 0..K-1, received labels[{i}] = {y[i]}")
+    present = np.unique(y)
+    if len(present) < 2:
+        raise RunError(
+            f"{where} every label is {int(present[0])}: a classifier needs at least 2 classes"
+        )
+    if class_names is not None and len(class_names) <= int(y.max()):
+        raise RunError(
+            f"{where} {len(class_names)} class names for labels up to {int(y.max())}",
+            hint="class_names needs one name per class id",
+        )
+    return y.astype(np.int64)
+
+
+def check_classifier_options(kind: str, k: int, c: float, test_split: float) -> None:
+    """--model, --k, --c and --test-split in range (one line each)."""
+    from ..errors import RunError
+
+    if kind not in CLASSIFIERS:
+        raise RunError(
+            f"unknown classifier, received --model {kind}",
+            hint=f"use one of {', '.join(CLASSIFIERS)}",
+        )
+    if k < 1:
+        raise RunError(f"--k must be at least 1 neighbour, received {k}")
+    if not c > 0 or not np.isfinite(c):
+        raise RunError(f"--c must be a positive number, received {c}")
+    if not 0 < test_split < 1:
+        raise RunError(f"--test-split must be between 0 and 1 (exclusive), received {test_split}")
+
+
 def fit_classifier(
     kind: str, x: np.ndarray, y: np.ndarray, *, k: int = 5, c: float = 1.0, seed: int = 0
 ) -> Any:
@@ -120,9 +198,10 @@ def classifier_data(pipeline: Any, kind: str, class_names: list[str], x_train: n
 
 
 def save_classifier(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(data))
-    return path
+    """Write the classifier's JSON atomically."""
+    from ..outpaths import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(data))
 
 
 @dataclass

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RunError
+from ..outpaths import atomic_path
 
 DPI = 100
 
@@ -39,12 +38,6 @@ def save_png(fig, path: str | Path, width: int, height: int) -> Picture:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise RunError(f"-o {path}: pictures are written as PNG; use a .png file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial.png")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=DPI, format="png", facecolor=fig.get_facecolor())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return Picture(path, width, height)
