@@ -205,3 +205,38 @@ def test_efficientnet_b2_builds_as_keras_layer_for_layer():
     shapes = [[tuple(w.shape) for w in layer.weights] for layer in ours.layers if layer.weights]
     ref_shapes = [[tuple(w.shape) for w in layer.weights] for layer in ref.layers if layer.weights]
     assert shapes == ref_shapes
+
+
+def _cli_commands() -> dict[str, list[str]]:
+    """Every CLI command (sub-commands included) -> its option names."""
+    import typer.main
+
+    from cnnspec.commands import app, model_cmds, spec_cmds, train_cmds, transfer_cmds  # noqa: F401
+
+    def walk(command, prefix):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, prefix + [name])
+        else:
+            yield " ".join(prefix), [o for p in command.params for o in p.opts]
+
+    return dict(walk(typer.main.get_command(app), []))
+
+
+def test_every_spec_command_takes_scale():
+    commands = _cli_commands()
+    spec_commands = {name for name, opts in commands.items() if "--set" in opts}
+    assert {"validate", "summary", "build", "graph", "train", "features"} <= spec_commands
+    for name in spec_commands | {"visualize graph"}:
+        assert "--scale" in commands[name], name
+
+
+def test_resume_refuses_a_new_scale(tmp_path):
+    from typer.testing import CliRunner
+
+    from cnnspec.commands import app, train_cmds  # noqa: F401
+    from cnnspec.errors import RunError
+
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path), "--scale", "b1"])
+    assert isinstance(result.exception, RunError)
+    assert "continues a run from its own spec.yaml (its scale included)" in str(result.exception)
