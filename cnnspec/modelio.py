@@ -126,7 +126,18 @@ def _existing_meta(model_path: Path) -> Path | None:
 def read_meta(path: Path) -> dict[str, Any]:
     """Read and check a metadata JSON file (``name``, ``input_shape``, ``class_names``, ...)."""
     try:
+        if path.stat().st_size > MAX_JSON_MEMBER_BYTES:
+            raise RunError(
+                f"{path}: model metadata of {_size_text(path.stat().st_size)} is over the "
+                f"{_size_text(MAX_JSON_MEMBER_BYTES)} limit"
+            )
         meta = json.loads(path.read_text(encoding="utf-8"))
+        if _json_depth(meta) > MAX_JSON_DEPTH:
+            raise RecursionError
+    except RecursionError:
+        raise RunError(
+            f"{path}: model metadata nests deeper than {MAX_JSON_DEPTH} levels; metadata does not"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RunError(f"{path}: cannot read model metadata: {exc}") from None
     if not isinstance(meta, dict):

@@ -458,3 +458,40 @@ def test_predict_refuses_system_folders_as_inputs(inputs, capsys):
     assert err.endswith(
         "not an image or a folder of images. Hint: pass image files or folders of images."
     )
+
+
+@pytest.mark.parametrize("text", ["[" * 50_000 + "]" * 50_000, '{"a": ' * 150 + "1" + "}" * 150])
+def test_deeply_nested_metadata_is_one_line(text, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run(), run)
+    (run / "meta.json").write_text(text)
+    images = write_digit_pngs(tmp_path / "imgs", [0])
+    err = _cli_error(["predict", run, *images], capsys)
+    assert (
+        err
+        == f"{run / 'meta.json'}: model metadata nests deeper than 100 levels; metadata does not."
+    )
+
+
+# --------------------------------------------------------------------------- predict / evaluate inputs
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (
+            np.array([["a", "b"], ["c", "d"]]),
+            "x must hold pixel values (numbers); received dtype <U1",
+        ),
+        (np.zeros((4, 0, 0, 1), np.uint8), "the images are empty (zero size)"),
+    ],
+)
+def test_evaluate_on_an_npz_of_strings_or_empty_images_is_one_line(x, message, tmp_path, capsys):
+    data = tmp_path / "data.npz"
+    np.savez(data, x=x, y=np.arange(len(x)) % 2)
+    err = _cli_error(["evaluate", digits_run(), "--data", data, "-o", tmp_path / "c.png"], capsys)
+    assert err.startswith(f"{data}: ") and message in err
+    assert "Graph execution" not in err and "Traceback" not in err
+    assert not (tmp_path / "c.png").exists()
