@@ -112,6 +112,22 @@ def test_width_depth_and_resolution_as_documented():
     assert half.input == (16, 24, 3) and _convs(half)[:2] == [24, 40]
 
 
+def test_width_scales_the_inception_columns_but_keeps_a_missing_branch():
+    text = (
+        "name: g\ninput: [28, 28, 192]\npreprocess: none\nscales:\n  w2: {width: 2}\n"
+        "layers:\n  - inception: 64, 96, 128, 16, 32, 0\n"
+    )
+    block = loads_spec(text, scale="w2").layers[0]
+    assert (block.n1x1, block.n3x3red, block.n3x3, block.n5x5red, block.n5x5) == (
+        128,
+        192,
+        256,
+        32,
+        64,
+    )
+    assert block.pool_proj == 0
+
+
 def test_the_chosen_scale_is_kept_in_the_saved_spec():
     spec = loads_spec(NET, scale="s")
     assert spec.source_data["scale"] == "s"

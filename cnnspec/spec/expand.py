@@ -23,7 +23,7 @@ from ..errors import Location, Problem, did_you_mean
 from .blocks import BLOCKS
 from .expressions import Computed, ExpressionError, parse_notation, plain, substitute
 from .layers import PRIMITIVES, LayerSpec, kind_of
-from .scales import Scaling
+from .scales import CHANNEL_FIELDS, Scaling
 from .types import ACTIVATIONS
 
 #: Every built-in kind, by tag.
@@ -447,10 +447,11 @@ class _Expander:
             return None
         kpath = path + (kind,)
         scaling = self.ctx.scaling
-        n_k = fields.get("n_K")
-        written = isinstance(n_k, int) and not isinstance(n_k, (bool, Computed)) and n_k > 0
-        if scaling and written and not frame.fixed and "n_K" in cls.model_fields:
-            fields["n_K"] = scaling.channels(n_k, self.ctx.location(kpath), f"{human} n_K")
+        for key in CHANNEL_FIELDS if scaling and not frame.fixed else ():
+            value = fields.get(key)
+            written = isinstance(value, int) and not isinstance(value, (bool, Computed))
+            if written and value > 0 and key in cls.model_fields:
+                fields[key] = scaling.channels(value, self.ctx.location(kpath), f"{human} {key}")
         fields = {k: v if k in _NESTED else plain(v) for k, v in fields.items()}
         inner = replace(frame, depth=frame.depth + 1)
         for key in ("body", "shortcut"):

@@ -3,9 +3,9 @@
 A scale names a width multiplier, a depth multiplier, an input size and a channel divisor.
 Applying it (before the layers are expanded):
 
-- ``width`` multiplies every channel count *written as a number*: a conv-family ``n_K``
-  (``conv``, ``sepconv``, ...) and the ``define:`` parameters listed in that define's
-  ``channels:``. The result is rounded to a multiple of ``divisor``, never more than 10 % down
+- ``width`` multiplies every channel count *written as a number*: the fields of
+  :data:`CHANNEL_FIELDS` (a conv-family ``n_K``, the inception columns) and the ``define:``
+  parameters listed in that define's ``channels:``. The result is rounded to a multiple of ``divisor``, never more than 10 % down
   (Keras' ``round_filters`` / ``_make_divisible``). Values computed by ``${...}`` are not
   rounded again: they are computed from the scaled numbers, as Keras computes them.
 - ``depth`` multiplies every ``times:`` written as a number, rounded up.
@@ -28,6 +28,11 @@ from .types import Sizes
 
 #: A parameter's value: a scalar, or a list such as a padding ``[[0, 1], [0, 1]]``.
 ParamValue = int | float | str | bool | list[Any] | None
+
+
+#: Fields that are channel counts, in any kind that has them: a scale's width multiplies them
+#: (conv-family ``n_K``, the inception columns). ``dense`` units are not among them.
+CHANNEL_FIELDS = ("n_K", "n1x1", "n3x3red", "n3x3", "n5x5red", "n5x5", "pool_proj")
 
 
 class ScaleSpec(StrictModel):
