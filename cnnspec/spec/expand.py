@@ -303,7 +303,7 @@ class _Expander:
             return []
         least = times * self._least(kind, value, ())
         if ctx.count + least > MAX_LAYERS:
-            self._too_large(path, human, times, least)
+            self._too_large(path, human, times if "times" in common else None, least)
         out: list[dict] = []
         for k in range(times):
             before = ctx.count
@@ -325,13 +325,14 @@ class _Expander:
                     self._too_large(path, human, times, size * times)
         return out
 
-    def _too_large(self, path: tuple, human: str, times: int, size: int) -> None:
+    def _too_large(self, path: tuple, human: str, times: int | None, size: int) -> None:
+        what = f"times: {times} expands" if times is not None else "this item expands"
         self.ctx.add(
-            path + ("times",),
+            path + ("times",) if times is not None else path,
             human,
-            f"times: {times} expands to at least {size:,} layers, more than the limit of "
-            f"{MAX_LAYERS:,} layers per spec",
-            "repeat fewer times",
+            f"{what} to at least {size:,} layers, more than the limit of {MAX_LAYERS:,} layers "
+            "per spec",
+            "repeat fewer times" if times is not None else "use fewer layers",
         )
         raise _TooLarge
 
