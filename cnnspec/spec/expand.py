@@ -313,9 +313,10 @@ class _Expander:
                 return out
             for key in ("name", "from"):
                 if key in common:
-                    ok, node[key] = self._resolve(common[key], env, path + (key,), human)
+                    ok, resolved = self._resolve(common[key], env, path + (key,), human)
                     if not ok:
                         return out
+                    node[key] = plain(resolved)
             if times > 1 and isinstance(node.get("name"), str):
                 node["name"] = f"{node['name']}_{k + 1}"
             out.append(node)
