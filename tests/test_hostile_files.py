@@ -197,7 +197,7 @@ def test_validate_refuses_a_bomb_backbone_fast_in_little_memory(bomb_backbone, t
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert len(lines) == 1 and "Traceback" not in err and "MemoryError" not in err
-    assert lines[0].startswith(f"{spec}:")
+    assert lines[0].startswith(f"{spec}:4:3: backbone.model: {bomb_backbone}: ")
     assert "member 'model.weights.h5' declares 2.0 GiB" in lines[0] and "zip bomb" in lines[0]
     assert seconds < 20
 

@@ -390,6 +390,7 @@ class BackboneSpec(LayerSpec):
                     f"backbone file not found, received model={value!r} (paths are relative to the "
                     "current directory); train a spec first (cnnspec train) and point at its model.keras"
                 )
+            keras_file_info(value)  # the archive's limits and config, blamed on model: (ValueError)
             return value
         table = applications()
         if value not in table:
