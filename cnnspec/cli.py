@@ -6,7 +6,7 @@ import os
 import sys
 
 #: Commands that never import TensorFlow.
-_LIGHT = {"validate", "summary", "schema", "graph"}
+_LIGHT = {"validate", "summary", "schema", "graph", "search"}  # search: only trials need it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +17,14 @@ def main(argv: list[str] | None = None) -> int:
         argv.remove("--debug")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from .commands import app, model_cmds, spec_cmds, train_cmds, transfer_cmds  # noqa: F401
+    from .commands import (  # noqa: F401
+        app,
+        model_cmds,
+        search_cmds,
+        spec_cmds,
+        train_cmds,
+        transfer_cmds,
+    )
     from .errors import CnnspecError
 
     if argv and argv[0] not in _LIGHT and not {"-h", "--help"} & set(argv):

@@ -8,6 +8,10 @@ from ..spec import ModelSpec
 from ..spec.graph import INPUT
 from .layers import apply
 
+#: Models :func:`build_model` built in this process (``cnnspec search`` reports, and its tests
+#: check, that a candidate refused by its budget never got this far).
+builds = 0
+
 
 def build_model(spec: ModelSpec, heads: bool = False) -> keras.Model:
     """Build the Keras model of ``spec``.
@@ -17,6 +21,8 @@ def build_model(spec: ModelSpec, heads: bool = False) -> keras.Model:
     whose keys match :meth:`ModelSpec.loss_weights`. Under a mixed-precision policy the output
     layers compute in float32 (softmax is unstable in float16).
     """
+    global builds
+    builds += 1
     graph = spec.graph
     outputs_wanted = {graph.output, *(graph.heads.values() if heads else ())}
     mixed = keras.config.dtype_policy().compute_dtype != "float32"

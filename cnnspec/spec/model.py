@@ -10,6 +10,7 @@ from .backbone import BackboneSpec
 from .base import StrictModel
 from .blocks import LayerItem
 from .scales import ParamValue, ScaleSpec
+from .search import SearchSpec
 from .train import TrainSpec
 from .types import NAME_RE
 
@@ -87,6 +88,9 @@ class ModelSpec(StrictModel):
     layers: list[LayerItem] = Field(min_length=1)
     heads: dict[str, HeadSpec] = Field(default_factory=dict)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    search: SearchSpec | None = Field(
+        None, description="what `cnnspec search` varies, and within which budget"
+    )
 
     _graph: Graph | None = PrivateAttr(None)
     _source: dict = PrivateAttr(default_factory=dict)

@@ -44,8 +44,11 @@ def train(
     resume: bool = False,
     verbose: int | None = None,
     echo: Callable[[str], None] | None = None,
+    callbacks: list[Any] | None = None,
 ) -> RunResult:
     """Train ``spec`` (a ModelSpec) by its ``train:`` recipe; write and return the run.
+
+    ``callbacks``: extra Keras callbacks, after the run's own (e.g. a search's pruning hook).
 
     ``run_dir``: the run directory (default ``runs/<name>/<timestamp>``); with ``resume`` it
     must be an earlier run's directory, and training continues from its last good epoch.
@@ -76,7 +79,9 @@ def train(
     import tensorflow as tf
 
     try:
-        result = _fit(spec, data, hw, run, verbose=verbose, echo=echo, started=started)
+        result = _fit(
+            spec, data, hw, run, verbose=verbose, echo=echo, started=started, extra=callbacks
+        )
     except tf.errors.InvalidArgumentError as exc:
         data.diagnose(spec.input)  # an image that does not decode (cache: false): name it
         first = str(exc).strip().splitlines()[0][:200]
@@ -299,7 +304,7 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResult:
+def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started, extra=None) -> RunResult:
     import keras
 
     r = spec.train
@@ -337,7 +342,7 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started) -> RunResul
         initial_epoch=min(done, r.epochs),
         steps_per_epoch=steps,
         validation_data=val_ds,
-        callbacks=callbacks(spec, run, state, model, hw),
+        callbacks=[*callbacks(spec, run, state, model, hw), *(extra or [])],
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles (seeded)
     )

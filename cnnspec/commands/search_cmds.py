@@ -1,0 +1,67 @@
+"""CLI: ``cnnspec search``. TensorFlow is imported only by the processes that train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import RunError
+from . import app
+from .spec_cmds import ScaleOption, SetOption
+
+
+@app.command()
+def search(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec with a search: section.")],
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Trials in all (default: search.trials).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes on this machine.")
+    ] = 1,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL shared by workers (default: sqlite in --out), "
+            "e.g. postgresql://user:pw@host/db for workers on several machines."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Search folder (default: searches/<name>).")
+    ] = None,
+    set_: SetOption = None,
+    scale: ScaleOption = None,
+    worker_index: Annotated[
+        int | None, typer.Option("--worker", hidden=True, help="Run as worker N (no report).")
+    ] = None,
+) -> None:
+    """Search the spec's search: space within its budget; rerun the same command to resume.
+
+    Writes DIR/search.csv, DIR/best.yaml, DIR/plots/*.png and one run per trained trial in
+    DIR/trials/<number>/.
+    """
+    from rich.console import Console
+
+    from ..search import finish, prepare, run, worker
+
+    plan = prepare(spec_path, list(set_ or ()), scale, trials=trials, storage=storage, out=out)
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise RunError(
+            "cnnspec search needs Optuna, which is not installed", "pip install optuna"
+        ) from None
+    from ..tfquiet import import_tensorflow
+
+    import_tensorflow()  # quietly, before a trial trains
+
+    def echo(text: str) -> None:
+        print(text, flush=True)
+
+    if worker_index is not None:
+        worker(plan, worker_index, echo)
+        return
+    run(plan, workers, echo)
+    finish(plan, Console(width=max(100, Console().width)))

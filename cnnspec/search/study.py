@@ -1,0 +1,301 @@
+"""Run the trials of a search: Optuna study, storage, budget check, training, pruning.
+
+Every worker process runs :func:`work` against the same study (SQLite in the output folder by
+default, or any Optuna RDB URL such as ``postgresql://``). A worker takes the next trial under a
+file lock in the output folder, so that K workers on one machine never start more trials than
+planned; the trial is RUNNING in the storage before the lock is released.
+
+A trial applies its values exactly as ``--set`` would (the loader's overrides), validates the
+result and checks the budget from the pure shape inference: an invalid or over-budget candidate
+is PRUNED with its reason and never reaches TensorFlow. A valid one trains by its recipe into
+``DIR/trials/<number>/`` (an ordinary run directory), reporting the objective every epoch to
+the pruner.
+
+A worker killed (kill -9 included) stops sending heartbeats: after the grace period its trial
+is marked FAIL and a copy with the same values is queued (Optuna's RetryHeartbeatStaleTrialCallback),
+which the next worker to ask for a trial runs. The planned count excludes such retried trials,
+so none is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunError, SpecError
+from ..spec import ModelSpec, load_spec
+from ..spec.memory import estimate_training_memory
+from ..spec.search import IntSpec, LogUniformSpec, SearchSpec, UniformSpec, override_text
+
+#: Seconds between a running trial's heartbeats; a trial silent for 3x this is taken as dead.
+HEARTBEAT_ENV = "CNNSPEC_SEARCH_HEARTBEAT"
+DB_NAME = "search.db"
+LOCK_NAME = ".search.lock"
+TRIALS = "trials"
+MiB = 2**20
+
+
+@dataclass
+class Plan:
+    """What every worker of one search needs to know."""
+
+    spec_path: Path
+    out: Path
+    search: SearchSpec
+    name: str
+    overrides: list[str] = field(default_factory=list)  # --set given on the command line
+    scale: str | None = None
+    storage: str | None = None
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(self.out / DB_NAME).resolve()}"
+
+    @property
+    def paths(self) -> list[str]:
+        return list(self.search.space)
+
+
+def heartbeat_interval() -> int:
+    raw = os.environ.get(HEARTBEAT_ENV, "5")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RunError(f"{HEARTBEAT_ENV} must be whole seconds, received {raw!r}") from None
+    return max(value, 1)
+
+
+def open_study(plan: Plan, seed_offset: int = 0) -> Any:
+    """The study of ``plan`` (created on first use), with heartbeats and retries of dead trials."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats and retries are "experimental" in Optuna 5 (since 2.8): we rely on them knowingly.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    interval = heartbeat_interval()
+    kwargs: dict[str, Any] = {}
+    if plan.storage_url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+    try:
+        storage = optuna.storages.RDBStorage(
+            plan.storage_url,
+            heartbeat_interval=interval,
+            grace_period=3 * interval,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=3
+            ),
+            **kwargs,
+        )
+    except Exception as exc:  # noqa: BLE001 - any driver error: one line, the URL named
+        raise RunError(
+            f"cannot open the study storage {plan.storage_url}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}",
+            "for postgresql:// URLs install a driver (pip install psycopg2-binary)",
+        ) from None
+    s = plan.search
+    pruners = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
+        "none": optuna.pruners.NopPruner,
+    }
+    direction = "maximize" if s.maximize else "minimize"
+    study = optuna.create_study(
+        storage=storage,
+        study_name=plan.name,
+        pruner=pruners[s.pruner](),
+        direction=direction,
+        load_if_exists=True,
+    )
+    if study.direction.name.lower() != direction:
+        raise RunError(
+            f"the study '{plan.name}' in {plan.storage_url} {study.direction.name.lower()}s, "
+            f"but this search {direction}s {s.objective}",
+            "use another --out folder (or --storage) for a different objective",
+        )
+    # Seeded by the trials so far and the worker: a resumed search or a second worker draws
+    # new values instead of repeating the first ones.
+    seed = s.seed + seed_offset + len(study.get_trials(deepcopy=False))
+    study.sampler = (
+        optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, s.trials // 3)))
+        if s.sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
+    return study
+
+
+# --- counting trials -----------------------------------------------------------------------------
+
+
+def retried(trials: list[Any]) -> dict[int, int]:
+    """{number of a dead trial: number of the trial that retries it}."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    out = {}
+    for t in trials:
+        original = RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
+        if original is not None:
+            out[original] = t.number
+    return out
+
+
+def planned_count(trials: list[Any]) -> int:
+    """Trials that count toward the plan: all but the dead ones that a copy retries."""
+    return len(trials) - len(retried(trials))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[Callable[[], None]]:
+    """An exclusive lock on ``path`` (one machine); yields a function that releases it early."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    held = [True]
+
+    def release() -> None:
+        if held[0]:
+            held[0] = False
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield release
+    finally:
+        release()
+        os.close(fd)
+
+
+# --- one trial --------------------------------------------------------------------------------
+
+
+def suggest(trial: Any, path: str, dim: Any) -> Any:
+    """Draw the value of ``path`` for ``trial`` from its dimension."""
+    if isinstance(dim, LogUniformSpec):
+        return trial.suggest_float(path, *dim.loguniform, log=True)
+    if isinstance(dim, UniformSpec):
+        return trial.suggest_float(path, *dim.uniform, step=dim.step)
+    if isinstance(dim, IntSpec):
+        return trial.suggest_int(path, *dim.int_, step=dim.step, log=dim.log)
+    return trial.suggest_categorical(path, dim)
+
+
+def candidate(plan: Plan, values: dict[str, Any]) -> ModelSpec:
+    """The spec of one trial: the values applied as --set, validated (raises SpecError)."""
+    sets = [override_text(p, v) for p, v in values.items()]
+    return load_spec(plan.spec_path, [*plan.overrides, *sets], plan.scale)
+
+
+def over_budget(plan: Plan, spec: ModelSpec) -> tuple[dict[str, float], str]:
+    """The candidate's costs, and why it is over the budget ('' when within)."""
+    g = spec.graph
+    memory = estimate_training_memory(spec, spec.train.batch_size)
+    costs = {"params": g.total_params, "macs": g.total_macs, "memory_mb": memory.total / MiB}
+    b = plan.search.budget
+    limits = (("params", b.max_params), ("macs", b.max_macs), ("memory_mb", b.max_memory_mb))
+    for key, limit in limits:
+        if limit is not None and costs[key] > limit:
+            return costs, f"over budget: {key} {costs[key]:,.6g} > max_{key} {limit:,.6g}"
+    return costs, ""
+
+
+def objective_value(result: Any, objective: str) -> float | None:
+    """The trained run's objective: the final evaluation of its split, else its last epoch."""
+    split, _, name = objective.partition("_")
+    value = result.metrics.get(split, {}).get(name) if split in ("val", "test") else None
+    if value is None and result.history:
+        value = result.history[-1].get(objective)
+    return None if value is None else float(value)
+
+
+def pruning_callback(trial: Any, objective: str) -> Any:
+    """A Keras callback that reports the objective every epoch and stops a weak trial."""
+    import keras
+    import optuna
+
+    class Report(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            value = (logs or {}).get(objective)
+            if value is None:
+                return
+            trial.report(float(value), epoch + 1)
+            if trial.should_prune():
+                note = f"stopped by the pruner after epoch {epoch + 1} ({objective} {value:.4g})"
+                trial.set_user_attr("note", note)
+                raise optuna.TrialPruned(note)
+
+    return Report()
+
+
+def run_trial(plan: Plan, trial: Any, release: Callable[[], None]) -> float:
+    """The objective function: build the candidate, check it, train it."""
+    import optuna
+
+    release()  # the trial is RUNNING in the storage: other workers may ask for the next one
+    trial.set_user_attr("worker", os.getpid())
+    values = {p: suggest(trial, p, dim) for p, dim in plan.search.space.items()}
+    trial.set_user_attr("overrides", [override_text(p, v) for p, v in values.items()])
+    try:
+        spec = candidate(plan, values)
+    except SpecError as exc:
+        note = "invalid: " + "; ".join(str(p) for p in exc.problems)[:500]
+        trial.set_user_attr("note", note)
+        raise optuna.TrialPruned(note) from None
+    costs, why = over_budget(plan, spec)
+    for key, value in costs.items():
+        trial.set_user_attr(key, value)
+    if why:
+        trial.set_user_attr("note", why)
+        raise optuna.TrialPruned(why)
+    from ..train.trainer import train
+
+    run_dir = plan.out / TRIALS / str(trial.number)
+    trial.set_user_attr("run_dir", str(run_dir))
+    try:
+        result = train(
+            spec,
+            run_dir=run_dir,
+            verbose=0,
+            echo=lambda text: None,
+            callbacks=[pruning_callback(trial, plan.search.objective)],
+        )
+    except RunError as exc:
+        trial.set_user_attr("note", f"failed: {exc}"[:500])
+        raise
+    value = objective_value(result, plan.search.objective)
+    if value is None:
+        trial.set_user_attr("note", f"the run logged no {plan.search.objective}")
+        raise RunError(f"trial {trial.number}: the run logged no {plan.search.objective}")
+    return value
+
+
+def work(plan: Plan, progress: Callable[[Any, Any], None], seed_offset: int = 0) -> int:
+    """Run trials until the plan is complete; returns how many this worker ran."""
+    import optuna
+
+    plan.out.mkdir(parents=True, exist_ok=True)
+    study = open_study(plan, seed_offset)
+    ran = 0
+    while True:
+        with _locked(plan.out / LOCK_NAME) as release:
+            optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            if planned_count(trials) >= plan.search.trials:
+                release()
+                running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+                if not running:
+                    return ran
+                time.sleep(heartbeat_interval())  # a dead worker's trial goes stale: retry it
+                continue
+            before = {t.number for t in trials}
+            study.optimize(
+                lambda trial, release=release: run_trial(plan, trial, release),
+                n_trials=1,
+                catch=(RunError,),
+            )
+        ran += 1
+        mine = [t for t in study.get_trials(deepcopy=False) if t.number not in before]
+        progress(study, mine[0] if mine else None)
