@@ -234,3 +234,32 @@ def test_residual_drop_path_drops_the_body_in_training_only():
     dropped = np.isclose(y, x, atol=1e-6).all(axis=(1, 2, 3))
     kept = np.isclose(y, x + 2 * branch, rtol=1e-4, atol=1e-5).all(axis=(1, 2, 3))
     assert (dropped | kept).all() and 0.3 < dropped.mean() < 0.7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_new_kinds_export_and_match_keras_in_their_runtime(fmt, tmp_path):
+    from _model_fixtures import run_cli
+
+    # Keras' ONNX export cannot convert a Normalization layer (its statistics become missing
+    # graph inputs), so normalize is checked on TFLite only.
+    normalize = ["normalize: {mean: [100, 110, 120], variance: [3000, 3100, 3200]}"]
+    model = _model(
+        [8, 8, 3],
+        (normalize if fmt == "tflite" else [])
+        + [
+            "conv: 3x3, 12, p=same, relu",
+            "residual: {body: ['conv: 3x3, 12, p=same', 'layerscale: 0.1'], drop_path: 0.1}",
+            "shuffle: 3",
+            "dropout: 0.2, noise_shape=[null, 1, 1, 1]",
+            "permute: [2, 1, 3]",
+            "convT: 3x3, 8, s=2, p=1, op=1, relu",
+            "convT: 2x2, 4, s=2",
+            "gavgpool",
+            "dense: 3, softmax",
+        ],
+    )
+    path = tmp_path / "m.keras"
+    model.save(path)
+    # export verifies the file in its own runtime against Keras and exits 1 on a mismatch.
+    assert run_cli(["export", path, "--format", fmt, "-o", tmp_path / f"m.{fmt}"]) == 0

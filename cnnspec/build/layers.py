@@ -103,23 +103,34 @@ def _(spec: L.ConvTransposeSpec, name, inputs, in_shapes, **kw):
     # a Cropping layer after it. The weights stay under the node's name.
     rank = _rank(in_shapes[0])
     explicit = not isinstance(spec.p, str)
+    op = spec.output_padding(rank)
+    crop = shapes.pads_for(spec.p, rank) if explicit else ()
+    if explicit:
+        # 'valid' ends in max(span, s) - span rows that only the bias reaches, as output padding
+        # adds: crop those instead of asking for op where the crop allows it (tf2onnx cannot
+        # convert an explicit output padding on 'valid').
+        K, s, d = (shapes.expand(getattr(spec, f), rank, f) for f in ("K", "s", "d"))
+        spans = [di * (k - 1) + 1 for k, di in zip(K, d, strict=True)]
+        extra = [max(span, si) - span for span, si in zip(spans, s, strict=True)]
+        shifted = tuple((a, b + e - o) for (a, b), e, o in zip(crop, extra, op, strict=True))
+        if min(b for _, b in shifted) >= 0:
+            crop, op = shifted, None
     y = _nd("Conv", rank, "Transpose")(
         spec.n_K,
         shapes.expand(spec.K, rank, "K"),
         strides=shapes.expand(spec.s, rank, "s"),
         padding="valid" if explicit else spec.p,
-        output_padding=spec.output_padding(rank),
+        output_padding=op,
         dilation_rate=shapes.expand(spec.d, rank, "d"),
         activation=None if explicit else activation(spec.act),
         use_bias=spec.bias,
         name=name,
-        **({} if explicit else kw),
+        **kw,
     )(inputs[0])
     if not explicit:
         return y
-    pads = shapes.pads_for(spec.p, rank)
-    if any(a or b for a, b in pads):
-        y = _nd("Cropping", rank)(pads[0] if rank == 1 else pads, name=f"{name}_crop")(y)
+    if any(a or b for a, b in crop):
+        y = _nd("Cropping", rank)(crop[0] if rank == 1 else crop, name=f"{name}_crop", **kw)(y)
     if spec.act:
         y = keras.layers.Activation(activation(spec.act), name=f"{name}_act", **kw)(y)
     return y
