@@ -86,6 +86,9 @@ def test_nesting_deeper_than_the_limit_is_refused():
         ("n.real", "only arithmetic on parameters is allowed"),
         ("m * 2", "unknown parameter 'm'"),
         ("ceil(n, 2)", "ceil() takes 1 numbers, received 2"),
+        ("min(n)", "min() takes 2 to 64 numbers, received 1"),
+        ("0.5 ** -5000", "goes out of range"),
+        ("10.0 ** 400", "goes out of range"),
     ],
 )
 def test_bad_expressions_are_located_errors(expr, part):
@@ -254,3 +257,9 @@ def test_spec_params_are_read_everywhere_and_set_by_overrides():
 def test_times_numbers_the_names_of_its_copies():
     text = HEAD + "layers:\n  - conv: 3x3, 4, p=same\n    name: x\n    times: 2\n  - flatten\n"
     assert [n for n in loads_spec(text).graph.nodes if n.startswith("x")] == ["x_1", "x_2"]
+
+
+def test_a_syntax_warning_never_reaches_the_terminal(recwarn):
+    with pytest.raises(ExpressionError, match="cannot read the expression"):
+        evaluate("1else 2", {})
+    assert not [w for w in recwarn if issubclass(w.category, SyntaxWarning)]

@@ -13,6 +13,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -50,8 +51,8 @@ def _round(x: float, ndigits: int | None = None) -> float:
 
 #: The functions an expression may call: name -> (function, min args, max args).
 FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
-    "min": (min, 1, 64),
-    "max": (max, 1, 64),
+    "min": (min, 2, 64),
+    "max": (max, 2, 64),
     "round": (_round, 1, 2),
     "floor": (math.floor, 1, 1),
     "ceil": (math.ceil, 1, 1),
@@ -137,7 +138,7 @@ def evaluate(expr: str, params: dict[str, Any]) -> Any:
                 if left == 0 and right < 0:
                     raise ExpressionError(f"division by zero in '{shown}'")
                 # log2 of the result, before computing it: 10**5000 never gets built.
-                if abs(left) > 1 and right * math.log2(abs(left)) > math.log2(MAX_VALUE):
+                if left != 0 and right * math.log2(abs(left)) > math.log2(MAX_VALUE):
                     raise ExpressionError(
                         f"'{shown}' goes out of range (beyond {MAX_VALUE:.0e})",
                         "expressions compute layer sizes; keep them small",
@@ -178,7 +179,9 @@ def evaluate(expr: str, params: dict[str, Any]) -> Any:
         )
 
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():  # "invalid decimal literal" must not reach the terminal
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, mode="eval")
     except SyntaxError:
         raise ExpressionError(
             f"cannot read the expression '{shown}'", "write e.g. ${n*4}"
