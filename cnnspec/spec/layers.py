@@ -99,7 +99,7 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         if value and all(isinstance(v, int) for v in value):
             return "x".join(str(v) for v in value)
-        return str(list(value))
+        return "[" + ", ".join("null" if v is None else _fmt_value(v) for v in value) + "]"
     return str(value)
 
 
@@ -632,6 +632,9 @@ class PermuteSpec(LayerSpec):
     kind: Literal["permute"] = "permute"
     dims: tuple[PositiveInt, ...] = Field(description="the new order of the axes 1..rank")
     positional: ClassVar = ("dims",)
+
+    def notation(self, rank: int = 1) -> str:
+        return str(list(self.dims))  # an order, not sizes: [2, 1, 3], not 2x1x3
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         shape = inputs[0]
