@@ -64,17 +64,8 @@ def decode(contents, input_shape: Sequence[int]):
     # Always decode to RGB (every format supports it) so the channel count is static.
     image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    return convert(_checked_size(image), input_shape)
-
-
-def _checked_size(image):
-    """A zero-size image fails with a reason (resize would say only 'Graph execution error')."""
-    import tensorflow as tf
-
-    tf.debugging.assert_positive(
-        tf.size(image), message="the image has zero size (0 pixels)", summarize=0
-    )
-    return image
+    # (A zero-size image is refused by the decoders themselves, with a reason.)
+    return convert(image, input_shape)
 
 
 def decode_random_crop(contents, input_shape: Sequence[int], seed, scale, ratio):
@@ -108,7 +99,7 @@ def decode_random_crop(contents, input_shape: Sequence[int], seed, scale, ratio)
         return tf.image.decode_and_crop_jpeg(contents, crop, channels=3)
 
     def other():
-        image = _checked_size(tf.io.decode_image(contents, channels=3, expand_animations=False))
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
         begin, extent = window(tf.shape(image))
         return tf.slice(image, begin, extent)
 

@@ -83,7 +83,9 @@ def make_pipeline(
     """
     import tensorflow as tf
 
+    # Tags set by load_data on the dataset object (with_options below returns a new one).
     in_memory = getattr(ds, "_cnnspec_in_memory", False)
+    shuffled = getattr(ds, "_cnnspec_shuffled", False)
     if getattr(ds, "_cnnspec_decode_crop", False):  # the random resized crop was fused with
         augment = [a for a in augment if a.kind != "random_resized_crop"]  # JPEG decoding
     options = tf.data.Options()
@@ -92,7 +94,9 @@ def make_pipeline(
     # would make every worker train on the same data.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
-    if training:
+    # A streamed split already shuffles its whole file list every epoch (seeded): a buffer of
+    # decoded images on top would only delay the first batch.
+    if training and not shuffled:
         buffer = shuffle_buffer(ds, batch_size, in_memory)
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:

@@ -447,6 +447,8 @@ def _file_source(source: str, req: _Request) -> Data:
         ds = _from_files(part, req, shuffle=streamed_train, crop=crop)
         if crop is not None:
             ds._cnnspec_decode_crop = True  # make_pipeline: already cropped
+        if streamed_train:
+            ds._cnnspec_shuffled = True  # make_pipeline: the file order is shuffled every epoch
         folder_key = caches.key([str(Path(source).resolve()), _dims(req.shape), name], part)
         info = {"source": str(Path(source).resolve()), "split": name, "input": list(req.shape)}
         paths = [f for f, _ in part]
