@@ -25,7 +25,7 @@ from typing import Literal
 
 from .errors import RunError
 
-Kind = Literal["file", "dir"]
+Kind = Literal["file", "dir", "tree"]
 
 
 def reason(exc: OSError) -> str:
@@ -44,8 +44,9 @@ def reason(exc: OSError) -> str:
 def check_output(path: str | Path, option: str = "-o", kind: Kind = "file") -> Path:
     """Refuse a destination that cannot be written, naming the path and the reason (exit 1).
 
-    ``kind``: ``file`` (a file is written or replaced there) or ``dir`` (a folder is created
-    there, or files are written into it). Creates nothing that stays.
+    ``kind``: ``file`` (a file is written or replaced there), ``dir`` (a folder is created
+    there, or files are written into it) or ``tree`` (a folder written beside it replaces it,
+    as an export does: its parent must take new entries). Creates nothing that stays.
     """
     path = Path(path)
     where = f"{option} {path}"
@@ -54,7 +55,7 @@ def check_output(path: str | Path, option: str = "-o", kind: Kind = "file") -> P
             f"{where}: is a folder; a file is written there",
             hint=f"give a file name, e.g. {path / 'name'}",
         )
-    if path.exists() and not path.is_dir() and kind == "dir":
+    if path.exists() and not path.is_dir() and kind != "file":
         raise RunError(f"{where}: is a file; a folder is written there", hint="choose another path")
     folder = path if kind == "dir" and path.is_dir() else path.parent
     existing = folder

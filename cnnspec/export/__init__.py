@@ -167,7 +167,7 @@ def _check_destination(dest: Path, fmt: Format, overwrite: bool) -> None:
     if fmt == "savedmodel" and dest.suffix in (".keras", ".tflite", ".onnx", ".pb"):
         raise RunError(f"-o {dest}: a SavedModel is a folder; give a folder name")
     _refuse_protected(dest)
-    check_output(dest, "-o", "dir" if fmt == "savedmodel" else "file")
+    check_output(dest, "-o", "tree" if fmt == "savedmodel" else "file")
     meta_dest = meta_path_for(dest)
     for path in (dest, meta_dest):
         if not (path.exists() or path.is_symlink()):
