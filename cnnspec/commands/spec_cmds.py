@@ -172,7 +172,7 @@ def summary(
             fmt_bytes(row["activation"]["bytes"]),
             style=style,
         )
-    console = Console(width=max(100, Console().width))
+    console = Console(width=max(120, Console().width))  # RF/jump/activation columns
     console.print(table)
     console.print(
         f"total params: {_fmt_int(totals['total_params'])} "
