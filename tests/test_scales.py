@@ -225,9 +225,16 @@ def test_efficientnet_b2_builds_as_keras_layer_for_layer():
 
 def _cli_commands() -> dict[str, list[str]]:
     """Every CLI command (sub-commands included) -> its option names."""
+    import importlib
+    import pkgutil
+
     import typer.main
 
-    from cnnspec.commands import app, model_cmds, spec_cmds, train_cmds, transfer_cmds  # noqa: F401
+    import cnnspec.commands
+    from cnnspec.commands import app
+
+    for module in pkgutil.iter_modules(cnnspec.commands.__path__):  # every command module
+        importlib.import_module(f"cnnspec.commands.{module.name}")
 
     def walk(command, prefix):
         if hasattr(command, "commands"):
