@@ -7,7 +7,7 @@ must end as ``cnnspec validate`` exit 0 (an ``ok`` line) or exit 2 with every li
 (``file:line:col``, ``--set ...``, or another file such as a backbone), never an internal error,
 within :data:`CASE_SECONDS` each, in a process limited to :data:`MEMORY_BYTES`.
 
-CI runs ``CNNSPEC_FUZZ_CASES`` cases (default 150, ~15 s). A longer run on demand::
+CI runs ``CNNSPEC_FUZZ_CASES`` cases (default 100, ~15 s on 2 cores). A longer run on demand::
 
     CNNSPEC_FUZZ_CASES=20000 CNNSPEC_FUZZ_SEED=7 .venv/bin/pytest -q tests/test_fuzz.py
     .venv/bin/python tests/test_fuzz.py --cases 20000 --seed 7        # the same, directly
@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
-CASES = int(os.environ.get("CNNSPEC_FUZZ_CASES", "150"))
+CASES = int(os.environ.get("CNNSPEC_FUZZ_CASES", "100"))
 SEED = int(os.environ.get("CNNSPEC_FUZZ_SEED", "0"))
 #: Wall-clock limit of one case (a spec that hangs validation fails the test).
 CASE_SECONDS = 10
