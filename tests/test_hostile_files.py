@@ -440,6 +440,18 @@ def test_fit_classifier_refuses_bad_features_with_one_line(case, tmp_path, capsy
     assert not list(tmp_path.glob("*.json"))  # nothing written
 
 
+@pytest.mark.parametrize("kind", ["fifo", "folder", "missing"])
+def test_fit_classifier_refuses_what_is_not_a_file_without_blocking(kind, tmp_path, capsys):
+    path = tmp_path / "features.npz"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    elif kind == "folder":
+        path.mkdir()
+    what = "no such file" if kind == "missing" else "not a regular file"
+    err = _cli_error(["fit-classifier", path], capsys)
+    assert err == f"cannot read {path}: {what}. Hint: pass the .npz written by cnnspec features."
+
+
 def test_fit_classifier_on_good_features_still_trains(tmp_path, capsys):
     """Control for the refusals above: the same file, unbroken, trains and is written."""
     path = _features(tmp_path / "features.npz")

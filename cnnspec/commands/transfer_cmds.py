@@ -131,6 +131,11 @@ def fit_classifier(
 
     F.check_classifier_options(model, k, c, test_split)
     output = check_output(output or features_file.with_name(f"{features_file.stem}.{model}.json"))
+    if not features_file.is_file():  # a FIFO or a device would block or never end
+        what = "no such file" if not features_file.exists() else "not a regular file"
+        raise RunError(
+            f"cannot read {features_file}: {what}", hint="pass the .npz written by cnnspec features"
+        )
     try:
         with np.load(features_file, allow_pickle=False) as npz:
             missing = [key for key in ("features", "labels") if key not in npz]
