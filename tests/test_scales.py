@@ -147,6 +147,15 @@ def test_an_unknown_scale_is_located_at_the_option_or_the_key():
     )
 
 
+def test_set_overrides_meet_scales():
+    # an explicit --set input wins over the scale's resolution; --set scale=... selects one
+    assert loads_spec(NET, scale="s", overrides=["input=[20, 20, 3]"]).input == (20, 20, 3)
+    assert loads_spec(NET, overrides=["scale=s"]).input == (48, 48, 3)
+    with pytest.raises(SpecError) as info:
+        loads_spec(NET, file="net.yaml", overrides=["scale=x"])
+    assert str(info.value).startswith("--set scale=x: unknown scale 'x'.")
+
+
 def test_bad_scale_settings_and_channels_are_located():
     text = NET.replace("width: 0.5", "width: -1").replace("channels: [c]", "channels: [cc]")
     with pytest.raises(SpecError) as info:

@@ -85,7 +85,7 @@ def from_document(
     data = copy.deepcopy(data)
     applied = apply_overrides(data, overrides)
     _resolve_paths(data, doc.file)
-    scaling = apply_scale(data, scale, doc, Location(f"--scale {scale}"))
+    scaling = apply_scale(data, scale, doc, Location(f"--scale {scale}"), applied)
     ctx = _Ctx(doc, data.get("define") or {}, applied, scaling, data.get("params"))
     expander = _Expander(ctx)
     normalised = dict(data)

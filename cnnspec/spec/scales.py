@@ -101,16 +101,25 @@ class Scaling:
         }
 
 
-def apply_scale(data: dict, name: str | None, doc, where: Location | None = None) -> Scaling | None:
+def apply_scale(
+    data: dict,
+    name: str | None,
+    doc,
+    where: Location | None = None,
+    overrides: dict[tuple, str] | None = None,
+) -> Scaling | None:
     """Select the scale ``name`` (else the spec's own ``scale:``) and apply its input size.
 
     Sets ``data["scale"]`` so the saved spec reproduces the same model. An invalid ``scales:``
     entry is left to the spec validation (which locates its fields); an unknown name is an error
-    located at ``--scale`` (``where``) or at the spec's ``scale:``.
+    located at ``--scale`` (``where``), at ``--set scale=...`` or at the spec's ``scale:``. An
+    input set by ``--set input=...`` (``overrides``) wins over the scale's resolution.
     """
+    overrides = overrides or {}
     if name is None:
         name = data.get("scale")
-        where = doc.location(("scale",))
+        text = overrides.get(("scale",))
+        where = Location(f"--set {text}") if text else doc.location(("scale",))
     if name is None:
         return None
     scales = data.get("scales")
@@ -132,7 +141,12 @@ def apply_scale(data: dict, name: str | None, doc, where: Location | None = None
     except ValidationError:
         return None  # reported, located, by the validation of scales:
     inp = data.get("input")
-    if spec.resolution is not None and isinstance(inp, list) and inp:
+    if (
+        spec.resolution is not None
+        and isinstance(inp, list)
+        and inp
+        and ("input",) not in overrides
+    ):
         spatial = len(inp) - 1
         res = spec.resolution
         if spatial < 1 or len(res) not in (1, spatial):
