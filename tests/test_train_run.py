@@ -340,22 +340,6 @@ def test_corrupt_image_in_a_folder_is_named(tmp_path, capsys, cache):
     assert "zz.jpg" in err and len(err.splitlines()) == 1, err
 
 
-def test_mixed_precision_on_cpu_uses_bfloat16_and_float32_outputs(tmp_path):
-    import keras
-
-    run = tmp_path / "run"
-    try:
-        args = ["--out", str(run), "--epochs", "1", "--set", "train.mixed_precision=on"]
-        assert train_cli(LENET, *args) == 0
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    meta = json.loads((run / "meta.json").read_text())
-    assert meta["hardware"]["precision"] == "mixed_bfloat16"
-    model = keras.saving.load_model(run / "model.keras")
-    assert model.layers[-1].compute_dtype == "float32"  # the softmax
-    assert any(layer.compute_dtype == "bfloat16" for layer in model.layers)
-
-
 def test_early_stopping_and_plateau_follow_the_recipe(tmp_path):
     from cnnspec.train.rundir import read_history
 

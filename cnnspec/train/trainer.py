@@ -320,6 +320,12 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started, extra=None)
             raise RunError(
                 f"cannot restore the checkpoint in {run / rundir.CHECKPOINTS}: {exc}"
             ) from None
+    if hw.jit and not model.jit_compile:  # Keras drops XLA silently (with a warning)
+        echo(
+            "note: Keras compiled without XLA (a layer without XLA support, or op determinism "
+            "left on by an earlier run in this process)"
+        )
+        hw.jit = False
     labels = recipe.label_fn(r, data.num_classes, _output_names(model))
     train_ds = make_pipeline(
         data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed, repeat=True,
