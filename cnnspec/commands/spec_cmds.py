@@ -157,7 +157,8 @@ def summary(
         ("jump", "right"),
         ("activation", "right"),
     ):
-        table.add_column(col, justify=justify, overflow="fold")
+        # Only the notation folds: names and numbers stay whole (and greppable).
+        table.add_column(col, justify=justify, overflow="fold", no_wrap=col != "notation")
     for row in rows:
         style = "dim" if row["head"] else None
         table.add_row(
