@@ -60,6 +60,8 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
             files.extend(found)
         elif p.is_file():
             files.append(p)
+        elif p.exists():  # a FIFO or a device: reading it could block forever
+            raise RunError(f"{p}: not a regular file or a folder", hint="pass image files")
         else:
             raise RunError(f"{p}: no such image file or folder")
     if not files:

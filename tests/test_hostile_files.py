@@ -462,6 +462,13 @@ def test_fit_classifier_on_good_features_still_trains(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # atomic
 
 
+def test_predict_refuses_a_fifo_as_input_without_blocking(tmp_path, capsys):
+    fifo = tmp_path / "image.png"
+    os.mkfifo(fifo)
+    err = _cli_error(["predict", "missing_run", fifo], capsys)
+    assert err == f"{fifo}: not a regular file or a folder. Hint: pass image files."
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
 @pytest.mark.parametrize("inputs", [["/proc"], ["/proc/self"], ["/sys/kernel"]])
 def test_predict_refuses_system_folders_as_inputs(inputs, capsys):
