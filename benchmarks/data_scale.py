@@ -37,20 +37,29 @@ PHOTO = (375, 500)  # H, W
 # --- synthetic photos -----------------------------------------------------------------------------
 
 
+_GRAIN: list = []
+
+
 def _photo(rng, label: int):
+    """A 500x375 RGB 'photo': a tilted colour gradient, smooth blotches, sensor grain."""
     import numpy as np
+    from PIL import Image
 
     h, w = PHOTO
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if not _GRAIN:  # a few grain fields, reused at random offsets (generating is the slow part)
+        g = np.random.default_rng(99)
+        _GRAIN.extend(g.normal(0, 6, (h, w, 3)).astype(np.int16) for _ in range(4))
+    # The smooth content is drawn at 1/5 size and upscaled (bilinear): cheap and photo-like.
+    sh, sw = h // 5, w // 5
     angle = rng.uniform(0, 2 * np.pi)
-    grad = (np.cos(angle) * xx + np.sin(angle) * yy) / max(h, w)
+    ramp = (np.sin(angle) * np.arange(sh)[:, None] + np.cos(angle) * np.arange(sw)[None, :]) / sw
     base = np.array([(label * 37) % 256, (label * 91) % 256, (label * 53) % 256], np.float32)
-    img = base + 90 * grad[..., None] * rng.uniform(-1, 1, 3)
-    # low-frequency blotches (objects, shadows): coarse noise upsampled
-    coarse = rng.normal(0, 40, (h // 25 + 1, w // 25 + 1, 3)).astype(np.float32)
-    img += np.kron(coarse, np.ones((25, 25, 1), np.float32))[:h, :w]
-    img += rng.normal(0, 6, (h, w, 3))  # sensor grain
-    return np.clip(img, 0, 255).astype(np.uint8)
+    small = base + ramp[..., None] * rng.uniform(-90, 90, 3)
+    coarse = rng.normal(0, 40, (sh // 5 + 1, sw // 5 + 1, 3))
+    small += np.repeat(np.repeat(coarse, 5, axis=0), 5, axis=1)[:sh, :sw]
+    small = Image.fromarray(np.clip(small, 0, 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    grain = np.roll(_GRAIN[int(rng.integers(4))], int(rng.integers(h * w)), axis=None)
+    return np.clip(np.asarray(small, np.int16) + grain, 0, 255).astype(np.uint8)
 
 
 def _write_photos(args: tuple[str, int, int, int]) -> int:
@@ -211,13 +220,15 @@ def data_scale(args) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     photos = make_photos(work / f"photos_{args.n}", args.n)
+    load_at_start = os.getloadavg()[0]
     rows = {"baseline": run_baseline(work, photos, args.size, args.batch)}
     for cache in args.caches:
         rows[f"cnnspec cache={cache}"] = run_cnnspec(work, photos, args.size, args.batch, cache)
     base = rows["baseline"]
     print(
         f"\n{args.n} JPEG photos {PHOTO[1]}x{PHOTO[0]} -> {args.size}x{args.size}x3, 1 epoch, "
-        f"batch {args.batch}, {os.cpu_count()} CPU cores"
+        f"batch {args.batch}, {os.cpu_count()} CPU cores, load average {load_at_start:.1f} at "
+        f"the start, {os.getloadavg()[0]:.1f} at the end (other processes share the cores)"
     )
     print(
         f"{'run':<24} {'peak RSS':>9} {'train img/s':>12} {'x base':>7} {'wall s':>7} {'x base':>7}"
