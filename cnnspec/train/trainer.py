@@ -427,9 +427,9 @@ def evaluate_splits(model: Any, data: Data, r: Any) -> dict[str, dict[str, float
         ds = getattr(data, split)
         if ds is not None:
             pipe = make_pipeline(ds, r.batch_size, training=False, labels=plain)
-            out[split] = {
-                k: float(v) for k, v in model.evaluate(pipe, verbose=0, return_dict=True).items()
-            }
+            # a progress bar (count, ETA) on a terminal: evaluating a big split takes a while
+            logs = model.evaluate(pipe, verbose=int(sys.stdout.isatty()), return_dict=True)
+            out[split] = {k: float(v) for k, v in logs.items()}
     return out
 
 
