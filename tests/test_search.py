@@ -192,7 +192,8 @@ def test_two_workers_share_one_study(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_search_resumes_and_finishes_the_plan(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_stopped_search_resumes_and_finishes_the_plan(tmp_path, sig):
     path = _spec(tmp_path, trials=3, steps_per_epoch=40)
     out = tmp_path / "out"
     env = _env(CNNSPEC_SEARCH_HEARTBEAT="2")
@@ -205,8 +206,8 @@ def test_killed_search_resumes_and_finishes_the_plan(tmp_path):
         assert first.poll() is None and time.time() < deadline, "the search ended too soon"
         time.sleep(0.2)
     time.sleep(1.0)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    first.send_signal(sig)
+    assert first.wait(timeout=120) == (130 if sig == signal.SIGINT else -signal.SIGKILL)
 
     second = subprocess.run(
         _cli(str(path), "--out", str(out)), capture_output=True, text=True, env=env, timeout=600

@@ -64,4 +64,4 @@ def search(
         worker(plan, worker_index, echo)
         return
     run(plan, workers, echo)
-    finish(plan, Console(width=max(100, Console().width)))
+    finish(plan, Console(width=max(160, Console().width)))

@@ -151,7 +151,8 @@ def top_table(plan: Plan, table: list[dict[str, Any]], n: int = 10) -> Any:
     done.sort(key=lambda r: r["value"], reverse=plan.search.maximize)
     t = Table(title=f"top trials by {plan.search.objective}", header_style="bold")
     for col in ["trial", plan.search.objective, "params", "MACs", "seconds", *plan.paths]:
-        t.add_column(col, justify="left" if col in plan.paths else "right", overflow="fold")
+        searched = col in plan.paths
+        t.add_column(col, justify="left" if searched else "right", overflow="fold", no_wrap=True)
     for r in done[:n]:
         t.add_row(
             str(r["number"]),

@@ -100,8 +100,9 @@ def open_study(plan: Plan, seed_offset: int = 0) -> Any:
             "for postgresql:// URLs install a driver (pip install psycopg2-binary)",
         ) from None
     s = plan.search
+    # The median pruner judges from the 2nd epoch on: a slow starter keeps its second epoch.
     pruners = {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
         "none": optuna.pruners.NopPruner,
     }
@@ -140,9 +141,23 @@ def retried(trials: list[Any]) -> dict[int, int]:
     out = {}
     for t in trials:
         original = RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
+        if original is None:
+            original = t.user_attrs.get("retry_of")  # a trial stopped by Ctrl-C
         if original is not None:
             out[original] = t.number
     return out
+
+
+def requeue_interrupted(study: Any, trials: list[Any]) -> None:
+    """Queue a copy of every trial stopped by Ctrl-C (it is FAIL in the storage) not yet retried.
+
+    A killed worker's trial is retried by its heartbeat going stale; an interrupted one
+    finished as FAIL at once, so it is queued here, with the same values.
+    """
+    again = retried(trials)
+    for t in trials:
+        if t.state.name == "FAIL" and t.user_attrs.get("interrupted") and t.number not in again:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
 
 
 def planned_count(trials: list[Any]) -> int:
@@ -265,6 +280,10 @@ def run_trial(plan: Plan, trial: Any, release: Callable[[], None]) -> float:
     except RunError as exc:
         trial.set_user_attr("note", f"failed: {exc}"[:500])
         raise
+    except KeyboardInterrupt:
+        trial.set_user_attr("note", "interrupted (Ctrl-C)")
+        trial.set_user_attr("interrupted", True)  # retried when the search goes on
+        raise
     value = objective_value(result, plan.search.objective)
     if value is None:
         trial.set_user_attr("note", f"the run logged no {plan.search.objective}")
@@ -282,6 +301,7 @@ def work(plan: Plan, progress: Callable[[Any, Any], None], seed_offset: int = 0)
     while True:
         with _locked(plan.out / LOCK_NAME) as release:
             optuna.storages.fail_stale_trials(study)
+            requeue_interrupted(study, study.get_trials(deepcopy=False))
             trials = study.get_trials(deepcopy=False)
             if planned_count(trials) >= plan.search.trials:
                 release()
