@@ -393,3 +393,31 @@ def test_cli_exit_2_never_internal(text, tmp_path, capsys):
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"{path}:") and "internal error" not in err and "Traceback" not in err
+
+
+def test_200_nested_defines_are_a_located_error():
+    lines = [
+        "name: t",
+        "input: [8, 8, 2]",
+        "define:",
+        "  b0:",
+        "    layers:",
+        "      - conv: 1x1, 2",
+    ]
+    for i in range(1, 200):
+        lines += [f"  b{i}:", "    layers:", "      - residual:", f"          body: [b{i - 1}]"]
+    lines += ["layers:", "  - b199"]
+    line = one("\n".join(lines) + "\n")
+    assert re.match(r"f\.yaml:\d+:\d+: .*blocks are nested more than 32 deep", line)
+
+
+def test_graph_compiler_bounds_nesting_of_specs_built_in_python():
+    from cnnspec.spec import ModelSpec
+    from cnnspec.spec.graph import compile_graph
+
+    item = {"kind": "conv", "K": 1, "n_K": 2}
+    for _ in range(200):
+        item = {"kind": "residual", "body": [item]}
+    spec = ModelSpec.model_validate({"name": "t", "input": [8, 8, 2], "layers": [item]})
+    with pytest.raises(SpecError, match="blocks are nested more than 32 deep"):
+        compile_graph(spec)

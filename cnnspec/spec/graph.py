@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Location, Problem, SpecError, did_you_mean
 from ..shapes import Shape, ShapeError, check_size, fmt
 from .blocks import BlockSpec, InceptionSpec, ParallelSpec, ResidualSpec
+from .expand import MAX_DEPTH
 from .layers import (
     ActivationSpec,
     AddSpec,
@@ -157,6 +158,7 @@ class _Compiler:
         self.head = ""
         self.block = ""
         self.params = 0  # of every node so far, for the model-size bound
+        self.depth = 0  # blocks being expanded (the compiler recurses into them)
 
     # --- bookkeeping ---------------------------------------------------------------------
     def fail(self, item: LayerSpec | None, message: str, hint: str = "") -> None:
@@ -304,14 +306,19 @@ class _Compiler:
             name = self.auto_name(prefix, kind)
         if expand is None:
             return self.emit(item, name, inputs)
+        if self.depth >= MAX_DEPTH:
+            # The loader's expansion bounds nesting already; a spec built in Python may not.
+            self.fail(item, f"blocks are nested more than {MAX_DEPTH} deep", "flatten the nesting")
         top = not self.block
         if top:
             self.block = name
+        self.depth += 1
         try:
             out = expand(self, item, inputs[0], name, scopes)
         except _Failed:
             out = FAILED
         finally:
+            self.depth -= 1
             if top:
                 self.block = ""
         self.graph.aliases[name] = out
