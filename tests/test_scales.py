@@ -165,6 +165,9 @@ def test_bad_scale_settings_and_channels_are_located():
     assert (
         "net.yaml:10:" in message and "channels names cc, which is not in params (c, t)" in message
     )
+    with pytest.raises(SpecError) as info:  # was a TypeError (found by fuzzing)
+        loads_spec(NET.replace("channels: [c]", "channels: [[0, 1]]"), file="net.yaml", scale="s")
+    assert str(info.value).startswith("net.yaml:10:")
 
 
 def test_summary_json_gives_b1_and_the_table_lists_rounding():

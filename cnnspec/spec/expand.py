@@ -544,6 +544,8 @@ class _Expander:
         channels = define.get("channels") or []
         if ctx.scaling and not frame.fixed and isinstance(channels, list):
             for key in channels:
+                if not isinstance(key, str):
+                    continue  # reported by the model validation of channels:
                 v = params.get(key)
                 if isinstance(v, int) and not isinstance(v, (bool, Computed)) and v > 0:
                     where = path + (name, key) if key in args else ("define", name, "params", key)
