@@ -543,16 +543,33 @@ def load(path: str | Path) -> Document:
 
 
 def parse_scalar(text: str) -> Any:
-    """Parse one scalar the way a YAML value would be (used for ``--set`` and the notation)."""
-    loader = _Loader(text)
+    """Parse one value the way a YAML value would be (used for ``--set`` and the notation).
+
+    Text that is not valid YAML stays text. A value beyond the bounds of a document (size,
+    nesting, values counting aliases) is a :class:`ValueError` saying which.
+    """
+    if len(text) > MAX_BYTES:
+        raise ValueError(f"the value is {len(text):,} characters long, more than {MAX_BYTES:,}")
+    try:
+        _check_flow_depth(text, "<value>")
+    except SpecError:
+        raise ValueError(f"the value nests deeper than {MAX_DEPTH} levels") from None
+    loader = _FastLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        if not isinstance(node, yaml.ScalarNode):
-            return loader.construct_document(node)
-        return loader.construct_object(node)
-    except (yaml.YAMLError, SpecError):
+        if isinstance(node, yaml.ScalarNode):
+            return loader.construct_object(node)
+        converter = _Converter(loader, "<value>")
+        try:
+            data = converter.convert(node, ())
+        except _Stop:
+            data = None
+        if converter.problems:
+            raise ValueError(converter.problems[0].message)
+        return data
+    except yaml.YAMLError:
         return text
     finally:
         loader.dispose()

@@ -421,3 +421,13 @@ def test_graph_compiler_bounds_nesting_of_specs_built_in_python():
     spec = ModelSpec.model_validate({"name": "t", "input": [8, 8, 2], "layers": [item]})
     with pytest.raises(SpecError, match="blocks are nested more than 32 deep"):
         compile_graph(spec)
+
+
+def test_hostile_set_values_are_bounded_and_blamed_on_the_set():
+    deep = "[" * 500
+    line = one(HEAD + "  - flatten\n", overrides=[f"train.metrics={deep}"])
+    assert line.startswith("--set train.metrics=[[[")
+    assert "the value nests deeper than 100 levels" in line
+    # a huge value is shown cut, on one line
+    lines = problems(HEAD + "  - flatten\n", overrides=["train.metrics=[" + "x, " * 5000 + "]"])
+    assert lines and all(len(line) < 400 for line in lines)

@@ -62,3 +62,27 @@ def test_missing_file_is_a_located_error(tmp_path):
 def test_merge_keys_work():
     doc = yamlio.loads("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n")
     assert doc.data["other"] == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("[" * 20_000, "nests deeper than 100 levels"),
+        ("[&a [x, x, x, x, x, x, x, x, x, x]" + ", [*a, *a, *a, *a, *a]" * 5000 + "]", "200,000"),
+        ("{a: 1, a: 2}", "duplicate key 'a'"),
+        ("x" * (yamlio.MAX_BYTES + 1), "characters long"),
+    ],
+    ids=["deep", "aliases", "duplicate", "long"],
+)
+def test_parse_scalar_is_bounded_like_a_document(text, words):
+    # --set values and notation tokens go through parse_scalar: same bounds as a file.
+    with pytest.raises(ValueError, match=words):
+        yamlio.parse_scalar(text)
+
+
+def test_parse_scalar_reads_yaml12_values_and_keeps_bad_yaml_as_text():
+    assert yamlio.parse_scalar("[1, 2]") == [1, 2]
+    assert yamlio.parse_scalar("1e-3") == 0.001
+    assert yamlio.parse_scalar("yes") == "yes"
+    assert yamlio.parse_scalar("[1, 2") == "[1, 2"
+    assert yamlio.parse_scalar("!!python/object:os.system x") == "!!python/object:os.system x"

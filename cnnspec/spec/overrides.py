@@ -84,12 +84,18 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict[tuple, str]:
                 )
             path.append(part)
             if last:
-                node[part] = yamlio.parse_scalar(raw.strip())
+                try:
+                    node[part] = yamlio.parse_scalar(raw.strip())
+                except ValueError as exc:
+                    raise SpecError.single(
+                        f"{exc}, received {text[:80]!r}", location=Location(f"--set {text[:80]}")
+                    ) from None
             else:
                 node = node[part]
-        applied[tuple(path)] = text
+        shown = text if len(text) <= 80 else text[:75] + " ..."  # the location of its errors
+        applied[tuple(path)] = shown
         if created is not None:
             # Errors about a key the override added (unknown key 'a' of --set a.b=1) are the
             # override's, not the spec line of the nearest existing ancestor.
-            applied[created] = text
+            applied[created] = shown
     return applied

@@ -73,6 +73,12 @@ def _keys_at(loc: Sequence) -> list[str]:
     return [f.alias or n for n, f in cls.model_fields.items()]
 
 
+def _shown(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters (one line, even for a huge value)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + " ...]"
+
+
 def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]:
     problems = []
     seen = set()
@@ -115,7 +121,7 @@ def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]
         elif "received" in msg:
             message = msg
         else:
-            message = f"{msg[0].lower()}{msg[1:]}, received {err.get('input')!r}"
+            message = f"{msg[0].lower()}{msg[1:]}, received {_shown(err.get('input'))}"
         key = (str(where), path_txt, message)
         if key in seen:
             continue
