@@ -352,36 +352,38 @@ def _check_characters(text: str, file: str) -> None:
 _FLOW_TOKEN = re.compile(r"""[\[\]{}\n"'#]""")
 
 
-def _check_flow_depth(text: str, file: str) -> None:
+def _check_flow_depth(text: str, file: str) -> list[int]:
     """Refuse ``[[[[...`` nested deeper than :data:`MAX_DEPTH` before PyYAML scans it.
 
     PyYAML's scanner looks ahead over every open flow collection (quadratic in their number),
     so this cheap pass runs first. It counts a bracket at the top level only where YAML starts
     a flow collection (after ``key:``, ``-``, ``?`` or at a line start) and skips quoted text
-    and comments: it may count too few, never too many.
+    and comments: it may count too few, never too many. Returns where the brackets still open
+    at the end of the text start (an unclosed ``[`` is reported there).
     """
-    depth, i, line_start = 0, 0, 0
+    opened: list[int] = []
+    i, line_start = 0, 0
     while True:
         m = _FLOW_TOKEN.search(text, i)
         if m is None:
-            return
+            return opened
         ch, i = m.group(), m.end()
         if ch == "\n":
             line_start = i
         elif ch == "#" and (m.start() == line_start or text[m.start() - 1] in " \t"):
             i = text.find("\n", i)
             if i < 0:
-                return
+                return opened
         elif ch in "'\"":
-            if depth or _after(text, m.start(), line_start) in ":-?":
+            if opened or _after(text, m.start(), line_start) in ":-?":
                 end = _quoted_end(text, i, ch)
                 if end < 0:
-                    return
+                    return opened
                 i = end
         elif ch in "[{":
-            if depth or _after(text, m.start(), line_start) in ":-?":
-                depth += 1
-                if depth > MAX_DEPTH:
+            if opened or _after(text, m.start(), line_start) in ":-?":
+                opened.append(m.start())
+                if len(opened) > MAX_DEPTH:
                     line, col = _line_col(text, m.start())
                     raise SpecError(
                         [
@@ -392,8 +394,8 @@ def _check_flow_depth(text: str, file: str) -> None:
                             )
                         ]
                     )
-        elif depth:  # ] or }
-            depth -= 1
+        elif opened:  # ] or }
+            opened.pop()
 
 
 def _after(text: str, pos: int, line_start: int) -> str:
@@ -418,7 +420,7 @@ def _quoted_end(text: str, i: int, quote: str) -> int:
             return j + 1
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
+def _yaml_error(exc: yaml.MarkedYAMLError, file: str, unclosed: list[int], text: str) -> SpecError:
     """A PyYAML error as one located line; an unclosed bracket or quote points where it opened."""
     context = exc.context or ""
     opened = exc.context_mark is not None and any(
@@ -426,6 +428,20 @@ def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SpecError:
     )
     mark = exc.context_mark if opened else (exc.problem_mark or exc.context_mark)
     problem = exc.problem or ""
+    if not opened and unclosed and exc.problem_mark is not None:
+        # Gave up at the end with a bracket still open (libyaml: 'while parsing a flow node').
+        line, col = _line_col(text, unclosed[0])
+        gave_up = exc.problem_mark
+        return SpecError(
+            [
+                Problem(
+                    Location(file, line, col),
+                    f"invalid YAML: the '{text[unclosed[0]]}' that opens here is not closed: "
+                    f"{problem} on line {gave_up.line + 1}, column {gave_up.column + 1}",
+                    "close every '[' with ']', '{' with '}' and every quote",
+                )
+            ]
+        )
     if opened and exc.problem_mark is not None:
         gave_up = exc.problem_mark
         what = (
@@ -443,13 +459,13 @@ def loads(text: str, file: str = "<string>") -> Document:
     """Parse YAML text into a :class:`Document`; raise :class:`SpecError` on any problem."""
     text = text.removeprefix("\ufeff")
     _check_characters(text, file)
-    _check_flow_depth(text, file)
+    unclosed = _check_flow_depth(text, file)
     loader = _FastLoader(text)
     loader.file = file
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        raise _yaml_error(exc, file) from None
+        raise _yaml_error(exc, file, unclosed, text) from None
     except yaml.YAMLError as exc:  # pragma: no cover - other reader/scanner errors
         raise SpecError([Problem(Location(file), f"invalid YAML: {exc}")]) from None
     finally:

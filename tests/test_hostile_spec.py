@@ -431,3 +431,9 @@ def test_hostile_set_values_are_bounded_and_blamed_on_the_set():
     # a huge value is shown cut, on one line
     lines = problems(HEAD + "  - flatten\n", overrides=["train.metrics=[" + "x, " * 5000 + "]"])
     assert lines and all(len(line) < 400 for line in lines)
+
+
+def test_bracket_left_open_at_the_end_is_reported_where_it_opens():
+    line = one(HEAD + "  - flatten\ntrain: {metrics: [accuracy, ")
+    # both are open: the outer one is reported
+    assert line.startswith("f.yaml:5:8: invalid YAML: the '{' that opens here is not closed")
