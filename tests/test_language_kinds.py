@@ -263,3 +263,38 @@ def test_new_kinds_export_and_match_keras_in_their_runtime(fmt, tmp_path):
     model.save(path)
     # export verifies the file in its own runtime against Keras and exits 1 on a mismatch.
     assert run_cli(["export", path, "--format", fmt, "-o", tmp_path / f"m.{fmt}"]) == 0
+
+
+@pytest.mark.slow
+def test_a_net_of_the_new_kinds_learns_digits(tmp_path):
+    import json
+
+    import keras
+
+    from cnnspec.cli import main
+    from cnnspec.data import load_data
+
+    spec = tmp_path / "kinds.yaml"
+    spec.write_text(
+        "name: kinds\ninput: [16, 16, 1]\npreprocess: none\nlayers:\n"
+        "  - normalize: {mean: 40, variance: 4000}\n"
+        "  - conv: 3x3, 24, p=same, bias=false\n  - bn: momentum=0.9\n  - act: relu\n"
+        "  - residual:\n      body: ['conv: 1x1, 24, groups=3, bias=false', 'bn: momentum=0.9',"
+        " 'act: relu', 'shuffle: 3', 'dwconv: 3x3, p=same, bias=false', 'bn: momentum=0.9',"
+        " 'conv: 1x1, 24, groups=3', 'layerscale: 0.1']\n      shortcut: identity\n"
+        "      drop_path: 0.1\n"
+        "  - maxpool: 2\n  - convT: 2x2, 16, s=2, relu\n  - conv: 3x3, 32, s=2, p=1, relu\n"
+        "  - dropout: 0.1, noise_shape=[null, 1, 1, 32]\n  - permute: [2, 1, 3]\n"
+        "  - flatten\n  - dense: 10, softmax\n"
+    )
+    run = tmp_path / "run"
+    args = ["train", spec, "--out", run, "--epochs", "10", "--quiet"]
+    args += ["--set", "train.optimizer={adam: {lr: 3.0e-3}}"]
+    assert main([str(a) for a in args]) == 0
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    # Accuracy recomputed here from the saved model (safe-mode reload of the custom layers).
+    data = load_data("digits", [16, 16, 1])
+    xs, ys = zip(*data.split("test").batch(4096).as_numpy_iterator(), strict=True)
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    acc = (model.predict(np.concatenate(xs), verbose=0).argmax(axis=1) == np.concatenate(ys)).mean()
+    assert acc > 0.9, acc
