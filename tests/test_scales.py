@@ -156,6 +156,13 @@ def test_set_overrides_meet_scales():
     assert str(info.value).startswith("--set scale=x: unknown scale 'x'.")
 
 
+@pytest.mark.parametrize("value", ["[1]", "{a: 1}", "true"])
+def test_a_scale_that_is_not_a_name_is_located(value):
+    with pytest.raises(SpecError) as info:  # lists were a TypeError (found by fuzzing)
+        loads_spec(f"scale: {value}\n" + NET, file="net.yaml")
+    assert str(info.value).startswith("net.yaml:1:1: scale: names one of the scales:, received")
+
+
 def test_bad_scale_settings_and_channels_are_located():
     text = NET.replace("width: 0.5", "width: -1").replace("channels: [c]", "channels: [cc]")
     with pytest.raises(SpecError) as info:

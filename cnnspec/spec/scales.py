@@ -122,8 +122,15 @@ def apply_scale(
         where = Location(f"--set {text}") if text else doc.location(("scale",))
     if name is None:
         return None
-    scales = data.get("scales")
-    scales = scales if isinstance(scales, dict) else {}
+    scales = data.get("scales", {})
+    if not isinstance(scales, dict):
+        return None  # reported, located, by the validation of scales:
+    if not isinstance(name, (str, int)) or isinstance(name, bool):
+        raise SpecError.single(
+            f"scale: names one of the scales:, received {name!r}",
+            location=where or Location("--scale"),
+            hint=f"e.g. scale: {next(iter(scales), 'b0')}",
+        )
     if name not in scales:
         names = ", ".join(map(str, scales)) or "none (add a scales: section)"
         raise SpecError(
