@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import RunError
+from ..spec.search import MAX_TRIALS
 from . import app
 from .spec_cmds import ScaleOption, SetOption
 
@@ -16,7 +17,8 @@ from .spec_cmds import ScaleOption, SetOption
 def search(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Spec with a search: section.")],
     trials: Annotated[
-        int | None, typer.Option(min=1, help="Trials in all (default: search.trials).")
+        int | None,
+        typer.Option(min=1, max=MAX_TRIALS, help="Trials in all (default: search.trials)."),
     ] = None,
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Worker processes on this machine.")

@@ -97,7 +97,7 @@ def open_study(plan: Plan, seed_offset: int = 0) -> Any:
         raise RunError(
             f"cannot open the study storage {plan.storage_url}: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200]}",
-            "for postgresql:// URLs install a driver (pip install psycopg2-binary)",
+            "install the driver of the URL (postgresql://: pip install psycopg2-binary)",
         ) from None
     s = plan.search
     # The median pruner judges from the 2nd epoch on: a slow starter keeps its second epoch.
