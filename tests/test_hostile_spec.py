@@ -437,3 +437,16 @@ def test_bracket_left_open_at_the_end_is_reported_where_it_opens():
     line = one(HEAD + "  - flatten\ntrain: {metrics: [accuracy, ")
     # both are open: the outer one is reported
     assert line.startswith("f.yaml:5:8: invalid YAML: the '{' that opens here is not closed")
+
+
+def test_a_head_with_a_failed_item_is_not_shape_checked_without_it():
+    text = HEAD + (
+        "  - conv: 3x3, 8, p=same\n    name: a\n  - gavgpool\n  - dense: 10, softmax\n"
+        "heads:\n  aux:\n    from: a\n    layers:\n"
+        "      - flaten\n      - dense: 10, softmax\n"
+    )
+    # without the flatten that failed, the dense layer would get a spurious shape error
+    assert problems(text) == [
+        "f.yaml:12:9: heads.aux.layers[0] flaten: unknown layer kind 'flaten'. "
+        "Hint: did you mean 'flatten'?"
+    ]

@@ -181,6 +181,16 @@ def _partial(normalised: dict, data: dict, errors: list[dict]) -> ModelSpec | No
         name = raw.get("name") if isinstance(raw, dict) else None
         unchecked[len(items)] = Unchecked(name if isinstance(name, str) else None)
         items.append(_STAND_IN)
+    heads = data.get("heads")
+    for hname, head in (heads if isinstance(heads, dict) else {}).items():
+        # A head with an item that failed expansion would be checked without it: skip it.
+        raw = head.get("layers") if isinstance(head, dict) else None
+        done_head = (normalised.get("heads") or {}).get(hname)
+        done = done_head.get("layers") if isinstance(done_head, dict) else None
+        if isinstance(raw, list) and isinstance(done, list):
+            found = {item.get(SRC, ((),))[0][3:4] for item in done if isinstance(item, dict)}
+            if any((i,) not in found for i in range(len(raw))):
+                drop.add(str(hname))
     rest = {k: v for k, v in normalised.items() if k not in drop and k != "layers"}
     if isinstance(rest.get("heads"), dict):
         rest["heads"] = {h: v for h, v in rest["heads"].items() if str(h) not in drop}
