@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         import_tensorflow()
 
     try:
-        app(args=argv, prog_name="cnnspec", standalone_mode=False)
+        # Not standalone, Typer answers Ctrl-C by returning 130 (it never raises it here).
+        if app(args=argv, prog_name="cnnspec", standalone_mode=False) == 130:
+            raise KeyboardInterrupt
     except CnnspecError as exc:
         if debug:
             raise

@@ -119,6 +119,15 @@ def run(plan: Plan, workers: int, echo: Callable[[str], None]) -> None:
     procs = [subprocess.Popen(worker_command(plan, i)) for i in range(workers)]
     try:
         codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        # Ctrl-C reached the workers too: each stops its trial at the next batch and records
+        # it for a retry. One that does not within a minute is ended (its heartbeat goes stale).
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.terminate()
+        raise
     except BaseException:
         for p in procs:
             p.terminate()

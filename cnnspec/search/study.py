@@ -22,12 +22,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import RunError, SpecError
 from ..spec import ModelSpec, load_spec
@@ -76,7 +78,7 @@ def open_study(plan: Plan, seed_offset: int = 0) -> Any:
     """The study of ``plan`` (created on first use), with heartbeats and retries of dead trials."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says it all
     # Heartbeats and retries are "experimental" in Optuna 5 (since 2.8): we rely on them knowingly.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     interval = heartbeat_interval()
@@ -242,7 +244,39 @@ def pruning_callback(trial: Any, objective: str) -> Any:
                 trial.set_user_attr("note", note)
                 raise optuna.TrialPruned(note)
 
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if _stop.requested:  # Ctrl-C: stop here, in Python, not inside a TensorFlow call
+                raise KeyboardInterrupt
+
     return Report()
+
+
+class _stop:  # noqa: N801 - a namespace for one flag
+    """Set by the first Ctrl-C: the running trial stops at its next batch."""
+
+    requested = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    if _stop.requested:  # a second Ctrl-C: at once
+        raise KeyboardInterrupt
+    _stop.requested = True
+    print("interrupted: stopping the trial after its current batch (Ctrl-C again: at once)")
+
+
+@contextlib.contextmanager
+def _graceful_interrupt() -> Iterator[None]:
+    """A KeyboardInterrupt raised inside a TensorFlow call can surface as another error (or be
+    lost); with this handler the first Ctrl-C is acted on between batches instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _stop.requested = False
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_trial(plan: Plan, trial: Any, release: Callable[[], None]) -> float:
@@ -278,12 +312,16 @@ def run_trial(plan: Plan, trial: Any, release: Callable[[], None]) -> float:
             callbacks=[pruning_callback(trial, plan.search.objective)],
         )
     except RunError as exc:
-        trial.set_user_attr("note", f"failed: {exc}"[:500])
+        if not _stop.requested:
+            trial.set_user_attr("note", f"failed: {exc}"[:500])
+            raise
+        _interrupted(trial)
+    except optuna.TrialPruned:
         raise
-    except KeyboardInterrupt:
-        trial.set_user_attr("note", "interrupted (Ctrl-C)")
-        trial.set_user_attr("interrupted", True)  # retried when the search goes on
-        raise
+    except BaseException as exc:
+        if not (_stop.requested or isinstance(exc, KeyboardInterrupt)):
+            raise
+        _interrupted(trial)
     value = objective_value(result, plan.search.objective)
     if value is None:
         trial.set_user_attr("note", f"the run logged no {plan.search.objective}")
@@ -291,14 +329,27 @@ def run_trial(plan: Plan, trial: Any, release: Callable[[], None]) -> float:
     return value
 
 
+def _interrupted(trial: Any) -> NoReturn:
+    trial.set_user_attr("note", "interrupted (Ctrl-C)")
+    trial.set_user_attr("interrupted", True)  # retried when the search goes on
+    raise KeyboardInterrupt
+
+
 def work(plan: Plan, progress: Callable[[Any, Any], None], seed_offset: int = 0) -> int:
     """Run trials until the plan is complete; returns how many this worker ran."""
-    import optuna
-
     plan.out.mkdir(parents=True, exist_ok=True)
     study = open_study(plan, seed_offset)
+    with _graceful_interrupt():
+        return _work(plan, study, progress)
+
+
+def _work(plan: Plan, study: Any, progress: Callable[[Any, Any], None]) -> int:
+    import optuna
+
     ran = 0
     while True:
+        if _stop.requested:
+            raise KeyboardInterrupt
         with _locked(plan.out / LOCK_NAME) as release:
             optuna.storages.fail_stale_trials(study)
             requeue_interrupted(study, study.get_trials(deepcopy=False))
