@@ -10,47 +10,6 @@ SHUFFLE_BUFFER = 10_000
 SHUFFLE_BYTES = 256 * 1024**2
 
 
-def augmenter(augment: Sequence[Any], seed: int = 0):
-    """A Keras Sequential of random preprocessing layers for ``augment`` (AugmentSpec list).
-
-    The layers keep float32 (even under a mixed-precision policy) and work on [0, 255] values.
-    """
-    import keras
-
-    def flip_horizontal(_, s):
-        return keras.layers.RandomFlip("horizontal", seed=s, dtype="float32")
-
-    def flip_vertical(_, s):
-        return keras.layers.RandomFlip("vertical", seed=s, dtype="float32")
-
-    def rotate(f, s):
-        return keras.layers.RandomRotation(f, seed=s, dtype="float32")
-
-    def translate(f, s):
-        return keras.layers.RandomTranslation(f, f, seed=s, dtype="float32")
-
-    def zoom(f, s):
-        return keras.layers.RandomZoom(f, f, seed=s, dtype="float32")
-
-    def contrast(f, s):
-        return keras.layers.RandomContrast(f, value_range=(0, 255), seed=s, dtype="float32")
-
-    def brightness(f, s):
-        return keras.layers.RandomBrightness(f, value_range=(0, 255), seed=s, dtype="float32")
-
-    makers = {
-        "flip_horizontal": flip_horizontal,
-        "flip_vertical": flip_vertical,
-        "rotate": rotate,
-        "translate": translate,
-        "zoom": zoom,
-        "contrast": contrast,
-        "brightness": brightness,
-    }
-    layers = [makers[a.kind](a.params, seed + i) for i, a in enumerate(augment)]
-    return keras.Sequential(layers, name="augment")
-
-
 def shuffle_buffer(ds, batch_size: int, in_memory: bool) -> int:
     """Elements in the shuffle buffer: SHUFFLE_BUFFER, bounded to SHUFFLE_BYTES of images
     unless the dataset is an in-memory cache (the buffer then shares the cached images)."""
@@ -102,12 +61,12 @@ def make_pipeline(
     if repeat:
         ds = ds.repeat()
     # Images stay uint8 (4x less memory) until here; the model takes float32 in [0, 255].
-    ds = ds.batch(batch_size).map(
-        lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    ds = ds.batch(batch_size)
     if training and augment:
-        aug = augmenter(augment, seed)
-        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        from .augment import augment_batches
+
+        return augment_batches(ds, augment, seed, labels).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if labels is not None:
         ds = ds.map(lambda x, y: (x, labels(y)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
