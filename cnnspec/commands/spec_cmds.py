@@ -199,6 +199,7 @@ def _print_memory(console, m, optimizer: str) -> None:
         f"{'' if m.optimizer_slots == 1 else 's'}) + activations {fmt_bytes(m.activations)} "
         f"({precision} a value); the framework's own memory comes on top",
         highlight=False,
+        soft_wrap=True,  # one line, whatever the width
     )
 
 
