@@ -249,3 +249,29 @@ def test_cnnspec_train_on_a_disk_cache_says_so_learns_and_reuses_it(
     assert any(line.startswith("caching train split on disk: ") for line in first[:8])
     assert sum("reusing the disk cache" in line for line in outputs[1][:8]) == 3
     assert len(list(cache_dir.iterdir())) == 3
+
+
+def test_train_with_random_resized_crop_on_a_streamed_split_crops_while_decoding(
+    tmp_path, cache_dir, capsys
+):
+    """`cnnspec train` with cache: none and random_resized_crop: the fused decode path."""
+    from cnnspec.cli import main
+    from cnnspec.data import decode_crop
+    from cnnspec.spec.train import AugmentSpec, TrainSpec
+
+    if "random_resized_crop" not in AugmentSpec.model_fields:
+        pytest.skip("the random_resized_crop augmentation kind is not in this checkout")
+    recipe = {"augment": [{"random_resized_crop": {"scale": [0.5, 1.0]}}]}
+    assert decode_crop(TrainSpec.model_validate(recipe).augment) == ((0.5, 1.0), (0.75, 4 / 3))
+    root = write_images(tmp_path / "imgs", n=12, size=(24, 20), fmt="jpg")
+    spec = tmp_path / "colours.yaml"
+    spec.write_text(
+        "name: colours\ninput: [12, 12, 3]\nlayers:\n  - conv: 3x3, 4, relu\n  - gavgpool\n"
+        "  - dense: 3, softmax\ntrain:\n  optimizer: {adam: {lr: 0.05}}\n  batch_size: 8\n"
+        "  cache: none\n  augment: [{random_resized_crop: {scale: [0.5, 1.0]}}]\n"
+    )
+    args = ["train", str(spec), "--data", str(root), "--out", str(tmp_path / "run")]
+    assert main([*args, "--epochs", "15", "--quiet"]) == 0
+    assert "cache: none (streaming)" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.8, metrics["test"]  # colours survive the crops

@@ -167,7 +167,7 @@ def test_missing_image_for_prediction_is_named(tmp_path):
 
 
 def test_named_dataset_fails_fast_offline(tmp_path, monkeypatch):
-    from cnnspec.data.sources import _online
+    from cnnspec.data.arrays import online as _online
 
     if _online():
         pytest.skip("network reachable: the offline path cannot be exercised here")

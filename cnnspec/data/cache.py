@@ -19,6 +19,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ..errors import RunError
 from .progress import progress
@@ -133,14 +136,15 @@ def _free_space(root: Path) -> int | None:
         return None
 
 
-def key(parts: Sequence[str], files: Sequence[tuple[str, int]] = ()) -> str:
+def key(parts: Sequence[str], paths: Sequence[str] = (), labels: Any = ()) -> str:
     """A cache folder name from what determines its content (data, input size, file list)."""
     digest = hashlib.sha256(f"cnnspec-cache-{CACHE_FORMAT}".encode())
     for part in parts:
         digest.update(b"\0" + part.encode())
     digest.update(b"\1")
-    for path, label in files:
-        digest.update(f"{label}\t{path}\n".encode())
+    # one join and one array, not a Python call per file (1,000,000 files: well under 1 s)
+    digest.update("\n".join(paths).encode("utf-8", "surrogateescape"))
+    digest.update(np.asarray(labels, np.int64).tobytes())
     return digest.hexdigest()[:24]
 
 

@@ -18,7 +18,8 @@ Files = list[tuple[str, int]]  # (path, label)
 # A manifest row's label column is a class name; these headers are recognised.
 _PATH_COLUMNS = ("path", "file", "filename", "image")
 _LABEL_COLUMNS = ("label", "class", "class_name", "category")
-MAX_MANIFEST_BYTES = 2 * 1024**3  # a sane bound: ~20 M rows of typical length
+MAX_MANIFEST_BYTES = 2 * 1024**3
+_EXTENSIONS = frozenset(IMAGE_EXTENSIONS)  # a sane bound: ~20 M rows of typical length
 
 
 def image_files(folder: str | Path) -> list[str]:
@@ -37,7 +38,7 @@ def image_files(folder: str | Path) -> list[str]:
                     # on Linux/macOS file systems that report it.
                     if entry.is_dir(follow_symlinks=False):  # no link loops, no escapes
                         stack.append(entry.path)
-                    elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+                    elif name[name.rfind(".") :].lower() in _EXTENSIONS and entry.is_file():
                         out.append(entry.path)
         except OSError as exc:
             raise RunError(f"cannot read data folder {top}: {exc.strerror or exc}") from None

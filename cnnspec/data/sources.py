@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,29 +12,13 @@ import numpy as np
 
 from ..errors import RunError
 from . import cache as caches
+from .arrays import KERAS_DATASETS, digits, keras_dataset, read_npz
 from .images import check_input_shape, convert, decode, decode_random_crop, find_corrupt
 from .progress import progress
 from .scan import class_folders, read_manifest, scan_classes
 
 # Splits are a property of the data, not of the training run: one fixed seed.
 SPLIT_SEED = 1234
-
-_FASHION = [
-    "t-shirt", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle_boot",
-]  # fmt: skip
-_CIFAR10 = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
-
-# name -> (keras.datasets module name, cache file under ~/.keras/datasets, class names)
-KERAS_DATASETS: dict[str, tuple[str, str, list[str]]] = {
-    "mnist": ("mnist", "mnist.npz", [str(i) for i in range(10)]),
-    "fashion_mnist": ("fashion_mnist", "fashion-mnist", _FASHION),
-    "cifar10": ("cifar10", "cifar-10-batches-py", _CIFAR10),
-    "cifar100": ("cifar100", "cifar-100-python", [str(i) for i in range(100)]),
-}
 
 
 @dataclass
@@ -162,16 +144,16 @@ def _is_array_source(source: str) -> bool:
 def _array_source(source: str, req: _Request) -> Data:
     notes: list[str] = []
     if source == "digits":
-        x, y, names = _digits()
+        x, y, names = digits()
         splits = _split_arrays(x, y, req.validation_split, req.test_split)
         identity = ["digits"]
     elif source in KERAS_DATASETS:
-        (x, y), (x_test, y_test), names = _keras_dataset(source)
+        (x, y), (x_test, y_test), names = keras_dataset(source)
         train, val, _ = _split_arrays(x, y, req.validation_split, 0.0)
         splits = (train, val, (x_test, y_test))
         identity = [source]
     else:
-        x, y, names, scaling = _npz(source)
+        x, y, names, scaling = read_npz(source)
         notes.append(scaling)
         splits = _split_arrays(x, y, req.validation_split, req.test_split)
         st = Path(source).stat()
@@ -234,163 +216,6 @@ def _split_arrays(x, y, validation_split, test_split):
     return tuple(out)
 
 
-def _digits():
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    # 17 grey levels (0..16) -> [0, 255]
-    x = (digits.images.astype(np.float32) * (255.0 / 16.0))[..., None]
-    return x, digits.target.astype(np.int32), [str(i) for i in range(10)]
-
-
-def _npz(source: str):
-    """x, y, class names and the scaling rule applied (a line for the run's log) of an .npz."""
-    path = Path(source)
-    if not path.is_file():
-        raise RunError(f"data file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "x" not in npz or "y" not in npz:
-                raise RunError(f"{path} must hold arrays 'x' and 'y'; it holds {sorted(npz.files)}")
-            x, y = npz["x"], npz["y"]
-            names = [str(n) for n in npz["class_names"]] if "class_names" in npz else None
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):  # object arrays: strings, mixed types, ...
-            raise RunError(
-                f"{path} holds Python objects (an object array), not numbers; it is not read "
-                "(loading it could run code)",
-                hint="save x as a numeric array (uint8 in [0, 255] or float in [0, 1])",
-            ) from None
-        raise RunError(f"cannot read {path}: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise RunError(f"cannot read {path}: {exc or type(exc).__name__}") from None
-    if x.dtype.kind not in "uif":
-        raise RunError(
-            f"{path}: x must hold pixel values (numbers); received dtype {x.dtype}",
-            hint="save x as uint8 in [0, 255] or float in [0, 1]",
-        )
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 3, 4):
-        raise RunError(
-            f"{path}: x must have shape (N, H, W) or (N, H, W, C) with C in 1, 3, 4; "
-            f"received {x.shape}"
-        )
-    if len(x) == 0:
-        raise RunError(f"{path} holds no images (x has shape {x.shape})")
-    if 0 in x.shape[1:3]:
-        raise RunError(f"{path}: the images are empty (zero size); x has shape {x.shape}")
-    if y.ndim == 2:  # one-hot
-        y = y.argmax(axis=1)
-    if y.ndim != 1 or len(y) != len(x):
-        raise RunError(f"{path}: y must have shape ({len(x)},); received {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise RunError(
-            f"{path}: y must hold integer class indices 0..K-1; received dtype {y.dtype}"
-        )
-    if y.min() < 0:
-        i = int(np.argmin(y))
-        raise RunError(
-            f"{path}: y must hold class indices 0..K-1; y[{i}] is {int(y[i])}",
-            hint="labels are 0-based class indices (or one-hot rows)",
-        )
-    x, scaling = _pixel_scale(x, path)
-    k = int(y.max()) + 1
-    names = names or [str(i) for i in range(k)]
-    if len(names) < k:
-        raise RunError(f"{path}: class_names has {len(names)} entries but y goes up to {k - 1}")
-    return x, y.astype(np.int32), names, scaling
-
-
-# A [0, 1] data set with a few stray values above 1 (a rounding slip, a bad pixel) would be
-# taken for [0, 255] and train on almost-black images; real [0, 255] data has far more.
-_STRAY_SHARE = 0.001
-
-
-def _pixel_scale(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
-    """x in [0, 255] and the rule used, stated; RunError for values that fit no rule.
-
-    Integer x: taken as [0, 255]. Float x: every value in [0, 1] -> multiplied by 255;
-    values above 1 -> taken as [0, 255] unless fewer than 0.1% exceed 1 (ambiguous: refused).
-    Non-finite or negative values, or values above 255, are refused with their index.
-    """
-
-    def at(mask: np.ndarray) -> str:
-        index = np.unravel_index(int(np.argmax(mask)), x.shape)
-        return f"x[{', '.join(str(int(i)) for i in index)}] = {x[index].item()!r}"
-
-    hint = "save x as uint8 in [0, 255] or float in [0, 1]"
-    if x.dtype.kind == "f":
-        finite = np.isfinite(x)
-        if not finite.all():
-            raise RunError(
-                f"{path}: pixels must be finite; {at(~finite)} "
-                f"({int((~finite).sum())} non-finite values)",
-                hint=hint,
-            )
-    low, high = x.min(), x.max()
-    if low < 0 or high > 255:
-        bad = (x < 0) | (x > 255)
-        raise RunError(
-            f"{path}: pixels must be in [0, 1] or [0, 255]; {at(bad)} "
-            f"(range {float(low):g}..{float(high):g})",
-            hint=hint,
-        )
-    if x.dtype.kind != "f":
-        return x, f"pixels: {path.name} holds {x.dtype} in [0, 255]: used as they are"
-    if high <= 1.0:
-        note = f"pixels: {path.name} holds {x.dtype} in [0, 1]: multiplied by 255"
-        return (x.astype(np.float32) * 255.0), note
-    above = x > 1.0
-    share = float(above.mean())
-    if share < _STRAY_SHARE:
-        raise RunError(
-            f"{path}: pixels look like [0, 1] but {int(above.sum())} exceed 1 ({at(above)}); "
-            "the scale is ambiguous",
-            hint="clip x to [0, 1], or store [0, 255] values",
-        )
-    note = (
-        f"pixels: {path.name} holds {x.dtype} in [0, 255] ({share:.1%} of values above 1): "
-        "used as they are"
-    )
-    return x.astype(np.float32), note
-
-
-def _keras_dataset(name: str):
-    import keras
-
-    module, cache_name, names = KERAS_DATASETS[name]
-    home = os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras"))
-    cached = Path(home) / "datasets" / cache_name
-    if not cached.exists() and not _online():
-        raise RunError(
-            f"cannot download dataset '{name}': no network connection",
-            hint="connect once (it is cached in ~/.keras/datasets) or use data: digits",
-        )
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(30)  # a stalled download fails instead of hanging
-    try:
-        (x, y), (x_test, y_test) = getattr(keras.datasets, module).load_data()
-    except Exception as exc:  # noqa: BLE001 - network / archive errors of every kind
-        raise RunError(
-            f"cannot download dataset '{name}': {type(exc).__name__}: {exc}",
-            hint="check the network connection or use data: digits",
-        ) from None
-    finally:
-        socket.setdefaulttimeout(old)
-    if x.ndim == 3:
-        x, x_test = x[..., None], x_test[..., None]
-    return (x, y.reshape(-1)), (x_test, y_test.reshape(-1)), names
-
-
-def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 # --- image folders and manifests ----------------------------------------------------------------
 
 # Pseudo file systems are never data (and scanning them can hang or walk the whole machine).
@@ -438,20 +263,23 @@ def _file_source(source: str, req: _Request) -> Data:
     datasets, sizes, all_files = {}, {}, []
     for name, part in parts.items():
         sizes[name] = len(part or [])
-        all_files += [f for f, _ in part or []]
         if not part:
             datasets[name] = None
             continue
+        paths = [f for f, _ in part]
+        labels = np.fromiter((label for _, label in part), np.int32, len(part))
+        all_files += paths
         streamed_train = name == "train" and choice.mode == "none"
         crop = req.crop if streamed_train else None
-        ds = _from_files(part, req, shuffle=streamed_train, crop=crop)
+        ds = _from_files(paths, labels, req, shuffle=streamed_train, crop=crop)
         if crop is not None:
             ds._cnnspec_decode_crop = True  # make_pipeline: already cropped
         if streamed_train:
             ds._cnnspec_shuffled = True  # make_pipeline: the file order is shuffled every epoch
-        folder_key = caches.key([str(Path(source).resolve()), _dims(req.shape), name], part)
+        folder_key = caches.key(
+            [str(Path(source).resolve()), _dims(req.shape), name], paths, labels
+        )
         info = {"source": str(Path(source).resolve()), "split": name, "input": list(req.shape)}
-        paths = [f for f, _ in part]
         datasets[name] = caches.apply(
             ds, choice, name=name, count=sizes[name], folder_key=folder_key, info=info,
             on_error=lambda n, paths=paths: _name_corrupt(paths, n, req.shape), echo=req.echo,
@@ -486,13 +314,12 @@ def _split_files(files, validation_split, test_split):
     )
 
 
-def _from_files(files: list[tuple[str, int]], req: _Request, *, shuffle: bool, crop):
+def _from_files(paths: list[str], labels: np.ndarray, req: _Request, *, shuffle: bool, crop):
     """(uint8 image, label) decoded from files; ``shuffle``: a new file order every epoch."""
     import tensorflow as tf
 
-    paths = [f for f, _ in files]
-    labels = np.array([label for _, label in files], dtype=np.int32)
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    # One string tensor: a Python list would be inspected element by element (10 s per 1 M).
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels))
     if shuffle:  # paths are cheap to shuffle: the whole split, not a buffer of images
         ds = ds.shuffle(len(paths), seed=req.seed, reshuffle_each_iteration=True)
     shape = req.shape
