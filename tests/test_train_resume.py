@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_train_run import kill_during_training  # a real SIGKILL after N epochs
 
 from cnnspec.cli import main
 from cnnspec.train.callbacks import latest_checkpoint
@@ -75,31 +72,13 @@ def uninterrupted(spec, tmp_path_factory) -> Path:
     return run
 
 
-def kill_after_epochs(cmd: list[str], history: Path, rows: int) -> None:
-    """Start ``cmd`` and SIGKILL it once history.csv has ``rows`` rows."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if history.exists() and len(history.read_text().splitlines()) >= 1 + rows:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "training ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-
-
 @pytest.mark.slow
 def test_killed_and_resumed_run_is_bit_identical_to_the_uninterrupted_one(
     spec, uninterrupted, tmp_path, capsys
 ):
     run = tmp_path / "killed"
     cli = [sys.executable, str(ROOT / "cli.py"), "train"]
-    kill_after_epochs([*cli, str(spec), "--out", str(run), "--quiet"], run / "history.csv", 2)
+    kill_during_training([*cli, str(spec), "--out", str(run), "--quiet"], run / "history.csv", 2)
     done = latest_checkpoint(run / "checkpoints")[0]
     assert 2 <= done < EPOCHS and not (run / "model.keras").exists()
 
