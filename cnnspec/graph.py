@@ -6,13 +6,12 @@ every layer with its notation and output shape, blocks as clusters and auxiliary
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from .errors import RunError
+from .outpaths import check_output, write_bytes_atomic
 from .shapes import fmt
 from .spec import ModelSpec
 from .spec.graph import notation as node_notation
@@ -86,9 +85,9 @@ def render(spec: ModelSpec, out: str | Path) -> Path:
         raise RunError(
             f"cannot draw to '{out}': unknown format '.{fmt_}'", "use .svg, .png, .pdf or .dot"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_output(out)
     if fmt_ in ("dot", "gv"):
-        _atomic_write(out, dot_src.encode())
+        write_bytes_atomic(out, dot_src.encode())
         return out
     exe = shutil.which("dot")
     if exe is None:
@@ -106,24 +105,5 @@ def render(spec: ModelSpec, out: str | Path) -> Path:
         ) from None
     if result.returncode != 0:
         raise RunError(f"Graphviz failed: {result.stderr.decode(errors='replace').strip()}")
-    _atomic_write(out, result.stdout)
+    write_bytes_atomic(out, result.stdout)
     return out
-
-
-def default_mode() -> int:
-    """The mode a plainly created file gets (0o666 less the umask): mkstemp's is 0o600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

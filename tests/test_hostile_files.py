@@ -134,10 +134,12 @@ def test_loading_a_bomb_is_refused_before_reading(bomb_model):
 
 
 _CHILD = """
-import resource, sys
+import sys
 from cnnspec.cli import main
 code = main(sys.argv[1:])
-print("maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: Linux carries the parent's (the pytest worker's) high-water mark into
+# ru_maxrss across fork and exec, so a worker that grew to 1.8 GB made this child look like it.
+print("maxrss", *[line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")])
 sys.exit(code)
 """
 
@@ -287,6 +289,9 @@ WRITERS = {
         ".npz",
     ),
     "fit-classifier": (["fit-classifier", "missing.npz", "-o", "{out}"], "file", ".json"),
+    "build": (["build", "missing.yaml", "-o", "{out}"], "file", ".keras"),
+    "graph": (["graph", "missing.yaml", "-o", "{out}"], "file", ".dot"),
+    "schema": (["schema", "-o", "{out}"], "file", ".json"),
 }
 
 

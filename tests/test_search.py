@@ -195,6 +195,7 @@ def test_two_workers_share_one_study(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_stopped_search_resumes_and_finishes_the_plan(tmp_path, sig):
     path = _spec(tmp_path, trials=3, steps_per_epoch=40)
+    path.write_text(path.read_text().replace("  epochs: 2\n", "  epochs: 5\n"))
     out = tmp_path / "out"
     env = _env(CNNSPEC_SEARCH_HEARTBEAT="2")
     first = subprocess.Popen(
@@ -202,10 +203,11 @@ def test_stopped_search_resumes_and_finishes_the_plan(tmp_path, sig):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     deadline = time.time() + 400
-    while not (out / "trials" / "1").exists():  # trial 0 done, trial 1 training
+    # Stop trial 1 in the middle of its training: after its first of five epochs is on disk (a
+    # fixed sleep after its folder appeared let a fast machine finish the trial first).
+    while not (out / "trials" / "1" / "history.csv").exists():
         assert first.poll() is None and time.time() < deadline, "the search ended too soon"
-        time.sleep(0.2)
-    time.sleep(1.0)
+        time.sleep(0.05)
     first.send_signal(sig)
     assert first.wait(timeout=120) == (130 if sig == signal.SIGINT else -signal.SIGKILL)
 

@@ -235,29 +235,20 @@ def build(
 ) -> None:
     """Build the untrained Keras model and save it as .keras."""
     from ..errors import RunError
+    from ..outpaths import atomic_path, check_output
     from ..spec import load_spec
 
-    spec = load_spec(spec_path, set_ or (), scale)
     if output.suffix != ".keras":
         raise RunError(
             f"the model file must end in .keras, received {output}", "e.g. -o model.keras"
         )
-    import os
-    import tempfile
-
+    check_output(output)  # before anything is built: a bad -o costs nothing
+    spec = load_spec(spec_path, set_ or (), scale)
     from ..build import build_model
-    from ..graph import default_mode
 
     model = build_model(spec, heads=heads)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".keras")
-    os.close(fd)
-    try:  # atomic: an interrupted build never leaves a partial model at the destination
+    with atomic_path(output) as tmp:  # an interrupted build leaves no partial model behind
         model.save(tmp)
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     print(f"wrote {output}: {model.count_params():,} params")
 
 
@@ -272,7 +263,9 @@ def schema(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        from ..outpaths import check_output, write_text_atomic
+
+        write_text_atomic(check_output(output), text)
         print(f"wrote {output}")
 
 
@@ -285,7 +278,9 @@ def graph(
 ) -> None:
     """Draw the architecture diagram (Graphviz for SVG/PNG; DOT text always works)."""
     from ..graph import render
+    from ..outpaths import check_output
     from ..spec import load_spec
 
+    check_output(output)
     spec = load_spec(spec_path, set_ or (), scale)
     print(f"wrote {render(spec, output)}")
