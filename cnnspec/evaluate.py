@@ -92,22 +92,6 @@ def score(
     }
 
 
-def dataset_arrays(data, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of one split (or of every split, ``all``) as numpy arrays."""
-    names = ["train", "val", "test"] if split == "all" else [split]
-    xs, ys = [], []
-    for name in names:
-        ds = data.split(name) if split != "all" else getattr(data, name)
-        if ds is None:
-            continue
-        for x, y in ds.batch(512).as_numpy_iterator():
-            xs.append(np.asarray(x, np.float32))
-            ys.append(np.asarray(y).reshape(-1).astype(np.int64))
-    if not xs:
-        raise RunError(f"data '{data.source}' has no images in split '{split}'")
-    return np.concatenate(xs), np.concatenate(ys)
-
-
 def align_labels(labels: np.ndarray, data_names: list[str], model_names: list[str]) -> np.ndarray:
     """Map the data's label ids onto the model's class order (matching class names)."""
     if list(data_names) == list(model_names):
@@ -133,9 +117,10 @@ def evaluate_model(
     """Evaluate a model source on a split of a data source (default: the one it was trained on,
     from its metadata's ``data``); optionally draw the confusion matrix."""
     from .data import load_data
+    from .data.batches import labelled_batches, split_names
     from .export.runtime import open_model
     from .modelio import find_model
-    from .predict import predict_probabilities
+    from .predict import BATCH, predict_batch
 
     if split not in SPLITS:
         raise RunError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
@@ -150,9 +135,15 @@ def evaluate_model(
                 hint="pass --data digits, an image folder or an .npz file",
             )
     data = load_data(data_source, meta["input_shape"])
-    x, y = dataset_arrays(data, split)
-    y = align_labels(y, data.class_names, meta["class_names"])
-    probs = predict_probabilities(runtime, x)
+    names = split_names(data, split)
+    batches, labels = [], []  # one batch of images in memory at a time, never the split
+    for _, x, y in labelled_batches(data, names, meta["input_shape"], BATCH, what="evaluating"):
+        batches.append(predict_batch(runtime, x))
+        labels.append(y)
+    if not labels:
+        raise RunError(f"data '{data.source}' has no images in split '{split}'")
+    probs = np.concatenate(batches)
+    y = align_labels(np.concatenate(labels), data.class_names, meta["class_names"])
     s = score(probs, y, meta["class_names"], k)
     png = None
     if confusion_png is not None:

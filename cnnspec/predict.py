@@ -69,22 +69,27 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
-def predict_probabilities(runtime, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
-    """Class probabilities for a float32 (N, H, W, C) batch, run in chunks of ``batch``."""
-    if len(images) == 0:
-        return np.zeros((0, 0), np.float32)
+def predict_batch(runtime, images: np.ndarray) -> np.ndarray:
+    """Class probabilities of one float32 (N, H, W, C) batch; a runtime failure is a RunError."""
     from .export.runtime import _first_line
 
     try:
-        return np.concatenate(
-            [runtime.predict(images[i : i + batch]) for i in range(0, len(images), batch)]
-        )
+        return runtime.predict(images)
     except RunError:
         raise
     except Exception as exc:  # noqa: BLE001 - runtimes raise their own types for bad inputs
         raise RunError(
             f"{runtime.path}: the {runtime.format} model failed: {_first_line(exc)}"
         ) from None
+
+
+def predict_probabilities(runtime, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
+    """Class probabilities for a float32 (N, H, W, C) array, run in chunks of ``batch``."""
+    if len(images) == 0:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(
+        [predict_batch(runtime, images[i : i + batch]) for i in range(0, len(images), batch)]
+    )
 
 
 def top_k(probs: np.ndarray, class_names: list[str], k: int) -> list[list[tuple[str, float]]]:
@@ -105,15 +110,20 @@ def top_k(probs: np.ndarray, class_names: list[str], k: int) -> list[list[tuple[
 def predict_files(model: str | Path, inputs: list[str | Path], k: int = 3) -> list[Prediction]:
     """Predict the top-k classes of image files and folders with any model source."""
     from .data import load_images
+    from .data.progress import progress
     from .export.runtime import open_model
 
     if k < 1:
         raise RunError(f"--top-k must be at least 1, received {k}")
     files = expand_inputs(inputs)
     runtime, meta = open_model(model)
-    images, names = load_images(files, meta["input_shape"])
-    probs = predict_probabilities(runtime, images)
-    return [
-        Prediction(name, top)
-        for name, top in zip(names, top_k(probs, meta["class_names"], k), strict=True)
-    ]
+    out: list[Prediction] = []
+    # A folder of any size: one batch of decoded images in memory at a time.
+    with progress("predicting", len(files)) as bar:
+        for i in range(0, len(files), BATCH):
+            images, names = load_images(files[i : i + BATCH], meta["input_shape"])
+            probs = predict_probabilities(runtime, images)
+            tops = top_k(probs, meta["class_names"], k)
+            out += [Prediction(n, top) for n, top in zip(names, tops, strict=True)]
+            bar.advance(len(names))
+    return out

@@ -195,13 +195,27 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.fixture(scope="module")
+def heavy_run(tmp_path_factory) -> Path:
+    """A run whose model has 36M parameters (144 MB): its export writes for ~0.5 s, not the
+    0.15 s of the digits model, which a loaded machine finished before the signal came."""
+    import keras
+    from _model_fixtures import write_run_dir
+
+    inp = keras.Input(tuple(INPUT_SHAPE))
+    x = keras.layers.Dense(6000, activation="relu")(keras.layers.Flatten()(inp))
+    x = keras.layers.Dense(6000, activation="relu")(x)
+    out = keras.layers.Dense(len(CLASS_NAMES), activation="softmax")(x)
+    return write_run_dir(tmp_path_factory.mktemp("heavy") / "run", keras.Model(inp, out))
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_interrupted_export_leaves_nothing_at_the_destination(tmp_path, sig):
+def test_interrupted_export_leaves_nothing_at_the_destination(tmp_path, sig, heavy_run):
     """Interrupt a real export while it is writing: the destination never appears."""
     out = tmp_path / "out"
     out.mkdir()
     dest = out / "model_savedmodel"
-    code = _INTERRUPTIBLE.format(repo=str(REPO), run=str(digits_run()), dest=str(dest))
+    code = _INTERRUPTIBLE.format(repo=str(REPO), run=str(heavy_run), dest=str(dest))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -209,7 +223,10 @@ def test_interrupted_export_leaves_nothing_at_the_destination(tmp_path, sig):
         assert proc.poll() is None, "export ended before writing anything"
         assert time.monotonic() < deadline
         time.sleep(0.005)
+    # Frozen where it is at once (the export has ~0.5 s left), then interrupted there.
+    proc.send_signal(signal.SIGSTOP)
     proc.send_signal(sig)
+    proc.send_signal(signal.SIGCONT)
     proc.wait(timeout=120)
     assert proc.returncode in (130, -signal.SIGKILL), proc.stderr.read().decode()[-2000:]
     assert not dest.exists()

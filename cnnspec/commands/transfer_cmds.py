@@ -50,8 +50,9 @@ def features(
     import numpy as np
 
     from ..data import load_data
+    from ..data.batches import labelled_batches, split_names
     from ..outpaths import atomic_path, check_output
-    from ..transfer.features import extract_features
+    from ..transfer.features import feature_model
 
     if pool not in ("avg", "max", "flatten"):
         raise RunError(f"--pool must be avg, max or flatten, received {pool!r}")
@@ -82,18 +83,21 @@ def features(
     if not source_data:
         raise RunError("no data to extract features from", hint="pass --data")
     loaded = load_data(source_data, shape, validation_split=split[0], test_split=split[1])
-    xs, ys, names = [], [], []
-    for name in SPLITS:
-        ds = getattr(loaded, name)
-        if ds is None:
-            continue
-        pairs = list(ds.batch(512).as_numpy_iterator())
-        xs.append(np.concatenate([p[0] for p in pairs]))
-        ys.append(np.concatenate([p[1] for p in pairs]))
-        names += [name] * len(xs[-1])
-    # One feature model and one predict for every split (a model per split retraces).
-    feats = extract_features(model, np.concatenate(xs), batch_size, pool, trained)
-    labels = np.concatenate(ys)
+    try:  # one feature model for every split (a model per split retraces)
+        extractor = feature_model(model, pool, trained)
+    except ValueError as exc:
+        raise RunError(f"{source}: {exc}", hint="features come from a dense-headed model") from None
+    chunks, labels, names = [], [], []  # one batch of images in memory at a time
+    stream = labelled_batches(
+        loaded, split_names(loaded, "all"), shape, batch_size, what="extracting features"
+    )
+    for name, x, y in stream:
+        chunks.append(np.asarray(extractor.predict_on_batch(x), dtype=np.float32))
+        labels.append(y)
+        names += [name] * len(y)
+    if not chunks:
+        raise RunError(f"data '{loaded.source}' has no images")
+    feats, labels = np.concatenate(chunks), np.concatenate(labels)
     # A file object: numpy would append .npz to a path without it (and to the temporary name).
     with atomic_path(output) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(

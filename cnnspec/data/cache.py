@@ -209,7 +209,7 @@ def _fill(ds, count: int, what: str, on_error: Callable[[int], None], echo) -> N
 
     with progress(what, count, echo=echo) as bar:
         try:
-            for x, _ in ds.batch(256).prefetch(2):
+            for x, _ in ds.batch(64).prefetch(1):  # little memory: a batch is only counted
                 bar.advance(int(x.shape[0]))
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.NotFoundError):
             on_error(bar.count)
