@@ -209,8 +209,19 @@ def _size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def check_archive_limits(zf: zipfile.ZipFile, path: str | Path) -> None:
-    """Refuse an archive whose declared sizes break the limits above (nothing is decompressed)."""
+def check_archive_limits(
+    zf: zipfile.ZipFile,
+    path: str | Path,
+    *,
+    max_total: int | None = None,
+    max_ratio: int | None = None,
+) -> None:
+    """Refuse an archive whose declared sizes break the limits above (nothing is decompressed).
+
+    ``max_total`` / ``max_ratio``: other limits for other archives (an ``.npz``).
+    """
+    max_total = MAX_ARCHIVE_BYTES if max_total is None else max_total
+    max_ratio = MAX_RATIO if max_ratio is None else max_ratio
     infos = zf.infolist()
     if len(infos) > MAX_MEMBERS:
         raise ArchiveError(f"{path}: the archive has {len(infos)} members (limit {MAX_MEMBERS})")
@@ -224,21 +235,21 @@ def check_archive_limits(zf: zipfile.ZipFile, path: str | Path) -> None:
                 f"{path}: member '{name}' is stored uncompressed but declares {declared} bytes "
                 f"for {packed} (a forged zip header)"
             )
-        if declared > RATIO_FLOOR and declared > MAX_RATIO * max(packed, 1):
+        if declared > RATIO_FLOOR and declared > max_ratio * max(packed, 1):
             raise ArchiveError(
                 f"{path}: member '{name}' declares {_size_text(declared)} from "
                 f"{_size_text(packed)} compressed (ratio {declared // max(packed, 1)}:1, limit "
-                f"{MAX_RATIO}:1); this looks like a zip bomb and is not read"
+                f"{max_ratio}:1); this looks like a zip bomb and is not read"
             )
         if name in _JSON_MEMBERS and declared > MAX_JSON_MEMBER_BYTES:
             raise ArchiveError(
                 f"{path}: member '{name}' declares {_size_text(declared)} (limit "
                 f"{_size_text(MAX_JSON_MEMBER_BYTES)})"
             )
-    if total > MAX_ARCHIVE_BYTES:
+    if total > max_total:
         raise ArchiveError(
             f"{path}: the archive declares {_size_text(total)} in all (limit "
-            f"{_size_text(MAX_ARCHIVE_BYTES)})"
+            f"{_size_text(max_total)})"
         )
 
 

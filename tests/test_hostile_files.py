@@ -204,6 +204,59 @@ def test_validate_refuses_a_bomb_backbone_fast_in_little_memory(bomb_backbone, t
     assert seconds < 20
 
 
+# An .npz is a zip too: x.npy declaring 2 GiB of zeros (2 MB on disk) beside a real y.npy.
+NPZ_BOMB_MESSAGE = (
+    r"member 'x\.npy' declares 2\.0 GiB from 2\.\d MiB compressed \(ratio \d+:1, limit "
+    r"1000:1\); this looks like a zip bomb and is not read"
+)
+
+
+@pytest.fixture(scope="module")
+def bomb_npz(tmp_path_factory) -> Path:
+    import io
+
+    y = io.BytesIO()
+    np.save(y, np.zeros(10, np.int64))
+    return write_bomb(
+        tmp_path_factory.mktemp("bomb") / "data.npz", {"y.npy": y.getvalue()}, "x.npy"
+    )
+
+
+@pytest.mark.parametrize("command", ["evaluate", "fit-classifier"])
+def test_an_npz_bomb_is_refused_before_reading(bomb_npz, tmp_path, command):
+    args = {
+        "evaluate": ["evaluate", digits_run(), "--data", bomb_npz],
+        "fit-classifier": ["fit-classifier", bomb_npz, "-o", tmp_path / "c.json"],
+    }[command]
+    code, err, seconds, rss = _run_measured(args, tmp_path)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"{bomb_npz}: ") and re.search(NPZ_BOMB_MESSAGE, lines[0])
+    assert seconds < 60
+    assert rss < 1500, f"peak memory {rss:.0f} MiB: the bomb was read"  # before: 2 GiB more
+
+
+def test_an_npz_larger_than_half_the_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    """An honest .npz (random pixels, no compression) that the machine cannot hold twice."""
+    from cnnspec.data import cache
+    from cnnspec.data.arrays import read_npz
+
+    path = tmp_path / "big.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (5000, 32, 32), np.uint8), y=np.arange(5000) % 10)
+    monkeypatch.setattr(cache, "total_memory", lambda: 8 * 1024**2)
+    with pytest.raises(RunError) as info:
+        read_npz(str(path))
+    assert str(info.value) == (
+        f"{path}: the archive declares 4.9 MiB in all (limit 4.0 MiB). Hint: an .npz is loaded "
+        "whole, so it may declare at most half of this machine's memory; use an image folder "
+        "or a CSV manifest, which stream."
+    )
+    monkeypatch.undo()
+    x, y, names, _ = read_npz(str(path))  # the same file, with the machine's real memory
+    assert x.shape == (5000, 32, 32, 1) and len(names) == 10
+
+
 def test_validate_reads_a_good_backbone_without_loading_its_weights(tmp_path):
     """Control for the test above: the same spec on the real backbone validates."""
     code, err, _, _ = _run_measured(["validate", _spec(tmp_path, BACKBONE)], tmp_path, GIB)

@@ -13,6 +13,11 @@ HEAD = "name: t\ninput: [16, 16, 1]\nlayers:\n"
 CASES = {
     "unknown kind": ("  - cnv: 3x3, 8\n", 4, ["unknown layer kind 'cnv'", "did you mean 'conv'"]),
     "activation as kind": ("  - relu\n", 4, ["unknown layer kind 'relu'", "act: relu"]),
+    "misspelt activation as kind": (
+        "  - rleu\n",
+        4,
+        ["unknown layer kind 'rleu'", "did you mean the activation 'relu'? write 'act: relu'"],
+    ),
     "unknown key": (
         "  - conv: {K: 3, n_K: 4, strides: 2}\n",
         4,

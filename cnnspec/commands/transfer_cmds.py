@@ -140,6 +140,9 @@ def fit_classifier(
         raise RunError(
             f"cannot read {features_file}: {what}", hint="pass the .npz written by cnnspec features"
         )
+    from ..data.arrays import check_npz_archive
+
+    check_npz_archive(features_file)  # a zip bomb is refused before anything is decompressed
     try:
         with np.load(features_file, allow_pickle=False) as npz:
             missing = [key for key in ("features", "labels") if key not in npz]

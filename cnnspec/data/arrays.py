@@ -38,11 +38,43 @@ def digits():
     return x, digits.target.astype(np.int32), [str(i) for i in range(10)]
 
 
+#: Deflate cannot pack real arrays much tighter than this; a bomb's zeros pack at ~1030:1.
+NPZ_MAX_RATIO = 1000
+
+
+def check_npz_archive(path: Path) -> None:
+    """Refuse an ``.npz`` from its zip directory before any array is decompressed.
+
+    An .npz is read whole into memory: it may declare at most half of this machine's memory
+    in all, and no member may be a zip bomb (a ratio deflate does not reach on real data).
+    """
+    from ..modelio import ArchiveError, check_archive_limits
+    from .cache import total_memory
+
+    budget = total_memory() // 2
+    try:
+        with zipfile.ZipFile(path) as zf:
+            check_archive_limits(zf, path, max_total=budget, max_ratio=NPZ_MAX_RATIO)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError):
+        return  # not a zip: np.load says what it is
+    except OSError as exc:
+        raise RunError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ArchiveError as exc:
+        hint = (
+            "an .npz is loaded whole, so it may declare at most half of this machine's memory; "
+            "use an image folder or a CSV manifest, which stream"
+            if "in all" in str(exc)
+            else "re-save the arrays with numpy.savez_compressed"
+        )
+        raise RunError(str(exc), hint=hint) from None
+
+
 def read_npz(source: str):
     """x, y, class names and the scaling rule applied (a line for the run's log) of an .npz."""
     path = Path(source)
     if not path.is_file():
         raise RunError(f"data file not found: {path}")
+    check_npz_archive(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "x" not in npz or "y" not in npz:

@@ -273,8 +273,14 @@ class _Expander:
         human = f"{human} {kind}"
         if kind not in ctx.defines and kind not in REGISTRY:
             hint = did_you_mean(kind, list(REGISTRY) + list(ctx.defines))
-            if kind in ACTIVATIONS:
-                hint = f"write 'act: {kind}', or put {kind} in the previous layer (e.g. conv: 3x3, 64, {kind})"
+            act = kind if kind in ACTIVATIONS else None
+            if act is None and not hint:  # '- rleu': a misspelt activation
+                guess = did_you_mean(kind, list(ACTIVATIONS))
+                act = guess.split("'")[1] if guess else None
+            if act is not None:
+                hint = f"write 'act: {act}', or put {act} in the previous layer (e.g. conv: 3x3, 64, {act})"
+                if act != kind:
+                    hint = f"did you mean the activation '{act}'? {hint}"
             ctx.add(
                 path + (kind,),
                 human,
