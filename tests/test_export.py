@@ -307,3 +307,112 @@ def test_cnnspec_custom_layers_export(tmp_path, fmt):
         / {"keras": "m.keras", "savedmodel": "m", "tflite": "m.tflite", "onnx": "m.onnx"}[fmt],
     )
     assert result.max_abs_diff <= 1e-4
+
+
+# Layer settings whose ONNX export once failed: Keras' Normalization (its statistics became graph
+# inputs nothing feeds) and transposed convolutions asking for rows past the 'valid' output (tf2onnx
+# wrote negative pads; no runtime loads them), and 1D/3D inputs (sample inputs were images only).
+# Each model is the layer alone (inputs scaled to [0, 1]), so the comparison sees its raw output.
+# native: convT as Keras' own layer (padding, output_padding, then a crop) with the same weights.
+ONNX_LAYERS = {
+    "normalize": ([6, 6, 3], "normalize: {mean: [0.5, 0.4, 0.3], variance: [0.1, 0.2, 0.3]}", None),
+    "normalize-constants": (
+        [6, 6, 3],
+        "normalize: {mean: [0.5, 0.4, 0.3], variance: [0.1, 0.2, 0.3], constants: true}",
+        None,
+    ),
+    "convT-valid-K<s": ([5, 5, 2], "convT: 1x1, 3, s=2, p=valid", ("valid", None, 0)),
+    "convT-same-K<s": ([5, 5, 2], "convT: 1x1, 3, s=2, p=same, relu", ("same", None, 0)),
+    "convT-same-mixed": ([5, 5, 2], "convT: 2x3, 3, s=3, p=same", ("same", None, 0)),
+    "convT-p0-op": ([5, 5, 2], "convT: 3x3, 3, s=2, p=0, op=1", ("valid", 1, 0)),
+    "convT-valid-op": ([5, 5, 2], "convT: 3x3, 3, s=3, p=valid, op=2, relu", ("valid", 2, 0)),
+    "convT-p1-op2": ([5, 5, 2], "convT: 2x2, 3, s=3, p=1, op=2", ("valid", 2, 1)),
+    "convT-1d": ([12, 2], "convT: 3, 3, s=2, p=valid, op=1", ("valid", 1, 0)),
+    "convT-3d": ([3, 3, 3, 2], "convT: 1, 3, s=2, p=same", ("same", None, 0)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ONNX_LAYERS))
+def test_layer_kind_exports_to_onnx(tmp_path, case):
+    import keras
+
+    from cnnspec.build import build_model
+    from cnnspec.spec import loads_spec
+
+    shape, layer, native = ONNX_LAYERS[case]
+    spec = loads_spec(f"name: t\ninput: {shape}\nlayers:\n  - {layer}\n")
+    model = build_model(spec)
+    model.save(tmp_path / "m.keras")
+    result = export_model(tmp_path / "m.keras", "onnx", tmp_path / "m.onnx")
+    assert result.max_abs_diff <= 1e-4
+    x = sample_inputs(shape, 4, seed=1)
+    got = _own_runtime_predict("onnx", result.path, x)
+    np.testing.assert_allclose(got, np.asarray(model(x)), rtol=1e-5, atol=1e-5)
+    if native is None:
+        return
+    padding, output_padding, crop = native
+    rank = len(shape) - 1
+    conv = model.get_layer("convT_1")
+    ref = keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Rescaling(1 / 255),
+            getattr(keras.layers, f"Conv{rank}DTranspose")(
+                3,
+                conv.kernel_size,
+                strides=conv.strides,
+                padding=padding,
+                output_padding=output_padding,
+                activation=conv.activation,
+            ),
+            getattr(keras.layers, f"Cropping{rank}D")(crop),
+            *[lyr for lyr in model.layers if lyr.name == "convT_1_act"],
+        ]
+    )
+    ref.layers[1].set_weights(conv.get_weights())
+    np.testing.assert_allclose(got, np.asarray(ref(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_with_keras_own_normalization_loads_and_says_why_onnx_refuses_it(tmp_path):
+    """A .keras saved before cnnspec's Normalization: it loads (safe mode), exports to
+    SavedModel, and ONNX refuses it with one line naming the layer."""
+    import keras
+
+    from cnnspec.modelio import load_keras_model
+
+    inp = keras.Input((6, 6, 3))
+    norm = keras.layers.Normalization(axis=-1, name="normalize_1")
+    norm.build((None, 6, 6, 3))
+    norm.adapt_mean.assign([100.0, 110.0, 120.0])
+    norm.adapt_variance.assign([3000.0, 3100.0, 3200.0])
+    norm.finalize_state()
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(norm(inp)))
+    model = keras.Model(inp, out)
+    path = tmp_path / "old.keras"
+    model.save(path)
+    x = sample_inputs([6, 6, 3], 4)
+    loaded = load_keras_model(path)
+    assert type(loaded.get_layer("normalize_1")) is keras.layers.Normalization
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    assert export_model(path, "savedmodel", tmp_path / "sm").max_abs_diff <= 1e-4
+    with pytest.raises(
+        RunError,
+        match="layer 'normalize_1' is a plain Keras Normalization.*--format savedmodel or tflite",
+    ):
+        export_model(path, "onnx", tmp_path / "old.onnx")
+    assert not (tmp_path / "old.onnx").exists()
+
+
+@pytest.mark.slow
+def test_efficientnet_b0_exports_to_onnx(tmp_path):
+    """specs/efficientnet.yaml (normalize with weights in its stem) in ONNX Runtime."""
+    from cnnspec.build import build_model
+    from cnnspec.spec import load_spec
+
+    model = build_model(load_spec(REPO / "specs" / "efficientnet.yaml", scale="b0"))
+    model.save(tmp_path / "b0.keras")
+    result = export_model(tmp_path / "b0.keras", "onnx", tmp_path / "b0.onnx", n_samples=4)
+    assert result.max_abs_diff <= 1e-4 and result.top1_agreement == 1.0
+    x = sample_inputs([224, 224, 3], 2, seed=3)
+    got = _own_runtime_predict("onnx", result.path, x)
+    np.testing.assert_allclose(got, np.asarray(model(x)), rtol=1e-4, atol=1e-6)

@@ -237,17 +237,15 @@ def test_residual_drop_path_drops_the_body_in_training_only():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "savedmodel"])
 def test_new_kinds_export_and_match_keras_in_their_runtime(fmt, tmp_path):
     from _model_fixtures import run_cli
 
-    # Keras' ONNX export cannot convert a Normalization layer (its statistics become missing
-    # graph inputs), so normalize is checked on TFLite only.
-    normalize = ["normalize: {mean: [100, 110, 120], variance: [3000, 3100, 3200]}"]
     model = _model(
         [8, 8, 3],
-        (normalize if fmt == "tflite" else [])
-        + [
+        [
+            "normalize: {mean: [100, 110, 120], variance: [3000, 3100, 3200]}",
+            "normalize: {mean: 0.1, variance: 2, constants: true}",
             "conv: 3x3, 12, p=same, relu",
             "residual: {body: ['conv: 3x3, 12, p=same', 'layerscale: 0.1'], drop_path: 0.1}",
             "shuffle: 3",
@@ -262,7 +260,8 @@ def test_new_kinds_export_and_match_keras_in_their_runtime(fmt, tmp_path):
     path = tmp_path / "m.keras"
     model.save(path)
     # export verifies the file in its own runtime against Keras and exits 1 on a mismatch.
-    assert run_cli(["export", path, "--format", fmt, "-o", tmp_path / f"m.{fmt}"]) == 0
+    dest = tmp_path / ("m" if fmt == "savedmodel" else f"m.{fmt}")
+    assert run_cli(["export", path, "--format", fmt, "-o", dest]) == 0
 
 
 @pytest.mark.slow

@@ -167,3 +167,48 @@ class DropPath(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="cnnspec")
+class Normalization(keras.layers.Normalization):
+    """keras.layers.Normalization whose statistics enter the graph inside ``call``.
+
+    Keras' layer computes its broadcast mean and variance once, eagerly, outside the traced
+    function; tf2onnx turns such captured tensors into graph inputs that nothing feeds, so an
+    ONNX export cannot run. Here the weights (``adapt_mean``, ``adapt_variance``) are read in
+    ``call`` and constructor constants become numpy arrays (Const ops). Same weights, same order,
+    same formula (``(x - mean) / maximum(sqrt(variance), epsilon)``): outputs are bit-identical.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if input_shape is None:
+            return
+        ndim = len(input_shape)
+        keep = {a % ndim for a in self.axis}
+        self._stats_shape = tuple(input_shape[d] if d in keep else 1 for d in range(ndim))
+        # Constructor constants: the values Keras broadcast and cast in build, kept as numpy.
+        self._constants = (
+            None
+            if self.input_mean is None
+            else (ops.convert_to_numpy(self.mean), ops.convert_to_numpy(self.variance))
+        )
+
+    def call(self, inputs):
+        if not self.built:
+            raise ValueError("You must call `.build(input_shape)` on the layer before using it.")
+        np_ = self.backend.numpy
+        inputs = self.backend.core.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        if self._constants is not None:
+            mean, variance = (self.backend.core.convert_to_tensor(c) for c in self._constants)
+        else:
+            mean, variance = (
+                np_.reshape(self.backend.core.convert_to_tensor(w), self._stats_shape)
+                for w in (self.adapt_mean, self.adapt_variance)
+            )
+            mean = self.backend.core.cast(mean, self.compute_dtype)
+            variance = self.backend.core.cast(variance, self.compute_dtype)
+        deviation = np_.maximum(np_.sqrt(variance), keras.config.epsilon())
+        if self.invert:
+            return np_.add(mean, np_.multiply(inputs, deviation))
+        return np_.divide(np_.subtract(inputs, mean), deviation)

@@ -6,6 +6,7 @@ Each builder turns a spec into the Keras layers that compute it, named after the
 
 from __future__ import annotations
 
+import functools
 from functools import singledispatch
 from typing import Any
 
@@ -13,7 +14,14 @@ import keras
 
 from .. import shapes
 from ..spec import layers as L
-from .custom import DropPath, GlobalL2Pooling, L2Pooling, LayerScale, LocalResponseNormalization
+from .custom import (
+    DropPath,
+    GlobalL2Pooling,
+    L2Pooling,
+    LayerScale,
+    LocalResponseNormalization,
+    Normalization,
+)
 
 Tensor = Any
 
@@ -102,36 +110,52 @@ def _(spec: L.ConvTransposeSpec, name, inputs, in_shapes, **kw):
     # Keras pads only 'same'/'valid'; explicit p crops the 'valid' output (PyTorch's rule), in
     # a Cropping layer after it. The weights stay under the node's name.
     rank = _rank(in_shapes[0])
-    explicit = not isinstance(spec.p, str)
     op = spec.output_padding(rank)
-    crop = shapes.pads_for(spec.p, rank) if explicit else ()
-    if explicit:
-        # 'valid' ends in max(span, s) - span rows that only the bias reaches, as output padding
-        # adds: crop those instead of asking for op where the crop allows it (tf2onnx cannot
-        # convert an explicit output padding on 'valid').
-        K, s, d = (shapes.expand(getattr(spec, f), rank, f) for f in ("K", "s", "d"))
-        spans = [di * (k - 1) + 1 for k, di in zip(K, d, strict=True)]
-        extra = [max(span, si) - span for span, si in zip(spans, s, strict=True)]
-        shifted = tuple((a, b + e - o) for (a, b), e, o in zip(crop, extra, op, strict=True))
-        if min(b for _, b in shifted) >= 0:
-            crop, op = shifted, None
-    y = _nd("Conv", rank, "Transpose")(
+    K, s, d = (shapes.expand(getattr(spec, f), rank, f) for f in ("K", "s", "d"))
+    conv = functools.partial(
+        _nd("Conv", rank, "Transpose"),
         spec.n_K,
-        shapes.expand(spec.K, rank, "K"),
-        strides=shapes.expand(spec.s, rank, "s"),
-        padding="valid" if explicit else spec.p,
-        output_padding=op,
-        dilation_rate=shapes.expand(spec.d, rank, "d"),
-        activation=None if explicit else activation(spec.act),
+        K,
+        strides=s,
+        dilation_rate=d,
         use_bias=spec.bias,
         name=name,
         **kw,
-    )(inputs[0])
-    if not explicit:
-        return y
+    )
+    spans = [di * (k - 1) + 1 for k, di in zip(K, d, strict=True)]
+    # The full 'valid' output ends at (n - 1)s + span; each padding crops it (start, end). Rows
+    # past its end (output padding, or 'valid'/'same' with a kernel narrower than the stride)
+    # only the bias reaches; tf2onnx turns them into negative ONNX pads, which no runtime loads.
+    # So they are never asked of Keras: the input gets one more (zero) position instead, s more
+    # rows, and the end crop keeps the few wanted. Same values, ONNX-exportable.
+    explicit = not isinstance(spec.p, str)
+    if spec.p == "same":
+        n = in_shapes[0][:-1]
+        outs = spec.output_shape(in_shapes)[:-1]
+        over = [(ni - 1) * si + span - L for ni, si, span, L in zip(n, s, spans, outs, strict=True)]
+        if min(over) >= 0:  # Keras' own 'same' (its crop is (over // 2, the rest), as TF's)
+            act = activation(spec.act)
+            return conv(padding="same", output_padding=op, activation=act)(inputs[0])
+        crops = [(t // 2, t - t // 2) if t >= 0 else (0, t) for t in over]
+    else:
+        pads = shapes.pads_for(spec.p, rank) if explicit else ((0, 0),) * rank
+        if op is None:
+            op = tuple(max(span, si) - span for span, si in zip(spans, s, strict=True))
+        crops = [(a, b - o) for (a, b), o in zip(pads, op, strict=True)]
+    grow = tuple(int(b < 0) for _, b in crops)
+    crop = tuple((a, b + g * si) for (a, b), g, si in zip(crops, grow, s, strict=True))
+    x = inputs[0]
+    if any(grow):
+        pad = tuple((0, g) for g in grow)
+        x = _nd("ZeroPadding", rank)(pad[0] if rank == 1 else pad, name=f"{name}_pad", **kw)(x)
+    y = conv(
+        padding="valid",
+        output_padding=(0,) * rank,
+        activation=None if explicit else activation(spec.act),
+    )(x)
     if any(a or b for a, b in crop):
         y = _nd("Cropping", rank)(crop[0] if rank == 1 else crop, name=f"{name}_crop", **kw)(y)
-    if spec.act:
+    if explicit and spec.act:
         y = keras.layers.Activation(activation(spec.act), name=f"{name}_act", **kw)(y)
     return y
 
@@ -271,13 +295,12 @@ def _(spec: L.RescaleSpec, name, inputs, in_shapes, **kw):
 @apply.register
 def _(spec: L.NormalizeSpec, name, inputs, in_shapes, **kw):
     # Statistics as weights (not constructor constants), as keras.applications' EfficientNet
-    # has them: the parameter count matches and a weight copy carries them.
+    # has them: the parameter count matches and a weight copy carries them. cnnspec's subclass
+    # of keras.layers.Normalization computes the same; its graph exports to ONNX.
     mean, variance = spec.per_channel(in_shapes[0][-1])
     if spec.constants:
-        return keras.layers.Normalization(axis=-1, mean=mean, variance=variance, name=name, **kw)(
-            inputs[0]
-        )
-    layer = keras.layers.Normalization(axis=-1, name=name, **kw)
+        return Normalization(axis=-1, mean=mean, variance=variance, name=name, **kw)(inputs[0])
+    layer = Normalization(axis=-1, name=name, **kw)
     layer.build((None, *in_shapes[0]))
     layer.adapt_mean.assign(mean)
     layer.adapt_variance.assign(variance)

@@ -363,11 +363,33 @@ def _write_onnx(model, path: Path, quantize) -> None:
             "ONNX export needs tf2onnx, onnx and onnxruntime", hint="pip install 'cnnspec[onnx]'"
         ) from None
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    _refuse_plain_normalization(model)
     # Keras exports to ONNX only a model that has been called once; a freshly loaded one hasn't.
     model(np.zeros((1, *(int(d) for d in model.inputs[0].shape[1:])), np.float32), training=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras' numpy-2 patch of tf2onnx warns about np.object
         model.export(str(path), format="onnx", verbose=False)
+
+
+def _refuse_plain_normalization(model) -> None:
+    """One line for a model saved before cnnspec built ``normalize`` with its own layer.
+
+    tf2onnx turns keras.layers.Normalization's statistics (tensors computed outside the traced
+    call) into graph inputs that nothing feeds; cnnspec.build.custom.Normalization exports.
+    """
+    import keras
+
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", []))
+        if type(layer) is keras.layers.Normalization:
+            raise RunError(
+                f"layer '{layer.name}' is a plain Keras Normalization (a model built before "
+                "cnnspec's own normalize layer), which tf2onnx cannot convert",
+                hint="rebuild the model from its spec with this cnnspec (cnnspec build or "
+                "train), or export with --format savedmodel or tflite",
+            )
 
 
 _WRITERS = {
@@ -393,15 +415,18 @@ def _runtime_name(fmt: Format) -> str:
 
 
 def sample_inputs(input_shape: list[int], n: int = N_SAMPLES, seed: int = 0) -> np.ndarray:
-    """Deterministic inputs in [0, 255]: noise, flat images and smooth gradients."""
+    """Deterministic inputs in [0, 255]: noise, flat images and smooth gradients.
+
+    A model of another rank (1D signals, 3D volumes) gets noise and the two flat inputs.
+    """
     rng = np.random.default_rng(seed)
-    h, w, c = input_shape
-    x = rng.uniform(0.0, 255.0, size=(n, h, w, c)).astype(np.float32)
+    x = rng.uniform(0.0, 255.0, size=(n, *input_shape)).astype(np.float32)
     if n >= 4:
         x[0] = 0.0
         x[1] = 255.0
-        ramp = np.linspace(0.0, 255.0, w, dtype=np.float32)
-        x[2] = ramp[None, :, None]
+    if n >= 4 and len(input_shape) == 3:
+        h, w, _ = input_shape
+        x[2] = np.linspace(0.0, 255.0, w, dtype=np.float32)[None, :, None]
         x[3] = np.linspace(0.0, 255.0, h, dtype=np.float32)[:, None, None]
     return x
 
