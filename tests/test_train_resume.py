@@ -95,6 +95,99 @@ def test_killed_and_resumed_run_is_bit_identical_to_the_uninterrupted_one(
     assert metrics(run)["resumed_from_epoch"] == done
 
 
+# Early stopping on val_loss and reduce-on-plateau on the training loss, both with a min_delta
+# that LeNet's curve soon falls short of: on this machine the lr is halved after epoch 6 and the
+# run stops after epoch 8 of 12, restoring the weights of epoch 6. Killed after epoch 6 (or 7),
+# the resumed run must carry over the lowered lr, both callbacks' best and wait, and the best
+# weights. 6 steps an epoch keep it to a few seconds.
+PLATEAU = [
+    "--epochs", "12",
+    "--set", "train.steps_per_epoch=6",
+    "--set", "train.early_stopping={monitor: val_loss, patience: 2, min_delta: 0.06}",
+    "--set", "train.schedule={reduce_on_plateau: {monitor: loss, patience: 1, factor: 0.5, min_delta: 0.05}}",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def plateau_run(spec, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "plateau"
+    assert main(["train", str(spec), "--out", str(run), "--quiet", *PLATEAU]) == 0
+    return run
+
+
+@pytest.mark.slow
+def test_a_resumed_run_stops_and_lowers_the_lr_where_the_uninterrupted_one_did(
+    spec, plateau_run, tmp_path
+):
+    rows = read_history(plateau_run / "history.csv")
+    lrs = [row["lr"] for row in rows]
+    assert metrics(plateau_run)["status"] == "early_stopped" and len(rows) < 12
+    assert lrs[-1] < lrs[0]  # the plateau lowered the lr before the stop
+
+    run = tmp_path / "killed"
+    cli = [sys.executable, str(ROOT / "cli.py"), "train"]
+    kill_during_training(
+        [*cli, str(spec), "--out", str(run), "--quiet", *PLATEAU], run / "history.csv", 6
+    )
+    done = latest_checkpoint(run / "checkpoints")[0]
+    assert 6 <= done < len(rows)  # killed mid-run, with early stopping and plateau under way
+
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    # the same stop epoch and the same lr in every epoch
+    assert read_history(run / "history.csv") == rows
+    assert metrics(run)["status"] == "early_stopped"
+    assert metrics(run)["epochs_done"] == len(rows)
+    # restore_best_weights: both end on the weights of the same best epoch, bit for bit
+    a, b = weights(plateau_run), weights(run)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert metrics(run)["test"] == metrics(plateau_run)["test"]
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_early_stop_is_resumed_as_stopped(plateau_run, tmp_path):
+    # the kill fell after the stop epoch's checkpoint, before model.keras and metrics.json
+    run = tmp_path / "stopped"
+    shutil.copytree(plateau_run, run)
+    (run / "model.keras").unlink()
+    (run / "metrics.json").unlink()
+    epochs = len(read_history(run / "history.csv"))
+
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    m = metrics(run)
+    assert m["status"] == "early_stopped" and m["epochs_done"] == epochs  # trained no further
+    assert len(read_history(run / "history.csv")) == epochs
+    # the best epoch's weights, from the checkpoint's best_NNNN.npz
+    a, b = weights(plateau_run), weights(run)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert m["test"] == metrics(plateau_run)["test"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["older checkpoint", "more epochs"])
+def test_early_stopping_starts_afresh_without_state_or_with_a_new_epoch_count(
+    plateau_run, tmp_path, case
+):
+    run = tmp_path / "run"
+    shutil.copytree(plateau_run, run)
+    done, _ = latest_checkpoint(run / "checkpoints")
+    args = ["train", "--resume", str(run), "--quiet"]
+    if case == "older checkpoint":  # written before the callbacks' state was kept
+        (run / "model.keras").unlink()
+        (run / "metrics.json").unlink()
+        sidecar = run / "checkpoints" / f"epoch_{done:04d}.json"
+        record = json.loads(sidecar.read_text())
+        del record["callbacks"]
+        sidecar.write_text(json.dumps(record))
+    else:  # the user asks an early-stopped run for more epochs: fresh patience
+        args += ["--epochs", "13"]
+
+    assert main(args) == 0
+    m = metrics(run)
+    # fresh patience: at least one epoch more than the stop (at most patience + 1)
+    assert m["resumed_from_epoch"] == done and done < m["epochs_done"] <= done + 3
+    assert m["test"]["accuracy"] > 0.8
+
+
 @pytest.mark.slow
 def test_resuming_a_finished_run_keeps_its_files(uninterrupted, tmp_path, capsys):
     run = tmp_path / "finished"

@@ -1,9 +1,12 @@
 """Keras callbacks of a run: plain log names, NaN guard, timing, history.csv, checkpoints.
 
-Order matters (Keras hands every callback the same ``logs`` dict): ``LogNames`` first so the
-others see ``accuracy`` / ``val_accuracy`` also for models with auxiliary heads; ``Timer``
-before ``Checkpoint`` (the checkpoint keeps the timing of every epoch so far); ``Checkpoint``
-before ``History`` (a kill between the two is repaired from the checkpoint's logs on resume).
+Order matters (Keras calls them in list order and hands every one the same ``logs`` dict):
+``LogNames`` first so the others see ``accuracy`` / ``val_accuracy`` also for models with
+auxiliary heads (and ``lr`` is the rate the epoch trained with); ``Timer`` before
+``Checkpoint`` (the checkpoint keeps the timing of every epoch so far); the recipe's early
+stopping and plateau before ``Checkpoint`` (it keeps their state after they judged the epoch,
+and the lr the plateau just lowered); ``Checkpoint`` before ``History`` (a kill between the two
+is repaired from the checkpoint's logs on resume).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 
 @dataclass
@@ -141,6 +145,89 @@ class History(keras.callbacks.Callback):
         write_history(self.path, [*rows, row])
 
 
+class Resumable:
+    """Mixin for a Keras callback whose counters must survive a resume.
+
+    Keras resets them in ``on_train_begin``; ``restored`` (what ``state()`` returned when the
+    checkpoint was saved, from ``callback_states``) is applied after that reset.
+    """
+
+    key: str = ""  # its entry in the checkpoint sidecar's "callbacks"
+    counters: tuple[str, ...] = ()  # int attributes; ``best`` (float or None) is kept too
+    restored: dict[str, Any] | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)  # type: ignore[misc]
+        if self.restored and self.applies(self.restored):
+            self.apply(self.restored)
+
+    def applies(self, restored: dict[str, Any]) -> bool:
+        return True
+
+    def state(self) -> dict[str, Any]:
+        """The counters and ``best`` as JSON values."""
+        best = getattr(self, "best", None)
+        out: dict[str, Any] = {name: int(getattr(self, name)) for name in self.counters}
+        out["best"] = None if best is None else float(best)
+        return out
+
+    def apply(self, state: dict[str, Any]) -> None:
+        """Set the counters and ``best`` from ``state`` (a missing entry keeps its value)."""
+        for name in self.counters:
+            if name in state:
+                setattr(self, name, int(state[name]))
+        if "best" in state:  # write_json stores inf as "inf": float() reads both
+            self.best = None if state["best"] is None else float(state["best"])
+
+
+class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
+    """EarlyStopping that a resume continues: counters, best value and best weights.
+
+    ``epochs``: the run's epoch budget. A run that stopped early is resumed as stopped under
+    the same budget (a kill fell before model.keras); under another (``--resume RUN --epochs
+    N``) it trains on with fresh patience, as the user asked for more epochs.
+    """
+
+    key = "early_stopping"
+    counters = ("wait", "stopped_epoch", "best_epoch")
+
+    def __init__(self, *, epochs: int, restored: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.epochs, self.restored = epochs, restored
+
+    def applies(self, restored: dict[str, Any]) -> bool:
+        return not (restored.get("stopped_epoch", 0) and restored.get("epochs") != self.epochs)
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "epochs": self.epochs}
+
+    def apply(self, state: dict[str, Any]) -> None:
+        super().apply(state)
+        if self.restore_best_weights and state.get("best_weights") is not None:
+            self.best_weights = list(state["best_weights"])
+
+    def stopped(self) -> bool:
+        """Whether the restored state is a finished early stop that this budget keeps."""
+        r = self.restored
+        return bool(r and r.get("stopped_epoch", 0) and self.applies(r))
+
+
+class ResumableReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that a resume continues (the lowered lr itself is an optimizer
+    variable, saved with the weights)."""
+
+    key = "reduce_on_plateau"
+    counters = ("wait", "cooldown_counter")
+
+    def __init__(self, *, restored: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.restored = restored
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        # Keras adds "learning_rate" to the shared logs; ours already carry "lr" (LogNames).
+        super().on_epoch_end(epoch, dict(logs or {}))
+
+
 class Checkpoint(keras.callbacks.Callback):
     """Save the full training state (weights + optimizer) after every good epoch, crash-safe.
 
@@ -149,16 +236,24 @@ class Checkpoint(keras.callbacks.Callback):
     epoch is committed by one atomic rename of ``epoch_NNNN.weights.h5``; its logs are written
     (atomically) just before as ``epoch_NNNN.json`` so that history.csv can be completed if the
     kill falls between the commit and the history row. A NaN epoch is never saved.
+    ``resumables``: the recipe's callbacks whose state the sidecar keeps (they run before).
     """
 
-    def __init__(self, folder: Path, state: RunState) -> None:
+    def __init__(
+        self, folder: Path, state: RunState, resumables: list[Resumable] | None = None
+    ) -> None:
         super().__init__()
-        self.folder, self.state = folder, state
+        self.folder, self.state, self.resumables = folder, state, resumables or []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.state.nan is None:
             save_checkpoint(
-                self.model, self.folder, epoch + 1, logs or {}, timing=self.state.timing()
+                self.model,
+                self.folder,
+                epoch + 1,
+                logs or {},
+                timing=self.state.timing(),
+                callbacks=self.resumables,
             )
 
 
@@ -174,26 +269,59 @@ def rng_variables(model: Any) -> list[Any]:
 
 
 def save_checkpoint(
-    model: Any, folder: Path, epochs_done: int, logs: dict, *, timing: dict | None = None
+    model: Any,
+    folder: Path,
+    epochs_done: int,
+    logs: dict,
+    *,
+    timing: dict | None = None,
+    callbacks: list[Resumable] | None = None,
 ) -> None:
     """Commit the training state after ``epochs_done`` epochs (see ``Checkpoint``).
 
     The sidecar ``epoch_NNNN.json`` holds the epoch's logs, the random-generator states
-    (``rng_variables``) and the timing of every epoch so far.
+    (``rng_variables``), the timing of every epoch so far and the state of ``callbacks``.
+    Early stopping's best weights go to ``best_NNNN.npz`` (NNNN: the best epoch), written
+    before the sidecar names it and kept while a committed sidecar does; it is rewritten only
+    when the best epoch is this one, so an unchanged best costs nothing per epoch.
     """
     from .rundir import write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"epoch_{epochs_done:04d}"
     rng = [keras.ops.convert_to_numpy(v).tolist() for v in rng_variables(model)]
-    record = {"epoch": epochs_done, "logs": dict(logs), "rng": rng, "timing": timing or {}}
+    states: dict[str, Any] = {}
+    for cb in callbacks or []:
+        states[cb.key] = cb.state()
+        best_weights = getattr(cb, "best_weights", None)
+        if best_weights is not None:
+            name = f"best_{cb.best_epoch + 1:04d}.npz"
+            if cb.best_epoch + 1 == epochs_done or not (folder / name).is_file():
+                _write_arrays(folder / name, best_weights)
+            states[cb.key]["best_weights"] = name
+    record = {
+        "epoch": epochs_done,
+        "logs": dict(logs),
+        "rng": rng,
+        "timing": timing or {},
+        "callbacks": states,
+    }
     write_json(folder / f"{stem}.json", record)
     tmp = folder / "saving.weights.h5"
     model.save_weights(tmp, overwrite=True)
     os.replace(tmp, folder / f"{stem}.weights.h5")  # the commit
-    for old in folder.glob("epoch_*"):
-        if not old.name.startswith(stem):
+    kept = {s.get("best_weights") for s in states.values()}
+    for old in [*folder.glob("epoch_*"), *folder.glob("best_*.npz")]:
+        if not old.name.startswith(stem) and old.name not in kept:
             old.unlink(missing_ok=True)
+
+
+def _write_arrays(path: Path, arrays: list[Any]) -> None:
+    """``arrays`` as an .npz, atomically (a temporary file in the same folder, then rename)."""
+    tmp = path.with_name("saving.best.npz")
+    with open(tmp, "wb") as f:
+        np.savez(f, *[np.asarray(a) for a in arrays])
+    os.replace(tmp, path)
 
 
 def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:
@@ -215,11 +343,28 @@ def checkpoint_record(folder: Path) -> dict[str, Any]:
     return read_json(folder / f"epoch_{latest[0]:04d}.json") or {}
 
 
+def callback_states(folder: Path) -> dict[str, dict[str, Any]]:
+    """The last committed epoch's callback states by key (``Resumable``), best weights loaded
+    as arrays; {} for a checkpoint from before they were kept (those callbacks start afresh)."""
+    states = checkpoint_record(folder).get("callbacks")
+    if not isinstance(states, dict):
+        return {}
+    out = {}
+    for key, state in states.items():
+        state = dict(state)
+        if state.get("best_weights"):
+            with np.load(folder / state["best_weights"], allow_pickle=False) as data:
+                state["best_weights"] = [data[f"arr_{i}"] for i in range(len(data.files))]
+        out[key] = state
+    return out
+
+
 def restore(model: Any, folder: Path, history_path: Path) -> int:
     """Load the last committed epoch's state into ``model``; fix history.csv to match.
 
-    The state is the weights, the optimizer (slots, step count, loss scale) and the random
-    generators' states. Returns the number of epochs already done (0 when there is no
+    The state is the weights, the optimizer (slots, step count, loss scale, learning rate as
+    a plateau lowered it) and the random generators' states (the recipe callbacks' own state:
+    ``callback_states``). Returns the number of epochs already done (0 when there is no
     checkpoint).
     """
     from .rundir import read_history, write_history

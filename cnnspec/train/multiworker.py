@@ -19,12 +19,15 @@ Pitfalls handled (measured on this stack):
   temporary directory that is removed at the end.
 - resume: the chief checkpoints like the fit path; restarted with ``--resume`` it restores and
   broadcasts the state and epoch to the other workers (restarted with their first command).
-  Early stopping and reduce-on-plateau work through Keras' own callbacks; the chief writes
-  TensorBoard scalars per epoch.
+  Early stopping and reduce-on-plateau work through Keras' own callbacks; their counters are
+  checkpointed and broadcast too, so every worker stops at the same epoch (early stopping's
+  best weights are restored on the chief only: the others' weights are discarded). The chief
+  writes TensorBoard scalars per epoch.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -82,7 +85,7 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
     """
     import tensorflow as tf
 
-    from .callbacks import restore, save_checkpoint
+    from .callbacks import callback_states, restore, save_checkpoint
     from .trainer import (
         RunResult,
         describe,
@@ -127,30 +130,41 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
     # set model.stop_training (early stopping) or model.optimizer's learning rate (plateau).
     model.optimizer = opt
     model.stop_training = False
-    done = 0
+    done, restored = 0, {}
     if hw.is_chief:
         try:
             done = restore(model, run / rundir.CHECKPOINTS, run / rundir.HISTORY)
+            restored = callback_states(run / rundir.CHECKPOINTS)
         except (OSError, ValueError) as exc:
             raise RunError(
                 f"cannot restore the checkpoint in {run / rundir.CHECKPOINTS}: {exc}"
             ) from None
-    # Only the chief has the checkpoint: every worker takes its state and epoch.
-    done = _broadcast_from_chief(strategy, _state_variables(model, opt), done)
-    if done:
-        echo(f"resumed after epoch {done}")
-        train_ds = replay(train_ds, min(done, r.epochs) * steps, echo)
-    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
-    driven = recipe_callbacks(r)
+    driven = recipe_callbacks(r, restored)
     for cb in driven:
         cb.set_model(model)
-        cb.on_train_begin()
+        cb.on_train_begin()  # on the chief they take their restored state here
+    # Only the chief has the checkpoint: every worker takes its state, epoch and callbacks'
+    # counters (None, a best not yet set, travels as NaN).
+    values = [v for cb in driven for v in cb.state().values()]
+    numbers = [float(done), *(math.nan if v is None else float(v) for v in values)]
+    numbers = _broadcast_from_chief(strategy, _state_variables(model, opt), numbers)
+    done, received = int(numbers[0]), iter(numbers[1:])
+    for cb in driven:  # the same callbacks and keys on every worker (the same recipe)
+        state = {key: next(received) for key in cb.state()}
+        cb.apply({k: None if math.isnan(x) else x for k, x in state.items()})
+    # killed after early stopping ended the run, before model.keras: nothing more to train
+    stopped = any(getattr(cb, "stopped_epoch", 0) for cb in driven)
+    if done:
+        echo(f"resumed after epoch {done}")
+        if not stopped:
+            train_ds = replay(train_ds, min(done, r.epochs) * steps, echo)
+    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
     history = rundir.read_history(run / rundir.HISTORY) if hw.is_chief else []
     board = _Board(run / rundir.LOGS) if hw.is_chief and tensorboard_available() else None
     epochs_done = min(done, r.epochs)
     seconds: list[float] = []
     try:
-        for epoch in range(epochs_done, r.epochs):
+        for epoch in range(epochs_done, epochs_done if stopped else r.epochs):
             t0 = time.perf_counter()
             totals = [0.0, 0.0, 0.0]
             for _ in range(steps):
@@ -177,8 +191,12 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
             history.append(row)
             epochs_done = epoch + 1
             logs = {k: v for k, v in row.items() if k != "epoch"}
+            for cb in driven:  # before the checkpoint that keeps their state
+                cb.on_epoch_end(epoch, logs)
             if hw.is_chief:  # checkpoint first, then the row (as on the fit path)
-                save_checkpoint(model, run / rundir.CHECKPOINTS, epochs_done, logs)
+                save_checkpoint(
+                    model, run / rundir.CHECKPOINTS, epochs_done, logs, callbacks=driven
+                )
                 rundir.write_history(run / rundir.HISTORY, history)
             if board:
                 board.write(epoch, logs)
@@ -186,8 +204,6 @@ def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, starte
                 f"epoch {epoch + 1}/{r.epochs} - {seconds[-1]:.1f}s - "
                 + " - ".join(f"{k}: {v:.4f}" for k, v in row.items() if k != "epoch")
             )
-            for cb in driven:
-                cb.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
         for cb in driven:
@@ -267,20 +283,23 @@ def _state_variables(model: Any, opt: Any) -> list[Any]:
     return list(seen.values())
 
 
-def _broadcast_from_chief(strategy: Any, variables: list[Any], epoch: int) -> int:
-    """Give every worker the chief's values of ``variables``; return the chief's ``epoch``.
+def _broadcast_from_chief(strategy: Any, variables: list[Any], numbers: list[float]) -> list[float]:
+    """Give every worker the chief's values of ``variables``; return the chief's ``numbers``.
 
-    One all-reduce in which only global replica 0 (the chief's first device) contributes.
+    One all-reduce in which only global replica 0 (the chief's first device) contributes
+    (the others add zeros, not their values times 0: NaN and inf times 0 are NaN).
     """
     import tensorflow as tf
 
     values = [tf.cast(tf.convert_to_tensor(v.value), tf.float64) for v in variables]
-    values.append(tf.constant(float(epoch), tf.float64))
+    values.append(tf.constant(numbers, tf.float64))
 
     def replica(vals):
         ctx = tf.distribute.get_replica_context()
-        keep = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), tf.float64)
-        return ctx.all_reduce(tf.distribute.ReduceOp.SUM, [v * keep for v in vals])
+        chief = tf.equal(ctx.replica_id_in_sync_group, 0)
+        return ctx.all_reduce(
+            tf.distribute.ReduceOp.SUM, [tf.where(chief, v, tf.zeros_like(v)) for v in vals]
+        )
 
     @tf.function
     def broadcast(vals):
@@ -289,7 +308,7 @@ def _broadcast_from_chief(strategy: Any, variables: list[Any], epoch: int) -> in
     result = strategy.experimental_local_results(broadcast(values))[0]
     for var, value in zip(variables, result[:-1], strict=True):
         var.assign(tf.cast(value, var.dtype))
-    return int(round(float(result[-1])))
+    return [float(x) for x in result[-1].numpy()]
 
 
 def _finite(v: float) -> bool:

@@ -21,8 +21,11 @@ from .callbacks import (
     History,
     LogNames,
     NanGuard,
+    ResumableEarlyStopping,
+    ResumableReduceLROnPlateau,
     RunState,
     Timer,
+    callback_states,
     checkpoint_record,
     restore,
 )
@@ -238,8 +241,13 @@ def compile_model(model: Any, spec: Any, hw, steps: int) -> None:
         )
 
 
-def callbacks(spec: Any, run: Path, state: RunState, model: Any, hw) -> list[Any]:
-    """The run's callbacks, in the order their shared ``logs`` need (see callbacks.py)."""
+def callbacks(
+    spec: Any, run: Path, state: RunState, model: Any, hw, recipe_cbs: list[Any]
+) -> list[Any]:
+    """The run's callbacks, in the order Keras must call them (see callbacks.py).
+
+    ``recipe_cbs``: ``recipe_callbacks(...)``, before the checkpoint that keeps their state.
+    """
     import keras
 
     r = spec.train
@@ -247,11 +255,11 @@ def callbacks(spec: Any, run: Path, state: RunState, model: Any, hw) -> list[Any
         LogNames(spec.output_name if _output_names(model) else None),
         NanGuard(state),
         Timer(state, r.batch_size),
+        *recipe_cbs,
+        Checkpoint(run / rundir.CHECKPOINTS, state, recipe_cbs),
     ]
-    cbs.append(Checkpoint(run / rundir.CHECKPOINTS, state))
     if hw.is_chief:
         cbs.append(History(run / rundir.HISTORY))
-    cbs += recipe_callbacks(r)
     if hw.is_chief and tensorboard_available():
         cbs.append(
             keras.callbacks.TensorBoard(str(run / rundir.LOGS), write_graph=False, profile_batch=0)
@@ -259,15 +267,20 @@ def callbacks(spec: Any, run: Path, state: RunState, model: Any, hw) -> list[Any
     return cbs
 
 
-def recipe_callbacks(r: Any) -> list[Any]:
-    """Early stopping and reduce-on-plateau, as the recipe asks (also driven by multiworker)."""
-    import keras
+def recipe_callbacks(r: Any, restored: dict[str, dict] | None = None) -> list[Any]:
+    """Early stopping and reduce-on-plateau, as the recipe asks (also driven by multiworker).
 
+    ``restored``: their state from the checkpoint (``callback_states``), applied when training
+    begins, so that a resumed run stops and lowers the lr where the uninterrupted one would.
+    """
+    restored = restored or {}
     cbs: list[Any] = []
     if r.early_stopping is not None:
         es = r.early_stopping
         cbs.append(
-            keras.callbacks.EarlyStopping(
+            ResumableEarlyStopping(
+                epochs=r.epochs,
+                restored=restored.get(ResumableEarlyStopping.key),
                 monitor=es.monitor,
                 patience=es.patience,
                 min_delta=es.min_delta,
@@ -278,7 +291,8 @@ def recipe_callbacks(r: Any) -> list[Any]:
     if r.schedule.kind == "reduce_on_plateau":
         p = r.schedule.params
         cbs.append(
-            keras.callbacks.ReduceLROnPlateau(
+            ResumableReduceLROnPlateau(
+                restored=restored.get(ResumableReduceLROnPlateau.key),
                 monitor=p.monitor,
                 factor=p.factor,
                 patience=p.patience,
@@ -316,6 +330,7 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started, extra=None)
         hw.loss_scaling = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         try:  # a fresh run directory has no checkpoint: 0
             done = restore(model, run / rundir.CHECKPOINTS, run / rundir.HISTORY)
+            recipe_cbs = recipe_callbacks(r, callback_states(run / rundir.CHECKPOINTS))
         except (OSError, ValueError) as exc:
             raise RunError(
                 f"cannot restore the checkpoint in {run / rundir.CHECKPOINTS}: {exc}"
@@ -331,7 +346,9 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started, extra=None)
         data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed, repeat=True,
         labels=labels,
     )  # fmt: skip
-    if done:
+    # killed after early stopping ended the run, before model.keras: nothing more to train
+    stopped = any(isinstance(cb, ResumableEarlyStopping) and cb.stopped() for cb in recipe_cbs)
+    if done and not stopped:
         train_ds = replay(train_ds, min(done, r.epochs) * steps, echo)
     val_ds = (
         make_pipeline(data.val, r.batch_size, training=False, labels=labels)
@@ -344,11 +361,11 @@ def _fit(spec, data: Data, hw, run: Path, *, verbose, echo, started, extra=None)
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(
         train_ds,
-        epochs=r.epochs,
+        epochs=min(done, r.epochs) if stopped else r.epochs,
         initial_epoch=min(done, r.epochs),
         steps_per_epoch=steps,
         validation_data=val_ds,
-        callbacks=[*callbacks(spec, run, state, model, hw), *(extra or [])],
+        callbacks=[*callbacks(spec, run, state, model, hw, recipe_cbs), *(extra or [])],
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles (seeded)
     )
