@@ -403,6 +403,39 @@ def test_a_model_with_keras_own_normalization_loads_and_says_why_onnx_refuses_it
     assert not (tmp_path / "old.onnx").exists()
 
 
+UNCONVERTIBLE = {
+    # what tf2onnx cannot convert -> the one line naming the layer (before: an obscure
+    # "invalid model" from ONNX Runtime, after a full conversion)
+    "grouped conv": (
+        "  - conv: {K: 3, n_K: 6, groups: 3}\n",
+        r"layer 'conv_1' is a grouped convolution \(groups=3\), which tf2onnx cannot convert",
+    ),
+    "exact gelu": (
+        "  - conv: 3x3, 6, gelu\n",
+        r"layer 'conv_1' uses the exact GELU activation, which tf2onnx cannot convert",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNCONVERTIBLE)
+def test_what_onnx_cannot_convert_is_refused_naming_the_layer(tmp_path, case):
+    from cnnspec.build import build_model
+    from cnnspec.spec import loads_spec
+
+    layer, message = UNCONVERTIBLE[case]
+    spec = loads_spec(
+        f"name: u\ninput: [8, 8, 6]\nlayers:\n{layer}  - gavgpool\n  - dense: 3, softmax\n"
+    )
+    path = tmp_path / "u.keras"
+    build_model(spec).save(path)
+    with pytest.raises(
+        RunError, match=message + r".*Hint: export with --format savedmodel or tflite"
+    ):
+        export_model(path, "onnx", tmp_path / "u.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.keras"]
+    assert export_model(path, "tflite", tmp_path / "u.tflite").max_abs_diff <= 1e-4  # the hint
+
+
 @pytest.mark.slow
 def test_efficientnet_b0_exports_to_onnx(tmp_path):
     """specs/efficientnet.yaml (normalize with weights in its stem) in ONNX Runtime."""

@@ -372,10 +372,12 @@ def _write_onnx(model, path: Path, quantize) -> None:
 
 
 def _refuse_plain_normalization(model) -> None:
-    """One line for a model saved before cnnspec built ``normalize`` with its own layer.
+    """One line, naming the layer, for what tf2onnx cannot convert (before it fails obscurely).
 
-    tf2onnx turns keras.layers.Normalization's statistics (tensors computed outside the traced
-    call) into graph inputs that nothing feeds; cnnspec.build.custom.Normalization exports.
+    - keras.layers.Normalization (a model saved before cnnspec built ``normalize`` with its own
+      layer): its statistics become graph inputs that nothing feeds;
+    - a grouped convolution (``groups`` > 1): Keras runs it as an XLA call;
+    - exact GELU: TensorFlow computes it with Erfc, which tf2onnx lacks.
     """
     import keras
 
@@ -389,6 +391,18 @@ def _refuse_plain_normalization(model) -> None:
                 "cnnspec's own normalize layer), which tf2onnx cannot convert",
                 hint="rebuild the model from its spec with this cnnspec (cnnspec build or "
                 "train), or export with --format savedmodel or tflite",
+            )
+        if getattr(layer, "groups", 1) > 1:
+            raise RunError(
+                f"layer '{layer.name}' is a grouped convolution (groups={layer.groups}), which "
+                "tf2onnx cannot convert (Keras runs it as an XLA call)",
+                hint="export with --format savedmodel or tflite",
+            )
+        if getattr(layer, "activation", None) is keras.activations.gelu:
+            raise RunError(
+                f"layer '{layer.name}' uses the exact GELU activation, which tf2onnx cannot "
+                "convert (TensorFlow computes it with Erfc)",
+                hint="export with --format savedmodel or tflite",
             )
 
 
