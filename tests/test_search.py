@@ -197,7 +197,10 @@ def test_stopped_search_resumes_and_finishes_the_plan(tmp_path, sig):
     path = _spec(tmp_path, trials=3, steps_per_epoch=40)
     path.write_text(path.read_text().replace("  epochs: 2\n", "  epochs: 5\n"))
     out = tmp_path / "out"
-    env = _env(CNNSPEC_SEARCH_HEARTBEAT="2")
+    # kill -9: trial 1 is found dead only 3 heartbeats (12 s) after the kill, so the restart
+    # always runs trial 2 first and then must still run trial 1's retry (it once ended with
+    # the retry left WAITING, "3/3 done").
+    env = _env(CNNSPEC_SEARCH_HEARTBEAT="4" if sig == signal.SIGKILL else "2")
     first = subprocess.Popen(
         _cli(str(path), "--out", str(out)),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,

@@ -354,7 +354,10 @@ def _work(plan: Plan, study: Any, progress: Callable[[Any, Any], None]) -> int:
             optuna.storages.fail_stale_trials(study)
             requeue_interrupted(study, study.get_trials(deepcopy=False))
             trials = study.get_trials(deepcopy=False)
-            if planned_count(trials) >= plan.search.trials:
+            # A retry queued by the stale check above (a killed worker's trial) is part of the
+            # plan: the plan is done only when no such copy waits.
+            waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+            if planned_count(trials) >= plan.search.trials and not waiting:
                 release()
                 running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
                 if not running:
