@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import RunError
 from ..modelio import FORMATS, Format, ModelSource, load_run_model, meta_path_for, versions
-from ..outpaths import check_output, reason
+from ..outpaths import check_output, ctrl_c_is_never_lost, reason
 
 Quantize = Literal["dynamic", "float16"]
 QUANTIZE_MODES: tuple[Quantize, ...] = ("dynamic", "float16")
@@ -99,49 +99,52 @@ def export_model(
     token = uuid.uuid4().hex[:8]
     tmp = dest.with_name(f".{dest.name}.{token}.partial" + _suffix(dest))
     tmp_meta = meta_dest.with_name(f".{meta_dest.name}.{token}.partial")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _WRITERS[fmt](model, tmp, quantize)
-        diff, agreement = verify_export(model, tmp, fmt, meta["input_shape"], n_samples)
-        if not diff <= tolerance:  # also catches NaN
-            hint = (
-                "quantisation changes outputs; check accuracy with cnnspec evaluate on the "
-                "export (written with --tolerance) or use --quantize float16"
-                if quantize
-                else "report it with the model's spec; try another format"
-            )
-            raise RunError(
-                f"export verification failed: {fmt} output differs from Keras by {diff:.3g} "
-                f"(tolerance {tolerance:g}, same top-1 class on {agreement:.0%} of samples); "
-                f"nothing was written to {dest}",
-                hint=hint,
-            )
-        export_meta = {
-            **meta,
-            **versions(),
-            "format": fmt,
-            "quantize": quantize,
-            "source": str(source.path),
-            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "verification": {
-                "max_abs_diff": diff,
-                "top1_agreement": agreement,
-                "tolerance": tolerance,
-                "samples": n_samples,
-                "runtime": _runtime_name(fmt),
-            },
-        }
-        tmp_meta.write_text(json.dumps(export_meta, indent=2) + "\n", encoding="utf-8")
-        # Checked again: something may have appeared at the destination during the export.
-        _check_destination(dest, fmt, overwrite)
-        # The model is renamed last: a model at the destination always has its metadata beside it.
-        os.replace(tmp_meta, meta_dest)
-        _move_into_place(tmp, dest)
-    except OSError as exc:
-        raise RunError(f"cannot write {dest}: {reason(exc)}") from None
-    finally:
-        for leftover in (tmp, tmp_meta):
-            _remove(leftover)
+    # Ctrl-C anywhere before the rename leaves nothing behind and is never lost.
+    with ctrl_c_is_never_lost() as check_ctrl_c:
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _WRITERS[fmt](model, tmp, quantize)
+            diff, agreement = verify_export(model, tmp, fmt, meta["input_shape"], n_samples)
+            if not diff <= tolerance:  # also catches NaN
+                hint = (
+                    "quantisation changes outputs; check accuracy with cnnspec evaluate on the "
+                    "export (written with --tolerance) or use --quantize float16"
+                    if quantize
+                    else "report it with the model's spec; try another format"
+                )
+                raise RunError(
+                    f"export verification failed: {fmt} output differs from Keras by {diff:.3g} "
+                    f"(tolerance {tolerance:g}, same top-1 class on {agreement:.0%} of samples); "
+                    f"nothing was written to {dest}",
+                    hint=hint,
+                )
+            export_meta = {
+                **meta,
+                **versions(),
+                "format": fmt,
+                "quantize": quantize,
+                "source": str(source.path),
+                "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "verification": {
+                    "max_abs_diff": diff,
+                    "top1_agreement": agreement,
+                    "tolerance": tolerance,
+                    "samples": n_samples,
+                    "runtime": _runtime_name(fmt),
+                },
+            }
+            tmp_meta.write_text(json.dumps(export_meta, indent=2) + "\n", encoding="utf-8")
+            # Checked again: something may have appeared at the destination during the export.
+            _check_destination(dest, fmt, overwrite)
+            check_ctrl_c()  # a Ctrl-C that TensorFlow swallowed still stops the export here
+            # The model is renamed last: a model at the destination always has its metadata beside it.
+            os.replace(tmp_meta, meta_dest)
+            _move_into_place(tmp, dest)
+        except OSError as exc:
+            raise RunError(f"cannot write {dest}: {reason(exc)}") from None
+        finally:
+            for leftover in (tmp, tmp_meta):
+                _remove(leftover)
     return ExportResult(
         path=dest,
         meta_path=meta_dest,
