@@ -121,23 +121,21 @@ def ctrl_c_is_never_lost() -> Iterator[Callable[[], None]]:
     raised inside it, or turn it into another error: CI saw an export interrupted mid-write
     finish and exit 0. Call ``check()`` before committing the result: it raises
     KeyboardInterrupt if Ctrl-C came; any other error leaving the block after a Ctrl-C becomes
-    KeyboardInterrupt too. Outside the main thread (no handler can be set) nothing changes.
+    KeyboardInterrupt too. Nothing changes outside the main thread (no handler can be set) or
+    where SIGINT has no Python handler (ignored, as under ``nohup cmd &``: it stays ignored).
     """
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
         yield lambda: None
         return
     pressed: list[bool] = []
-    previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum: int, frame: Any) -> None:
         pressed.append(True)
-        if callable(previous):
-            previous(signum, frame)  # Python's default handler raises KeyboardInterrupt
-        else:
-            raise KeyboardInterrupt
+        previous(signum, frame)  # Python's default handler raises KeyboardInterrupt
 
     def check() -> None:
         if pressed:

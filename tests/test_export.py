@@ -189,8 +189,10 @@ def test_cli_export_prints_the_difference(tmp_path, capsys):
 # however loaded the machine. (Signalling as soon as the temporary folder appeared raced the
 # 0.15-0.5 s write on a loaded CI and lost twice.)
 _INTERRUPTIBLE = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+# Ctrl-C as at a terminal, also when the tests run in a background job (which ignores SIGINT).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {repo!r})
 import cnnspec.export as E
 write = E._WRITERS["savedmodel"]
@@ -248,7 +250,15 @@ def _swallowed_ctrl_c() -> None:
         pass
 
 
-def test_a_swallowed_ctrl_c_still_stops_the_export_before_its_commit():
+@pytest.fixture
+def ctrl_c_as_at_a_terminal():
+    """SIGINT raises KeyboardInterrupt (a background job's pytest inherits it ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_a_swallowed_ctrl_c_still_stops_the_export_before_its_commit(ctrl_c_as_at_a_terminal):
     from cnnspec.outpaths import ctrl_c_is_never_lost
 
     with ctrl_c_is_never_lost() as check:
@@ -261,6 +271,14 @@ def test_a_swallowed_ctrl_c_still_stops_the_export_before_its_commit():
         _swallowed_ctrl_c()
         raise RuntimeError("KeyboardInterrupt: <EMPTY MESSAGE>")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    # An ignored SIGINT (nohup, a background job) stays ignored: nothing is installed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with ctrl_c_is_never_lost() as check:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        check()  # nothing came through
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_sample_inputs_cover_the_pixel_range():
