@@ -190,7 +190,14 @@ def _normalise(word: str) -> str:
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str] | dict) -> str:
-    """A 'Did you mean ...?' hint for a misspelt word, or '' when nothing is close.
+    """A 'Did you mean ...?' hint for a misspelt word, or '' when nothing is close (see
+    :func:`closest`)."""
+    name = closest(word, choices)
+    return f"did you mean '{name}'?" if name is not None else ""
+
+
+def closest(word: str, choices: list[str] | tuple[str, ...] | set[str] | dict) -> str | None:
+    """The choice a misspelt ``word`` most likely meant, or None when nothing is close.
 
     In order: an argument name from Keras/PyTorch (``strides`` -> ``s``), the same name in
     another case or spelling (``Dense``, ``drop_path``), a common synonym (``gap`` ->
@@ -201,17 +208,17 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str] | di
     word = str(word)
     names = [str(c) for c in choices]
     if word in SYNONYMS and SYNONYMS[word] in names:
-        return f"did you mean '{SYNONYMS[word]}'?"
+        return SYNONYMS[word]
     key = _normalise(word)
     same = [c for c in names if _normalise(c) == key and c != word]
     if same:
-        return f"did you mean '{same[0]}'?"
+        return same[0]
     target = NAME_SYNONYMS.get(key)
     if target in names and target != word:
-        return f"did you mean '{target}'?"
+        return target
     close = difflib.get_close_matches(word, sorted(names), n=1, cutoff=0.6)
     if not close:  # 'MaxPooling2D' is far from 'maxpool' as written, close once normalised
         by_key = {_normalise(c): c for c in names}
         found = difflib.get_close_matches(key, sorted(by_key), n=1, cutoff=0.6)
         close = [by_key[found[0]]] if found else []
-    return f"did you mean '{close[0]}'?" if close else ""
+    return close[0] if close else None

@@ -202,6 +202,10 @@ class ArchiveError(ValueError):
     """A ``.keras`` archive that breaks a limit or cannot be read (a ValueError for spec code)."""
 
 
+class ArchiveTooLarge(ArchiveError):
+    """An archive whose members declare more than its total limit, in all."""
+
+
 def _size_text(n: int) -> str:
     for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= scale:
@@ -247,7 +251,7 @@ def check_archive_limits(
                 f"{_size_text(MAX_JSON_MEMBER_BYTES)})"
             )
     if total > max_total:
-        raise ArchiveError(
+        raise ArchiveTooLarge(
             f"{path}: the archive declares {_size_text(total)} in all (limit "
             f"{_size_text(max_total)})"
         )

@@ -12,8 +12,6 @@ from ..errors import RunError
 from . import app
 from .spec_cmds import ScaleOption
 
-SPLITS = ("train", "val", "test")
-
 
 def _is_spec(path: Path) -> bool:
     return path.suffix.lower() in (".yaml", ".yml")
@@ -50,7 +48,7 @@ def features(
     import numpy as np
 
     from ..data import load_data
-    from ..data.batches import labelled_batches, split_names
+    from ..data.batches import SPLIT_NAMES, labelled_batches, split_names
     from ..outpaths import atomic_path, check_output
     from ..transfer.features import feature_model
 
@@ -107,7 +105,7 @@ def features(
             split=np.array(names),
             class_names=np.array(loaded.class_names),
         )
-    counts = ", ".join(f"{n} {names.count(n)}" for n in SPLITS if n in names)
+    counts = ", ".join(f"{n} {names.count(n)}" for n in SPLIT_NAMES if n in names)
     typer.echo(f"wrote {output}: {feats.shape[0]} x {feats.shape[1]} features ({counts})")
 
 

@@ -48,7 +48,7 @@ def check_npz_archive(path: Path) -> None:
     An .npz is read whole into memory: it may declare at most half of this machine's memory
     in all, and no member may be a zip bomb (a ratio deflate does not reach on real data).
     """
-    from ..modelio import ArchiveError, check_archive_limits
+    from ..modelio import ArchiveError, ArchiveTooLarge, check_archive_limits
     from .cache import total_memory
 
     budget = total_memory() // 2
@@ -59,14 +59,14 @@ def check_npz_archive(path: Path) -> None:
         return  # not a zip: np.load says what it is
     except OSError as exc:
         raise RunError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ArchiveTooLarge as exc:
+        raise RunError(
+            str(exc),
+            hint="an .npz is loaded whole, so it may declare at most half of this machine's "
+            "memory; use an image folder or a CSV manifest, which stream",
+        ) from None
     except ArchiveError as exc:
-        hint = (
-            "an .npz is loaded whole, so it may declare at most half of this machine's memory; "
-            "use an image folder or a CSV manifest, which stream"
-            if "in all" in str(exc)
-            else "re-save the arrays with numpy.savez_compressed"
-        )
-        raise RunError(str(exc), hint=hint) from None
+        raise RunError(str(exc), hint="re-save the arrays with numpy.savez_compressed") from None
 
 
 def read_npz(source: str):

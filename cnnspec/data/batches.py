@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RunError
 from .progress import progress
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -51,8 +50,7 @@ def labelled_batches(
                 except StopIteration:
                     break
                 except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as exc:
-                    data.diagnose(input_shape)  # names the file when it is a folder source
-                    first = str(exc).strip().splitlines()[0][:200]
-                    raise RunError(f"reading the {name} split failed: {first}") from None
+                    what = f"reading the {name} split failed"
+                    raise data.read_failure(exc, input_shape, what) from None
                 bar.advance(len(x))
                 yield name, np.asarray(x, np.float32), np.asarray(y).reshape(-1).astype(np.int64)

@@ -43,6 +43,13 @@ class Data:
         """After a decode error mid-training: RunError naming the bad file (folder sources)."""
         find_corrupt(self.files, input_shape)
 
+    def read_failure(self, exc: Exception, input_shape: Sequence[int], what: str) -> RunError:
+        """The error for a TensorFlow decode failure while streaming: RunError naming the bad
+        file when it is a folder source (raised from here), else ``what: <first line>``."""
+        self.diagnose(input_shape)
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return RunError(f"{what}: {first}")
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

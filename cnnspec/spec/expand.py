@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import yamlio
-from ..errors import Location, Problem, did_you_mean
+from ..errors import Location, Problem, closest, did_you_mean
 from .blocks import BLOCKS
 from .expressions import Computed, ExpressionError, parse_notation, plain, substitute
 from .layers import PRIMITIVES, LayerSpec, kind_of
@@ -275,8 +275,7 @@ class _Expander:
             hint = did_you_mean(kind, list(REGISTRY) + list(ctx.defines))
             act = kind if kind in ACTIVATIONS else None
             if act is None and not hint:  # '- rleu': a misspelt activation
-                guess = did_you_mean(kind, list(ACTIVATIONS))
-                act = guess.split("'")[1] if guess else None
+                act = closest(kind, list(ACTIVATIONS))
             if act is not None:
                 hint = f"write 'act: {act}', or put {act} in the previous layer (e.g. conv: 3x3, 64, {act})"
                 if act != kind:

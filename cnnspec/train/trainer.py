@@ -86,9 +86,8 @@ def train(
             spec, data, hw, run, verbose=verbose, echo=echo, started=started, extra=callbacks
         )
     except tf.errors.InvalidArgumentError as exc:
-        data.diagnose(spec.input)  # an image that does not decode (cache: false): name it
-        first = str(exc).strip().splitlines()[0][:200]
-        raise RunError(f"training failed on its input data: {first}") from None
+        # an image that does not decode (cache: false): name it
+        raise data.read_failure(exc, spec.input, "training failed on its input data") from None
     if getattr(spec.backbone, "fine_tune", None) is not None:  # transfer learning, phase 2
         from .finetune import fine_tune_run
 
