@@ -39,7 +39,7 @@ MAX_DEPTH = 32
 #: The name ``$i`` takes inside an item with ``times:``: the 0-based repeat index.
 REPEAT_INDEX = "i"
 #: Keys of a block whose values are lists of layer items (expanded, not substituted).
-_NESTED = ("body", "shortcut", "branches")
+NESTED_KEYS = ("body", "shortcut", "branches")
 
 
 class _TooLarge(Exception):
@@ -416,7 +416,7 @@ class _Expander:
         if isinstance(value, dict):
             fields = {}
             for key, raw in value.items():
-                if key in _NESTED:
+                if key in NESTED_KEYS:
                     fields[key] = raw
                     continue
                 ok, fields[key] = self._resolve(raw, frame.env, kpath + (key,), human)
@@ -436,8 +436,11 @@ class _Expander:
             except ValueError as exc:
                 self.ctx.add(kpath, human, str(exc), "write e.g. '3x3, 64, s=2, p=1, relu'")
                 return None
-        else:
-            values = [value]
+        else:  # a compact list or number: 'reshape: [1, 1, $c]' fills the first field
+            ok, resolved = self._resolve(value, frame.env, kpath, human)
+            if not ok:
+                return None
+            values = [resolved]
         fields = dict(keywords)
         error = _fill_positional(cls, values, fields)
         if error:
@@ -459,7 +462,7 @@ class _Expander:
             written = isinstance(value, int) and not isinstance(value, (bool, Computed))
             if written and value > 0 and key in cls.model_fields:
                 fields[key] = scaling.channels(value, self.ctx.location(kpath), f"{human} {key}")
-        fields = {k: v if k in _NESTED else plain(v) for k, v in fields.items()}
+        fields = {k: v if k in NESTED_KEYS else plain(v) for k, v in fields.items()}
         inner = replace(frame, depth=frame.depth + 1)
         for key in ("body", "shortcut"):
             if isinstance(fields.get(key), list):
@@ -488,7 +491,9 @@ class _Expander:
             return {}
         try:
             values, keywords = (
-                parse_notation(value, frame.env) if isinstance(value, str) else ([value], {})
+                parse_notation(value, frame.env)
+                if isinstance(value, str)
+                else ([substitute(value, frame.env)], {})
             )
         except ExpressionError as exc:
             ctx.add(upath, human, str(exc), exc.hint)
