@@ -263,3 +263,98 @@ def test_a_syntax_warning_never_reaches_the_terminal(recwarn):
     with pytest.raises(ExpressionError, match="cannot read the expression"):
         evaluate("1else 2", {})
     assert not [w for w in recwarn if issubclass(w.category, SyntaxWarning)]
+
+
+# --- issue 14: spec params inside define bodies; and / or / not; bounded function arguments ---
+
+
+def test_spec_params_are_read_inside_a_define_body_and_shadowed_by_its_own():
+    text = (
+        HEAD
+        + "params: {w: 4, n: 100}\n"
+        + "define:\n  blk:\n    params: {n: 2}\n    layers:\n"
+        + "      - conv: 3x3, ${w * n}, p=same\n"
+        + "layers:\n  - blk\n  - flatten\n"
+    )
+    spec = loads_spec(text)
+    assert spec.graph.nodes["flatten_1"].shape == (16 * 16 * 8,)  # w from the spec, n its own
+    spec = loads_spec(text, overrides=["params.w=6"])
+    assert spec.graph.nodes["flatten_1"].shape == (16 * 16 * 12,)
+
+
+def test_a_scales_params_reach_inside_a_define_body():
+    text = (
+        HEAD
+        + "params: {w: 4}\nscales:\n  big: {params: {w: 16}}\n"
+        + "define:\n  blk:\n    layers:\n      - conv: 3x3, $w, p=same\n"
+        + "layers:\n  - blk\n  - flatten\n"
+    )
+    assert loads_spec(text).graph.nodes["flatten_1"].shape == (16 * 16 * 4,)
+    assert loads_spec(text, scale="big").graph.nodes["flatten_1"].shape == (16 * 16 * 16,)
+
+
+@pytest.mark.parametrize(
+    "expr, expected",
+    [
+        ("i > 0 and t > 1", True),
+        ("i > 0 and t > 5", False),
+        ("i == 0 or t > 5", False),
+        ("not i > 0", False),
+        ("not (i > 0 and t > 5)", True),
+        ("True and not False", True),
+        ("true or false", True),
+        ("t > 0 and 64 // t > 2", True),
+        ("i > 5 and 64 // (i - i) > 2", False),  # short-circuits: never divides by zero
+    ],
+)
+def test_conditions_combine_with_and_or_not(expr, expected):
+    assert evaluate(expr, {"i": 1, "t": 2}) is expected
+
+
+def test_if_with_and_keeps_the_right_copies():
+    text = HEAD + "params: {t: 2}\nlayers:\n  - conv: 3x3, 4, p=same\n    times: 3\n"
+    text += "    if: ${i > 0 and t > 1}\n  - flatten\n"
+    assert [n for n in loads_spec(text).graph.nodes if n.startswith("conv")] == [
+        "conv_1",
+        "conv_2",
+    ]
+
+
+def test_arithmetic_on_conditions_says_to_combine_them_with_and():
+    with pytest.raises(ExpressionError) as info:
+        evaluate("(i > 0) * (t > 1)", {"i": 1, "t": 2})
+    assert "a condition, where a number is needed" in str(info.value)
+    assert "and / or / not" in info.value.hint
+    with pytest.raises(ExpressionError, match="'or' takes conditions"):
+        evaluate("i > 0 or t", {"i": 0, "t": 2})
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "round(n, -1000000000000000)",
+        "round(n, -100000000)",
+        "round(n, 1000000000000000)",
+        "round(n, 2.5)",
+        "min(n, 10 ** 16)",
+        "max(n, -(10 ** 16))",
+        "floor(1e300)",
+        "ceil(-1e300)",
+        "int(1e16)",
+        "abs(-(10 ** 15) - 1)",
+    ],
+)
+def test_every_function_refuses_huge_arguments_before_computing(expr):
+    # On the old code round(n, -10**15) hung: 10**(10**15) was being built.
+    with pytest.raises(ExpressionError, match="out of range|digits"):
+        evaluate(expr, {"n": 1234})
+
+
+def test_every_function_has_a_huge_argument_case():
+    cases = test_every_function_refuses_huge_arguments_before_computing.pytestmark[0].args[1]
+    assert {c.split("(")[0] for c in cases} == set(FUNCTIONS)
+
+
+def test_round_digits_within_the_bound_work():
+    assert evaluate("round(n, -2)", {"n": 1234}) == 1200
+    assert evaluate("round(n / 3, 15)", {"n": 3}) == 1

@@ -562,13 +562,15 @@ class _Expander:
                     params[key] = ctx.scaling.channels(v, ctx.location(where), f"{human} {key}")
         if REPEAT_INDEX in frame.env:
             params[REPEAT_INDEX] = frame.env[REPEAT_INDEX]
+        # The body reads the spec's (and the scale's) params:, shadowed by the define's own.
+        env = {**ctx.params, **params}
         ctx.stack.append(name)
         try:
             body = self._items(
                 define["layers"],
                 ("define", name, "layers"),
                 f"{human} > define.{name}.layers",
-                _Frame(params, frame.depth + 1, frame.fixed),
+                _Frame(env, frame.depth + 1, frame.fixed),
             )
         finally:
             ctx.stack.pop()
