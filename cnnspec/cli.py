@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from .errors import CnnspecError
 
+    _print_spec_warnings()
     if argv and argv[0] not in _LIGHT and not {"-h", "--help"} & set(argv):
         from .tfquiet import import_tensorflow
 
@@ -66,6 +67,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def _print_spec_warnings() -> None:
+    """Show a SpecWarning as its one located line on stderr (not Python's two-line form)."""
+    import warnings
+
+    from .errors import SpecWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "cnnspec", False):
+        return
+
+    def show(message, category, *args, **kwargs):
+        if issubclass(category, SpecWarning):
+            print(str(message), file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    show.cnnspec = True
+    warnings.showwarning = show
 
 
 if __name__ == "__main__":

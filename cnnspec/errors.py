@@ -86,6 +86,10 @@ class RunError(CnnspecError):
         super().__init__(text)
 
 
+class SpecWarning(UserWarning):
+    """A spec that works, but likely not as meant; the CLI prints it as its one located line."""
+
+
 #: Keras/PyTorch argument names users type out of habit -> the notation's names.
 SYNONYMS = {
     "strides": "s",

@@ -175,6 +175,46 @@ def test_summary_json_and_table_show_fields_activations_and_memory(capsys):
     assert "memory" not in json.loads(capsys.readouterr().out)  # only with --batch
 
 
+
+DEAD_BRANCH = """\
+name: dead
+input: [8, 8, 1]
+layers:
+  - conv: 3x3, 4, p=same
+  - {conv: "3x3, 8, p=same", name: unused}
+  - {gavgpool: null, from: conv_1}
+  - dense: 10, softmax
+heads:
+  aux: {from: conv_1, layers: [gmaxpool, "dense: 3"]}
+"""
+
+
+def test_a_layer_no_output_reads_is_named_and_not_counted(tmp_path, capsys):
+    # Regression: 'unused' (296 params) was counted by validate/summary/--json/memory and
+    # silently dropped by build (386 counted vs 90 built).
+    path = tmp_path / "dead.yaml"
+    path.write_text(DEAD_BRANCH)
+    assert main(["summary", str(path), "--json", "--batch", "2"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    warning = [line for line in captured.err.splitlines() if "warning" in line]
+    assert warning == [
+        f"{path}:5:6: layers[1] conv: warning: 'unused' (296 params) is on no path to the output: "
+        "it is not built and not counted. Hint: read it in a later layer (from: unused) or delete it."
+    ]
+    assert "unused" not in {r["name"] for r in out["layers"]}
+    assert out["unused_layers"] == ["unused"]
+    from cnnspec.build import build_model
+
+    spec = load_spec(path)
+    assert out["total_params"] == spec.graph.total_params == build_model(spec).count_params() == 90
+    training = build_model(spec, heads=True).count_params()
+    assert out["memory"]["weights"] == training * 4  # the aux head's layers, not the dead conv
+    assert main(["validate", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "90 params" in captured.out and "'unused'" in captured.err
+
+
 # --- against measured peak memory ------------------------------------------------------------------
 
 # Activation-heavy (9 layers of 32x32x32) with one large dense layer (16.8M parameters), so

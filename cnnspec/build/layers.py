@@ -161,7 +161,7 @@ def _(spec: L.ConvTransposeSpec, name, inputs, in_shapes, **kw):
 
 
 def _pool(prefix: str):
-    def build(spec: L._Pool, name, inputs, in_shapes, **kw):
+    def build(spec: L.PoolSpec, name, inputs, in_shapes, **kw):
         rank = _rank(in_shapes[0])
         x, padding = _padding(inputs[0], spec.p, rank, name)
         return _nd(prefix, rank)(
@@ -194,7 +194,7 @@ def _(spec: L.L2PoolSpec, name, inputs, in_shapes, **kw):
 
 
 def _global(prefix: str):
-    def build(spec: L._GlobalPool, name, inputs, in_shapes, **kw):
+    def build(spec: L.GlobalPoolSpec, name, inputs, in_shapes, **kw):
         return _nd(prefix, _rank(in_shapes[0]))(keepdims=spec.keepdims, name=name, **kw)(inputs[0])
 
     return build

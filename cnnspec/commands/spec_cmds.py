@@ -93,9 +93,9 @@ def summary_rows(spec, value_bytes: int = 4) -> list[dict]:
 
 def _fmt_field(values) -> str:
     """(196, 196) -> 196; (7, 1) -> 7x1."""
-    from ..spec.receptive import _num
+    from ..spec.receptive import plain_number
 
-    values = [_num(v) for v in values]
+    values = [plain_number(v) for v in values]
     return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
 
 
@@ -130,6 +130,7 @@ def summary(
         "trainable_params": g.trainable_params,
         "non_trainable_params": g.total_params - g.trainable_params,
         "total_macs": g.total_macs,
+        "unused_layers": g.unused,  # on no path to an output: not built, not counted
         "heads": {
             h: {"output": n, "loss_weight": spec.heads[h].loss_weight} for h, n in g.heads.items()
         },

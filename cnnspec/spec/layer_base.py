@@ -53,17 +53,17 @@ class LayerSpec(StrictModel):
         values = self.model_dump(exclude_defaults=True, by_alias=True)
         if rank > 1 and len(values.get("K", ())) == 1:
             values["K"] = tuple(values["K"]) * rank
-        parts = [_fmt_value(values.pop(k)) for k in self.positional if k in values]
+        parts = [fmt_value(values.pop(k)) for k in self.positional if k in values]
         act = values.pop("act", None)
         for key, value in values.items():
             if key not in ("name", "from", "kind"):
-                parts.append(f"{key}={_fmt_value(value)}")
+                parts.append(f"{key}={fmt_value(value)}")
         if act:
             parts.append(str(act))
         return ", ".join(parts)
 
 
-def _fmt_value(value: Any) -> str:
+def fmt_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
@@ -71,11 +71,11 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         if value and all(isinstance(v, int) for v in value):
             return "x".join(str(v) for v in value)
-        return "[" + ", ".join("null" if v is None else _fmt_value(v) for v in value) + "]"
+        return "[" + ", ".join("null" if v is None else fmt_value(v) for v in value) + "]"
     return str(value)
 
 
-def _spatial(inputs: list[Shape], kind: str, ranks: tuple[int, ...] = (2, 3, 4)) -> Shape:
+def spatial_input(inputs: list[Shape], kind: str, ranks: tuple[int, ...] = (2, 3, 4)) -> Shape:
     shape = inputs[0]
     if len(shape) not in ranks:
         if len(shape) == 1:
@@ -88,7 +88,7 @@ def _spatial(inputs: list[Shape], kind: str, ranks: tuple[int, ...] = (2, 3, 4))
     return shape
 
 
-def _check_dilation(s: tuple[int, ...], d: tuple[int, ...]) -> None:
+def check_dilation(s: tuple[int, ...], d: tuple[int, ...]) -> None:
     if max(s) > 1 and max(d) > 1:
         raise ShapeError(
             f"a stride above 1 cannot be combined with a dilation above 1, received s={fmt(s)}, d={fmt(d)}",

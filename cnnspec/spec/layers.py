@@ -15,9 +15,9 @@ from pydantic import Field, PositiveInt, field_validator
 from .. import shapes
 from ..shapes import Shape, ShapeError, fmt, prod
 from .layer_base import LayerSpec as LayerSpec
-from .layer_base import _check_dilation as _check_dilation
-from .layer_base import _fmt_value as _fmt_value
-from .layer_base import _spatial
+from .layer_base import check_dilation as check_dilation
+from .layer_base import fmt_value as fmt_value
+from .layer_base import spatial_input
 from .types import Activation, Padding, Sizes
 from .windows import (
     AvgPoolSpec,
@@ -31,10 +31,10 @@ from .windows import (
     MaxPoolSpec,
     SeparableConvSpec,
 )
+from .windows import GlobalPoolSpec as GlobalPoolSpec
 from .windows import Offsets as Offsets
-from .windows import _GlobalPool as _GlobalPool
-from .windows import _Pool as _Pool
-from .windows import _Window as _Window
+from .windows import PoolSpec as PoolSpec
+from .windows import WindowSpec as WindowSpec
 
 
 class DenseSpec(LayerSpec):
@@ -171,7 +171,7 @@ class LRNSpec(LayerSpec):
     positional: ClassVar = ("size",)
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        return _spatial(inputs, "lrn")
+        return spatial_input(inputs, "lrn")
 
 
 class ActivationSpec(LayerSpec):
@@ -197,7 +197,7 @@ class ZeroPadSpec(LayerSpec):
         return v
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        shape = _spatial(inputs, "zeropad")
+        shape = spatial_input(inputs, "zeropad")
         pads = shapes.pads_for(self.p, len(shape) - 1)
         return (*(n + a + b for n, (a, b) in zip(shape[:-1], pads, strict=True)), shape[-1])
 
@@ -210,7 +210,7 @@ class CropSpec(LayerSpec):
     positional: ClassVar = ("p",)
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        shape = _spatial(inputs, "crop")
+        shape = spatial_input(inputs, "crop")
         if isinstance(self.p, str):
             raise ShapeError(f"crop needs explicit sizes, received {self.p!r}")
         pads = shapes.pads_for(self.p, len(shape) - 1)
@@ -228,7 +228,7 @@ class UpsampleSpec(LayerSpec):
     positional: ClassVar = ("size",)
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        shape = _spatial(inputs, "upsample")
+        shape = spatial_input(inputs, "upsample")
         f = shapes.expand(self.size, len(shape) - 1, "size")
         return (*(n * k for n, k in zip(shape[:-1], f, strict=True)), shape[-1])
 

@@ -29,14 +29,14 @@ from .graph import INPUT, Graph
 from .layers import (
     ConvTransposeSpec,
     FlattenSpec,
+    GlobalPoolSpec,
     LayerSpec,
     PermuteSpec,
+    PoolSpec,
     ReshapeSpec,
     UpsampleSpec,
-    _GlobalPool,
+    WindowSpec,
     _Merge,
-    _Pool,
-    _Window,
 )
 
 
@@ -52,12 +52,12 @@ class Field:
     def as_dict(self) -> dict:
         return {
             "size": list(self.size),
-            "jump": [_num(j) for j in self.jump],
+            "jump": [plain_number(j) for j in self.jump],
             "spatial": self.spatial,
         }
 
 
-def _num(x: float) -> float | int:
+def plain_number(x: float) -> float | int:
     return int(x) if float(x).is_integer() else round(x, 6)
 
 
@@ -66,11 +66,11 @@ def _num(x: float) -> float | int:
 Rule = Callable[[LayerSpec, list[Field], list[tuple[int, ...]]], Field | None]
 
 
-def _window(spec: _Window | _Pool, ins: list[Field], in_shapes) -> Field:
+def _window(spec: WindowSpec | PoolSpec, ins: list[Field], in_shapes) -> Field:
     f = ins[0]
     rank = len(in_shapes[0]) - 1
     K = shapes.expand(spec.K, rank, "K")
-    s = shapes.expand(spec.strides if isinstance(spec, _Pool) else spec.s, rank, "s")
+    s = shapes.expand(spec.strides if isinstance(spec, PoolSpec) else spec.s, rank, "s")
     d = shapes.expand(getattr(spec, "d", (1,)), rank, "d")
     size = tuple(r + (dd * (k - 1)) * j for r, k, dd, j in zip(f.size, K, d, f.jump, strict=True))
     return Field(
@@ -138,11 +138,11 @@ def _unknown(spec: LayerSpec, ins: list[Field], in_shapes) -> None:
 #: Rules by layer class; a class without an entry uses its nearest base class's rule, and a
 #: layer that keeps its positions (bn, act, dropout, zeropad, ...) passes the field on.
 RULES: dict[type, Rule] = {
-    _Window: _window,
-    _Pool: _window,
+    WindowSpec: _window,
+    PoolSpec: _window,
     ConvTransposeSpec: _transposed,
     UpsampleSpec: _upsample,
-    _GlobalPool: _whole,
+    GlobalPoolSpec: _whole,
     FlattenSpec: _whole,
     ReshapeSpec: _whole,
     PermuteSpec: _permute,

@@ -40,7 +40,7 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _sizes(minimum: int):
+def sizes_parser(minimum: int):
     def parse(value: Any) -> tuple[int, ...]:
         if _is_int(value):
             out = (value,)
@@ -67,17 +67,17 @@ _SIZES_SCHEMA = {
 }
 
 #: A per-direction size: ``3`` (all directions), ``"1x7"`` or ``[1, 7]``.
-Sizes = Annotated[tuple[int, ...], PlainValidator(_sizes(1)), WithJsonSchema(_SIZES_SCHEMA)]
+Sizes = Annotated[tuple[int, ...], PlainValidator(sizes_parser(1)), WithJsonSchema(_SIZES_SCHEMA)]
 
 
 def _padding(value: Any) -> str | tuple:
     if isinstance(value, str) and value.strip() in ("same", "valid"):
         return value.strip()
     if _is_int(value) or (isinstance(value, str) and _SIZES_RE.match(value)):
-        return _sizes(0)(value)
+        return sizes_parser(0)(value)
     if isinstance(value, (list, tuple)) and value:
         if all(_is_int(v) for v in value):
-            return _sizes(0)(list(value))
+            return sizes_parser(0)(list(value))
         if all(
             isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x >= 0 for x in v)
             for v in value

@@ -11,13 +11,13 @@ from pydantic import Field, PlainValidator, PositiveInt, WithJsonSchema
 
 from .. import shapes
 from ..shapes import Shape, ShapeError, fmt, prod
-from .layer_base import LayerSpec, _check_dilation, _spatial
-from .types import Activation, Padding, Sizes, _sizes
+from .layer_base import LayerSpec, check_dilation, spatial_input
+from .types import Activation, Padding, Sizes, sizes_parser
 
 #: Sizes that may be 0 (a transposed convolution's output padding).
 Offsets = Annotated[
     tuple[int, ...],
-    PlainValidator(_sizes(0)),
+    PlainValidator(sizes_parser(0)),
     WithJsonSchema(
         {
             "anyOf": [
@@ -30,7 +30,7 @@ Offsets = Annotated[
 ]
 
 
-class _Window(LayerSpec):
+class WindowSpec(LayerSpec):
     """Sliding-window layers: K, s, p, d."""
 
     K: Sizes = Field(description="filter size K (K×K), or per direction e.g. 1x7")
@@ -39,14 +39,14 @@ class _Window(LayerSpec):
     d: Sizes = Field((1,), description="dilation")
 
     def _out_spatial(self, shape: Shape) -> Shape:
-        _check_dilation(self.s, self.d)
+        check_dilation(self.s, self.d)
         return shapes.window_out(shape[:-1], self.K, self.s, self.d, self.p, self.kind_name)
 
     def _kprod(self, shape: Shape) -> int:
         return prod(shapes.expand(self.K, len(shape) - 1, "K"))
 
 
-class ConvSpec(_Window):
+class ConvSpec(WindowSpec):
     """Convolution (1D/2D/3D from the input rank): K×K filters, n_K of them."""
 
     kind: Literal["conv"] = "conv"
@@ -57,7 +57,7 @@ class ConvSpec(_Window):
     positional: ClassVar = ("K", "n_K")
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        shape = _spatial(inputs, "conv")
+        shape = spatial_input(inputs, "conv")
         c_in = shape[-1]
         if c_in % self.groups or self.n_K % self.groups:
             raise ShapeError(
@@ -77,7 +77,7 @@ class ConvSpec(_Window):
         return prod(output[:-1]) * self._kprod(inputs[0]) * (c_in // self.groups) * self.n_K
 
 
-class DepthwiseConvSpec(_Window):
+class DepthwiseConvSpec(WindowSpec):
     """Depthwise convolution: one K×K filter per input channel (times ``multiplier``)."""
 
     kind: Literal["dwconv"] = "dwconv"
@@ -87,7 +87,7 @@ class DepthwiseConvSpec(_Window):
     positional: ClassVar = ("K",)
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        shape = _spatial(inputs, "dwconv", (2, 3))
+        shape = spatial_input(inputs, "dwconv", (2, 3))
         return (*self._out_spatial(shape), shape[-1] * self.multiplier)
 
     def params(self, inputs: list[Shape]) -> int:
@@ -98,7 +98,7 @@ class DepthwiseConvSpec(_Window):
         return prod(output[:-1]) * self._kprod(inputs[0]) * output[-1]
 
 
-class SeparableConvSpec(_Window):
+class SeparableConvSpec(WindowSpec):
     """Depthwise-separable convolution: depthwise K×K, then a pointwise 1×1 to n_K channels."""
 
     kind: Literal["sepconv"] = "sepconv"
@@ -109,7 +109,7 @@ class SeparableConvSpec(_Window):
     positional: ClassVar = ("K", "n_K")
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        shape = _spatial(inputs, "sepconv", (2, 3))
+        shape = spatial_input(inputs, "sepconv", (2, 3))
         return (*self._out_spatial(shape), self.n_K)
 
     def params(self, inputs: list[Shape]) -> int:
@@ -121,7 +121,7 @@ class SeparableConvSpec(_Window):
         return prod(output[:-1]) * (self._kprod(inputs[0]) * mid + mid * self.n_K)
 
 
-class ConvTransposeSpec(_Window):
+class ConvTransposeSpec(WindowSpec):
     """Transposed convolution (1D/2D/3D): upsampling by s with learned K×K filters.
 
     Output size per direction: (n - 1)·s - 2p + d(K - 1) + 1 + op, where explicit p crops the
@@ -153,9 +153,9 @@ class ConvTransposeSpec(_Window):
         return op
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        shape = _spatial(inputs, "convT")
+        shape = spatial_input(inputs, "convT")
         rank = len(shape) - 1
-        _check_dilation(self.s, self.d)
+        check_dilation(self.s, self.d)
         K = shapes.expand(self.K, rank, "K")
         s = shapes.expand(self.s, rank, "s")
         d = shapes.expand(self.d, rank, "d")
@@ -181,7 +181,7 @@ class ConvTransposeSpec(_Window):
         return prod(inputs[0]) * self._kprod(inputs[0]) * self.n_K
 
 
-class _Pool(LayerSpec):
+class PoolSpec(LayerSpec):
     """Pooling: K×K window; the stride defaults to K (2x2 pooling halves the size)."""
 
     K: Sizes = Field(description="window size")
@@ -194,50 +194,50 @@ class _Pool(LayerSpec):
         return self.s or self.K
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        shape = _spatial(inputs, self.kind_name)
+        shape = spatial_input(inputs, self.kind_name)
         out = shapes.window_out(shape[:-1], self.K, self.strides, (1,), self.p, self.kind_name)
         return (*out, shape[-1])
 
 
-class MaxPoolSpec(_Pool):
+class MaxPoolSpec(PoolSpec):
     """Max pooling: the maximum of each K×K neighbourhood."""
 
     kind: Literal["maxpool"] = "maxpool"
 
 
-class AvgPoolSpec(_Pool):
+class AvgPoolSpec(PoolSpec):
     """Average pooling: the mean of each K×K neighbourhood."""
 
     kind: Literal["avgpool"] = "avgpool"
 
 
-class L2PoolSpec(_Pool):
+class L2PoolSpec(PoolSpec):
     """L2-norm pooling: sqrt of the sum of squares of each K×K neighbourhood."""
 
     kind: Literal["l2pool"] = "l2pool"
 
 
-class _GlobalPool(LayerSpec):
+class GlobalPoolSpec(LayerSpec):
     keepdims: bool = Field(False, description="keep 1x1 spatial dimensions (for SE blocks)")
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        shape = _spatial(inputs, self.kind_name)
+        shape = spatial_input(inputs, self.kind_name)
         return (*([1] * (len(shape) - 1)), shape[-1]) if self.keepdims else (shape[-1],)
 
 
-class GlobalMaxPoolSpec(_GlobalPool):
+class GlobalMaxPoolSpec(GlobalPoolSpec):
     """Global max pooling over all spatial positions."""
 
     kind: Literal["gmaxpool"] = "gmaxpool"
 
 
-class GlobalAvgPoolSpec(_GlobalPool):
+class GlobalAvgPoolSpec(GlobalPoolSpec):
     """Global average pooling over all spatial positions."""
 
     kind: Literal["gavgpool"] = "gavgpool"
 
 
-class GlobalL2PoolSpec(_GlobalPool):
+class GlobalL2PoolSpec(GlobalPoolSpec):
     """Global L2-norm pooling over all spatial positions."""
 
     kind: Literal["gl2pool"] = "gl2pool"
