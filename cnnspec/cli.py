@@ -6,7 +6,8 @@ import os
 import sys
 
 #: Commands that never import TensorFlow.
-_LIGHT = {"validate", "summary", "schema", "graph", "search"}  # search: only trials need it
+#: (search: only its trials need it; runs and diff read run folders.)
+_LIGHT = {"validate", "summary", "schema", "graph", "search", "runs", "diff"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     from .commands import (  # noqa: F401
         app,
         model_cmds,
+        runs_cmds,
         search_cmds,
         spec_cmds,
         train_cmds,

@@ -103,6 +103,50 @@ def test_new_kinds_refuse_bad_values_with_a_located_message(layer, message):
     assert str(err.value).startswith("<string>:5:5: layers[0]")
 
 
+@pytest.mark.parametrize(
+    "layer,message,hint",
+    [
+        (  # validated, then training failed at any other batch size
+            "dropout: 0.5, noise_shape=[2, 1, 1, 6]",
+            "the batch axis (the first) of noise_shape must be null, received noise_shape=[2, 1, 1, 6]",
+            "write noise_shape=[null, 1, 1, 6]: batches differ in size.",
+        ),
+        (  # said "reduce K or s": for a transposed conv that shrinks it more
+            "convT: 3, 4, p=4",
+            "p=4 crops away the whole output (6 wide before the crop) of a 4x4x6 input",
+            "use a smaller p (at most 2 a side).",
+        ),
+        (  # said "downsample in another layer"
+            "convT: 3, 4, s=2, d=2",
+            "a stride above 1 cannot be combined with a dilation above 1, received s=2, d=2",
+            "use s=1 with dilation, and upsample in another layer.",
+        ),
+        (  # validated: x / (0 + 0·sum)^beta divides by zero at run time
+            "lrn: 5, k=0, alpha=0",
+            "lrn's k must be at least 1e-07",
+            "use k=2 (AlexNet) or k=1.",
+        ),
+        ("lrn: 5, alpha=-1", "lrn's alpha must be 0 or more, received alpha=-1", "use alpha=1e-4"),
+        (  # validated: Keras silently divides by epsilon instead (0 in float32)
+            "normalize: {variance: 1e-320}",
+            "normalize divides by sqrt(variance), which must be at least 1e-07",
+            "use variances of at least 1e-14",
+        ),
+    ],
+)
+def test_values_that_fail_at_run_time_are_refused_with_a_hint_that_points_the_right_way(
+    layer, message, hint
+):
+    from cnnspec.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        _spec([4, 4, 6], [layer])
+    text = str(err.value)
+    assert text.startswith("<string>:5:5: layers[0]") and "\n" not in text, text
+    where, _, rest = text.partition(": ")
+    assert message in rest and f"Hint: {hint}" in rest, text
+
+
 def test_permute_and_shuffle_move_values_as_numpy_does():
     model = _model([2, 3, 6], ["{permute: [2, 1, 3], name: p}", "shuffle: 3"])
     x = _x([2, 3, 6])

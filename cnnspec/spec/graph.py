@@ -279,6 +279,8 @@ class Compiler(BlockExpansion):
         A node that only an auxiliary head reads becomes part of that head (training only).
         """
         g = self.graph
+        if g.output not in g.nodes:  # a spec compiled for its other problems (see Unchecked)
+            return []
         serves: dict[str, str] = {INPUT: ""}  # node -> the output it is kept for ('' = main)
         for head, out in [("", g.output), *g.heads.items()]:
             todo = [out]

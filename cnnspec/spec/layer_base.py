@@ -88,9 +88,10 @@ def spatial_input(inputs: list[Shape], kind: str, ranks: tuple[int, ...] = (2, 3
     return shape
 
 
-def check_dilation(s: tuple[int, ...], d: tuple[int, ...]) -> None:
+def check_dilation(s: tuple[int, ...], d: tuple[int, ...], resize: str = "downsample") -> None:
+    """Refuse a stride and a dilation both above 1 (Keras cannot); ``resize``: what s does."""
     if max(s) > 1 and max(d) > 1:
         raise ShapeError(
             f"a stride above 1 cannot be combined with a dilation above 1, received s={fmt(s)}, d={fmt(d)}",
-            "use s=1 with dilation, and downsample in another layer",
+            f"use s=1 with dilation, and {resize} in another layer",
         )

@@ -8,6 +8,7 @@ and giving it a builder in ``cnnspec.build``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PositiveInt, field_validator
@@ -35,6 +36,9 @@ from .windows import GlobalPoolSpec as GlobalPoolSpec
 from .windows import Offsets as Offsets
 from .windows import PoolSpec as PoolSpec
 from .windows import WindowSpec as WindowSpec
+
+#: Keras' default epsilon (keras.config.epsilon()): the smallest divisor its layers keep.
+EPSILON = 1e-7
 
 
 class DenseSpec(LayerSpec):
@@ -91,6 +95,14 @@ class DropoutSpec(LayerSpec):
     def output_shape(self, inputs: list[Shape]) -> Shape:
         shape = inputs[0]
         ns = self.noise_shape
+        if ns and ns[0] is not None:
+            # A number there fixes the batch size: training fails with an InvalidArgumentError
+            # at any other (the last batch, evaluate, predict).
+            rest = ", ".join("null" if n is None else str(n) for n in ns[1:])
+            raise ShapeError(
+                f"the batch axis (the first) of noise_shape must be null, received noise_shape={ns}",
+                f"write noise_shape=[null, {rest}]: batches differ in size",
+            )
         if ns is not None:
             if len(ns) != len(shape) + 1:
                 raise ShapeError(
@@ -171,6 +183,19 @@ class LRNSpec(LayerSpec):
     positional: ClassVar = ("size",)
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
+        # x / (k + alpha·sum)^beta: with k ~ 0 an all-zero neighbourhood (common after relu)
+        # divides by 0; a negative alpha makes the base negative (NaN for a fractional beta).
+        if not (self.k >= EPSILON and math.isfinite(self.k)):
+            raise ShapeError(
+                f"lrn's k must be at least {EPSILON:g}: x is divided by (k + alpha·sum)^beta, "
+                f"0 where the neighbourhood is all zeros, received k={self.k:g}",
+                "use k=2 (AlexNet) or k=1",
+            )
+        if not (self.alpha >= 0 and math.isfinite(self.alpha)):
+            raise ShapeError(
+                f"lrn's alpha must be 0 or more, received alpha={self.alpha:g}",
+                "use alpha=1e-4 (AlexNet)",
+            )
         return spatial_input(inputs, "lrn")
 
 
@@ -282,7 +307,18 @@ class NormalizeSpec(LayerSpec):
         return out[0], out[1]
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
-        self.per_channel(inputs[0][-1])
+        mean, variance = self.per_channel(inputs[0][-1])
+        # Keras divides by max(sqrt(variance), epsilon): a smaller variance is silently
+        # replaced (and below ~1e-45 it is 0 in float32): the channel would not be what is written.
+        tiny = [v for v in variance if not v >= EPSILON**2]
+        if tiny or not all(math.isfinite(x) for x in mean + variance):
+            raise ShapeError(
+                "normalize divides by sqrt(variance), which must be at least "
+                f"{EPSILON:g} (Keras' epsilon) and finite, received variance={self.variance!r}"
+                + ("" if tiny else f", mean={self.mean!r}"),
+                f"use variances of at least {EPSILON**2:g}; a channel that constant carries no "
+                "information (variance: 1 leaves it as it is)",
+            )
         return inputs[0]
 
     def params(self, inputs: list[Shape]) -> int:

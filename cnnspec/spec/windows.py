@@ -155,7 +155,7 @@ class ConvTransposeSpec(WindowSpec):
     def output_shape(self, inputs: list[Shape]) -> Shape:
         shape = spatial_input(inputs, "convT")
         rank = len(shape) - 1
-        check_dilation(self.s, self.d)
+        check_dilation(self.s, self.d, "upsample")
         K = shapes.expand(self.K, rank, "K")
         s = shapes.expand(self.s, rank, "s")
         d = shapes.expand(self.d, rank, "d")
@@ -170,6 +170,13 @@ class ConvTransposeSpec(WindowSpec):
                 extra = max(span, s[i]) - span if op is None else op[i]
                 crop = 0 if pads == "valid" else sum(pads[i])
                 size = (n - 1) * s[i] + span + extra - crop
+                if size <= 0:  # explicit p crops a transposed conv's output: less p, not less K
+                    raise ShapeError(
+                        f"p={list(pads[i]) if pads[i][0] != pads[i][1] else pads[i][0]} crops "
+                        f"away the whole output ({size + crop} wide before the crop) of a "
+                        f"{fmt(shape)} input",
+                        f"use a smaller p (at most {(size + crop - 1) // 2} a side)",
+                    )
             out.append(size)
         return (*out, self.n_K)
 
