@@ -112,6 +112,14 @@ def test_two_workers_on_loopback_reach_the_single_process_accuracy(tmp_path, sin
     first_mw = read_history(runs[0] / "history.csv")[0]
     first_single = read_history(single_run / "history.csv")[0]
     assert first_mw["loss"] == pytest.approx(first_single["loss"], rel=1e-3)
+    # One lifecycle for both loops: the recipe's metrics ([accuracy, top3]) under the same
+    # names in history.csv and metrics.json (the step loop used to log loss and accuracy only).
+    assert set(first_mw) == set(first_single) >= {"loss", "accuracy", "top3", "val_top3", "lr"}
+    assert first_mw["top3"] == pytest.approx(first_single["top3"], abs=0.02)
+    assert set(chief) == set(single)
+    for split in ("train", "val", "test"):
+        assert set(chief[split]) == set(single[split]) == {"loss", "accuracy", "top3"}, split
+    assert [c["class"] for c in chief["per_class"]["classes"]]  # the per-class report too
 
 
 def test_a_worker_without_its_peer_ends_by_itself(tmp_path):

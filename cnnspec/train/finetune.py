@@ -8,7 +8,8 @@ frozen, i.e. in inference mode), recompiles with ``fine_tune.lr`` (constant) and
 ``fine_tune.epochs`` more epochs. Files it adds to the run directory::
 
     model_phase1.keras    the model after phase 1 (model.keras becomes the fine-tuned one)
-    history_phase2.csv    one row per phase-2 epoch (history.csv stays phase 1's)
+    history_phase2.csv    one row per phase-2 epoch (history.csv stays phase 1's; curves.png
+                          shows both phases, phase 2's epochs numbered on)
     metrics.json          gains "phase1" (the phase-1 val/test metrics) and "phase2"
 """
 
@@ -16,15 +17,16 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..data import make_pipeline
 from ..errors import RunError
+from . import lifecycle, rundir
 from . import recipe as recipes
-from . import rundir
 from .callbacks import History, LogNames, NanGuard, RunState, Timer
-from .trainer import compile_model, evaluate_splits
+from .trainer import compile_model
 
 HISTORY_PHASE2 = "history_phase2.csv"
 MODEL_PHASE1 = "model_phase1.keras"
@@ -65,48 +67,32 @@ def phase2_spec(spec: Any) -> Any:
     return new
 
 
-def fine_tune_run(spec: Any, data: Any, hw: Any, run: Path, result: Any, *, verbose: int | None,
-                  echo: Any) -> Any:  # fmt: skip
+def fine_tune_run(session: Any, result: Any, *, verbose: int | None) -> Any:
     """Phase 2 on a finished phase-1 run; returns the updated RunResult."""
-    import sys
-
     import keras
 
     if result.metrics.get("status") == "nan":
         return result
     started = time.time()
+    spec, hw, data, run = session.spec, session.hw, session.data, Path(session.run)
     spec2 = phase2_spec(spec)
     r = spec2.train
-    run = Path(run)
     model_path = run / rundir.MODEL
     with rundir.atomic_path(run / MODEL_PHASE1) as tmp:
         shutil.copyfile(model_path, tmp)
     with hw.strategy.scope():
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
         names = unfreeze(model, spec)
-        steps = recipes.steps_per_epoch(r, data.sizes["train"])
-        compile_model(model, spec2, hw, steps)
+        compile_model(model, spec2, hw, session.steps, session.metric_names)
+    phase2 = replace(
+        session, spec=spec2, model=model, steps=recipes.steps_per_epoch(r, data.sizes["train"])
+    )
     trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
-    echo(
+    session.echo(
         f"phase 2: {spec.backbone.fine_tune.describe()}: {len(names)} backbone layers unfrozen, "
         f"{trainable:,} trainable parameters"
     )
-    labels = recipes.label_fn(r, data.num_classes, None)
-    train_ds = make_pipeline(data.train, r.batch_size, training=True, augment=r.augment,
-                             seed=r.seed + 1, repeat=True, labels=labels)  # fmt: skip
-    val_ds = (
-        make_pipeline(data.val, r.batch_size, training=False, labels=labels)
-        if data.val is not None
-        else None
-    )
-    state = RunState()
-    cbs = [LogNames(None), NanGuard(state), Timer(state, r.batch_size)]
-    if hw.is_chief:
-        cbs.append(History(run / HISTORY_PHASE2))
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(train_ds, epochs=r.epochs, steps_per_epoch=steps, validation_data=val_ds,
-              callbacks=cbs, verbose=verbose, shuffle=False)  # fmt: skip
+    state = _fit_phase2(phase2, verbose)
     if state.nan is not None:
         raise RunError(
             f"fine-tuning stopped: the loss became {state.nan['loss']} in phase-2 epoch "
@@ -115,8 +101,11 @@ def fine_tune_run(spec: Any, data: Any, hw: Any, run: Path, result: Any, *, verb
         )
     metrics = dict(result.metrics)
     metrics["phase1"] = {split: metrics.get(split, {}) for split in ("train", "val", "test")}
-    metrics.update(evaluate_splits(model, data, r))
-    metrics["train"] = {k: float(v) for k, v in state.last_logs.items() if not k.startswith("val_")}
+    scores, metrics["per_class"] = lifecycle.evaluate_splits(model, phase2)
+    metrics.update(scores)
+    metrics["train"] = {
+        k: float(v) for k, v in state.last_logs.items() if k != "lr" and not k.startswith("val_")
+    }
     metrics["phase2"] = {
         "unfrozen_layers": len(names),
         "first_unfrozen": names[0] if names else None,
@@ -128,8 +117,39 @@ def fine_tune_run(spec: Any, data: Any, hw: Any, run: Path, result: Any, *, verb
     }
     metrics["epochs_done"] = result.metrics.get("epochs_done", 0) + state.epochs_done
     metrics["wall_time_s"] = result.metrics.get("wall_time_s", 0.0) + time.time() - started
+    history = rundir.read_history(run / HISTORY_PHASE2) if hw.is_chief else []
     if hw.is_chief:
         rundir.save_model(model, model_path)
         rundir.write_json(run / rundir.METRICS, metrics)
-    history = rundir.read_history(run / HISTORY_PHASE2) if hw.is_chief else []
+        rundir.plot_curves(both_phases(result.history, history), run / rundir.CURVES)
     return type(result)(run, metrics, [*result.history, *history])
+
+
+def _fit_phase2(session: Any, verbose: int | None) -> RunState:
+    """Train phase 2's epochs with ``fit`` (no checkpoints: a killed phase 2 starts again)."""
+    import sys
+
+    r, data = session.recipe, session.data
+    labels = recipes.label_fn(r, data.num_classes, None)
+    train_ds = make_pipeline(data.train, r.batch_size, training=True, augment=r.augment,
+                             seed=r.seed + 1, repeat=True, labels=labels)  # fmt: skip
+    val_ds = (
+        make_pipeline(data.val, r.batch_size, training=False, labels=labels)
+        if data.val is not None
+        else None
+    )
+    state = RunState()
+    cbs = [LogNames(None), NanGuard(state), Timer(state, r.batch_size)]
+    if session.hw.is_chief:
+        cbs.append(History(session.run / HISTORY_PHASE2))
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    session.model.fit(train_ds, epochs=r.epochs, steps_per_epoch=session.steps,
+                      validation_data=val_ds, callbacks=cbs, verbose=verbose, shuffle=False)  # fmt: skip
+    return state
+
+
+def both_phases(phase1: list[dict], phase2: list[dict]) -> list[dict]:
+    """The history of both phases in one, phase 2's epochs numbered on from phase 1's."""
+    last = phase1[-1]["epoch"] if phase1 else 0
+    return [*phase1, *({**row, "epoch": last + row["epoch"]} for row in phase2)]

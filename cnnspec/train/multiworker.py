@@ -29,17 +29,19 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import keras
+
 from ..data import make_pipeline
 from ..errors import RunError
-from . import recipe, rundir
+from . import lifecycle, recipe, rundir
+from .callbacks import RunState
+from .trainer import replay, tensorboard_available
 
 _WATCHDOG = """
 import os, sys, time
@@ -77,196 +79,138 @@ class Watchdog:
         self.process = None
 
 
-def train_multiworker(spec: Any, hw: Any, *, run_dir, resume: bool, echo, started: float):
-    """Train ``spec`` as worker ``hw.worker_index`` of ``hw.workers`` (TF_CONFIG).
+def train_epochs(session: Any) -> RunState:
+    """Train the session's epochs as worker ``hw.worker_index`` of ``hw.workers`` (TF_CONFIG).
 
     Resume: restart the chief with ``--resume RUN_DIR`` and the other workers with their first
     command; the chief restores its checkpoint and broadcasts the state and epoch to everyone.
     """
     import tensorflow as tf
 
-    from .callbacks import callback_states, restore, save_checkpoint
-    from .trainer import (
-        RunResult,
-        describe,
-        load_training_data,
-        prepare_run_dir,
-        recipe_callbacks,
-        replay,
-        summary,
-        tensorboard_available,
-        training_model,
-    )
+    hw = session.hw
+    opt = _optimizer(session)
+    step = _train_step(session, opt)
+    callbacks, state, first = _start(session, opt)
+    r = session.recipe
+    last = first if any(getattr(cb, "stopped_epoch", 0) for cb in callbacks.callbacks) else r.epochs
+    train_ds = make_pipeline(
+        session.data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed,
+        repeat=True, labels=recipe.label_fn(r, session.data.num_classes, None),
+    )  # fmt: skip
+    if first and last > first:
+        train_ds = replay(train_ds, first * session.steps, session.echo)
+    iterator = iter(hw.strategy.experimental_distribute_dataset(train_ds))
+    try:
+        for epoch in range(first, last):
+            if not _epoch(session, step, iterator, callbacks, state, epoch):
+                break
+        callbacks.on_train_end()
+    except tf.errors.OpError as exc:
+        first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise RunError(
+            f"worker {hw.worker_index}: distributed training failed: {type(exc).__name__}: "
+            f"{first_line}",
+            hint="check that every worker in TF_CONFIG is running and reachable",
+        ) from None
+    finally:
+        if hw.watchdog:
+            hw.watchdog.cancel()
+    return state
 
-    r = spec.train
-    watchdog = hw.watchdog  # started before the strategy (hardware.setup)
-    data = load_training_data(spec, echo=echo if hw.is_chief else None)
-    if hw.is_chief:
-        run = prepare_run_dir(spec, data, hw, run_dir, resume=resume)
-    else:
-        run = Path(tempfile.mkdtemp(prefix=f"cnnspec-worker{hw.worker_index}-"))
-    echo(describe(spec, data, hw, run) + f" [worker {hw.worker_index}/{hw.workers}]")
 
-    strategy = hw.strategy
-    steps = recipe.steps_per_epoch(r, data.sizes["train"])
-    with strategy.scope():
-        model = training_model(spec)
-        opt = recipe.optimizer(r, steps)
+def _optimizer(session: Any) -> Any:
+    """The recipe's optimizer, built in the strategy's scope (loss scaling under float16)."""
+    hw, model = session.hw, session.model
+    with hw.strategy.scope():
+        opt = recipe.optimizer(session.recipe, session.steps)
         if hw.policy == "mixed_float16":
             import keras
 
             opt = keras.optimizers.LossScaleOptimizer(opt)
             hw.loss_scaling = True
         opt.build(model.trainable_variables)
-    step = _train_step(spec, model, opt, strategy)
-    evaluate = _eval_step(spec, model)
-    labels = recipe.label_fn(r, data.num_classes, None)
-    train_ds = make_pipeline(
-        data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed, repeat=True,
-        labels=labels,
-    )  # fmt: skip
-
-    # Keras callbacks driven by hand through their public hooks: they read the epoch logs,
-    # set model.stop_training (early stopping) or model.optimizer's learning rate (plateau).
+    # Keras callbacks driven by hand read model.optimizer (lr) and set model.stop_training.
     model.optimizer = opt
     model.stop_training = False
-    done, restored = 0, {}
-    if hw.is_chief:
-        try:
-            done = restore(model, run / rundir.CHECKPOINTS, run / rundir.HISTORY)
-            restored = callback_states(run / rundir.CHECKPOINTS)
-        except (OSError, ValueError) as exc:
-            raise RunError(
-                f"cannot restore the checkpoint in {run / rundir.CHECKPOINTS}: {exc}"
-            ) from None
-    driven = recipe_callbacks(r, restored)
-    for cb in driven:
-        cb.set_model(model)
-        cb.on_train_begin()  # on the chief they take their restored state here
+    return opt
+
+
+def _start(session: Any, opt: Any) -> tuple[Any, RunState, int]:
+    """The chief's checkpoint given to every worker: (callbacks, state, first epoch)."""
+    import keras
+
+    from .trainer import recipe_callbacks
+
+    hw, model, r = session.hw, session.model, session.recipe
+    restored = lifecycle.restore(session) if hw.is_chief else lifecycle.Restored()
+    driven = recipe_callbacks(r, restored.callback_states)
+    state = lifecycle.start_state(session, restored)
+    cbs = lifecycle.epoch_callbacks(session, state, driven, None)
+    if hw.is_chief and tensorboard_available():
+        cbs.append(_Board(session.run / rundir.LOGS))
+    callbacks = keras.callbacks.CallbackList(cbs, model=model)
+    callbacks.on_train_begin()  # on the chief the recipe callbacks take their restored state
     # Only the chief has the checkpoint: every worker takes its state, epoch and callbacks'
     # counters (None, a best not yet set, travels as NaN).
     values = [v for cb in driven for v in cb.state().values()]
-    numbers = [float(done), *(math.nan if v is None else float(v) for v in values)]
-    numbers = _broadcast_from_chief(strategy, _state_variables(model, opt), numbers)
+    numbers = [float(restored.epochs_done), *(math.nan if v is None else float(v) for v in values)]
+    numbers = _broadcast_from_chief(hw.strategy, _state_variables(model, opt), numbers)
     done, received = int(numbers[0]), iter(numbers[1:])
     for cb in driven:  # the same callbacks and keys on every worker (the same recipe)
-        state = {key: next(received) for key in cb.state()}
-        cb.apply({k: None if math.isnan(x) else x for k, x in state.items()})
-    # killed after early stopping ended the run, before model.keras: nothing more to train
-    stopped = any(getattr(cb, "stopped_epoch", 0) for cb in driven)
+        got = {key: next(received) for key in cb.state()}
+        cb.apply({k: None if math.isnan(x) else x for k, x in got.items()})
     if done:
-        echo(f"resumed after epoch {done}")
-        if not stopped:
-            train_ds = replay(train_ds, min(done, r.epochs) * steps, echo)
-    iterator = iter(strategy.experimental_distribute_dataset(train_ds))
-    history = rundir.read_history(run / rundir.HISTORY) if hw.is_chief else []
-    board = _Board(run / rundir.LOGS) if hw.is_chief and tensorboard_available() else None
-    epochs_done = min(done, r.epochs)
-    seconds: list[float] = []
-    try:
-        for epoch in range(epochs_done, epochs_done if stopped else r.epochs):
-            t0 = time.perf_counter()
-            totals = [0.0, 0.0, 0.0]
-            for _ in range(steps):
-                values = step(iterator)
-                totals = [t + float(v) for t, v in zip(totals, values, strict=True)]
-                if watchdog:
-                    watchdog.cancel()
-            seconds.append(time.perf_counter() - t0)
-            loss_sum, correct, count = totals
-            if not all(map(_finite, totals)):
-                raise RunError(
-                    f"training stopped: the loss became {loss_sum / count} in epoch {epoch + 1}",
-                    hint="lower the learning rate",
-                )
-            row = {"epoch": epoch + 1, "loss": loss_sum / count, "accuracy": correct / count}
-            if data.val is not None:
-                row.update(
-                    {
-                        f"val_{k}": v
-                        for k, v in _evaluate(evaluate, data.val, r, data.num_classes).items()
-                    }
-                )
-            row["lr"] = float(_current_lr(opt))
-            history.append(row)
-            epochs_done = epoch + 1
-            logs = {k: v for k, v in row.items() if k != "epoch"}
-            for cb in driven:  # before the checkpoint that keeps their state
-                cb.on_epoch_end(epoch, logs)
-            if hw.is_chief:  # checkpoint first, then the row (as on the fit path)
-                save_checkpoint(
-                    model, run / rundir.CHECKPOINTS, epochs_done, logs, callbacks=driven
-                )
-                rundir.write_history(run / rundir.HISTORY, history)
-            if board:
-                board.write(epoch, logs)
-            echo(
-                f"epoch {epoch + 1}/{r.epochs} - {seconds[-1]:.1f}s - "
-                + " - ".join(f"{k}: {v:.4f}" for k, v in row.items() if k != "epoch")
-            )
-            if model.stop_training:
-                break
-        for cb in driven:
-            cb.on_train_end()
-    except tf.errors.OpError as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise RunError(
-            f"worker {hw.worker_index}: distributed training failed: {type(exc).__name__}: {first}",
-            hint="check that every worker in TF_CONFIG is running and reachable",
-        ) from None
-    finally:
-        if watchdog:
-            watchdog.cancel()
-
-    from ..build import inference_model
-
-    infer = inference_model(model, spec)
-    last = history[-1] if history else {}
-    metrics: dict[str, Any] = {
-        "status": "early_stopped" if epochs_done < r.epochs else "completed",
-        "epochs": r.epochs,
-        "epochs_done": epochs_done,
-        "resumed_from_epoch": done,
-        "train": {k: v for k, v in last.items() if k in ("loss", "accuracy")},
-        "val": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
-        "test": _evaluate(evaluate, data.test, r, data.num_classes)
-        if data.test is not None
-        else {},
-        "images_per_s": _throughput(seconds, steps * r.batch_size),
-        "train_time_s": sum(seconds),
-        "wall_time_s": time.time() - started,
-        "hardware": hw.describe(),
-        "worker": hw.worker_index,
-    }
-    if hw.is_chief and history:
-        earlier = rundir.read_json(run / rundir.METRICS)
-        if not seconds and earlier:  # a finished run resumed: keep its throughput
-            for key in ("images_per_s", "train_time_s"):
-                metrics[key] = earlier.get(key, metrics[key])
-        rundir.plot_curves(history, run / rundir.CURVES)
-        rundir.save_model(infer, run / rundir.MODEL)
-        rundir.write_json(run / rundir.METRICS, metrics)
-    else:
-        shutil.rmtree(run, ignore_errors=True)
-    result = RunResult(run, metrics, history)
-    echo(summary(result))
-    return result
+        session.echo(f"resumed after epoch {done}")
+    state.epochs_done = state.first_epoch = min(done, r.epochs)
+    return callbacks, state, min(done, r.epochs)
 
 
-class _Board:
-    """TensorBoard scalars per epoch, named as Keras' TensorBoard callback names them."""
+def _epoch(session: Any, step: Any, iterator: Any, callbacks: Any, state: RunState,
+           epoch: int) -> bool:  # fmt: skip
+    """Train one epoch through the run's callbacks; False when the run must stop."""
+    r, names = session.recipe, session.metric_names
+    callbacks.on_epoch_begin(epoch)
+    t0 = time.perf_counter()
+    totals = [0.0] * (len(names) + 2)
+    for i in range(session.steps):
+        batch = [float(v) for v in step(iterator)]
+        totals = [t + v for t, v in zip(totals, batch, strict=True)]
+        callbacks.on_train_batch_end(i, {"loss": batch[0] / max(batch[-1], 1.0)})
+        if session.hw.watchdog:
+            session.hw.watchdog.cancel()
+        if state.nan is not None:
+            return False
+    count = max(totals[-1], 1.0)
+    logs = dict(zip(["loss", *names], [t / count for t in totals[:-1]], strict=True))
+    if session.data.val is not None:
+        stats = lifecycle.split_stats(session.model, session)
+        scores, _ = lifecycle.evaluate_split(stats, session.data.val, session)
+        logs.update({f"val_{k}": v for k, v in scores.items()})
+    callbacks.on_epoch_end(epoch, logs)  # lr, timing, recipe, checkpoint, history.csv, board
+    session.echo(
+        f"epoch {epoch + 1}/{r.epochs} - {time.perf_counter() - t0:.1f}s - "
+        + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    )
+    return not session.model.stop_training
+
+
+class _Board(keras.callbacks.Callback):
+    """TensorBoard scalars per epoch, named as Keras' TensorBoard callback names them (that
+    callback needs ``fit``'s internals)."""
 
     def __init__(self, folder: Path) -> None:
         import tensorflow as tf
 
+        super().__init__()
         self.writers = {
             "": tf.summary.create_file_writer(str(folder / "train")),
             "val_": tf.summary.create_file_writer(str(folder / "validation")),
         }
 
-    def write(self, epoch: int, logs: dict[str, float]) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         import tensorflow as tf
 
+        logs = logs or {}
         for prefix, writer in self.writers.items():
             with writer.as_default(step=epoch):
                 for key, value in logs.items():
@@ -311,31 +255,15 @@ def _broadcast_from_chief(strategy: Any, variables: list[Any], numbers: list[flo
     return [float(x) for x in result[-1].numpy()]
 
 
-def _finite(v: float) -> bool:
-    return v == v and abs(v) != float("inf")
-
-
-def _throughput(seconds: list[float], images_per_epoch: int) -> float:
-    secs = seconds[1:] if len(seconds) > 1 else seconds
-    return images_per_epoch * len(secs) / sum(secs) if sum(secs) > 0 else 0.0
-
-
-def _current_lr(opt: Any) -> float:
-    import keras
-
-    return keras.ops.convert_to_numpy(opt.learning_rate)
-
-
-def _main_output(spec: Any, preds: Any) -> Any:
-    return preds[spec.output_name] if isinstance(preds, dict) else preds
-
-
-def _train_step(spec: Any, model: Any, opt: Any, strategy: Any):
-    """A tf.function running one global batch on every replica; returns summed stats."""
+def _train_step(session: Any, opt: Any):
+    """A tf.function running one global batch on every replica; returns summed stats:
+    [loss, one per metric (``recipe.metric_hits``), count]."""
     import tensorflow as tf
 
+    spec, model, strategy = session.spec, session.model, session.hw.strategy
     r = spec.train
     loss_fn = recipe.loss(r, reduction=None)  # per example
+    hits = recipe.metric_hits(session.metric_names)
     weights = spec.loss_weights()
     global_batch = r.batch_size
 
@@ -357,11 +285,11 @@ def _train_step(spec: Any, model: Any, opt: Any, strategy: Any):
             scaled = opt.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
         opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        main = _main_output(spec, preds)
+        main = tf.cast(preds[spec.output_name] if isinstance(preds, dict) else preds, tf.float32)
         truth = tf.argmax(y, axis=-1) if r.loss.one_hot else tf.cast(y, tf.int64)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(main, axis=-1), truth), tf.float32))
+        sums = [tf.reduce_sum(h(main, truth)) for h in hits]
         count = tf.cast(tf.shape(x)[0], tf.float32)
-        return tf.reduce_sum(per_example), correct, count
+        return [tf.reduce_sum(per_example), *sums, count]
 
     @tf.function
     def step(iterator):
@@ -369,30 +297,3 @@ def _train_step(spec: Any, model: Any, opt: Any, strategy: Any):
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in values]
 
     return step
-
-
-def _eval_step(spec: Any, model: Any):
-    """A local (not distributed) tf.function: summed loss, correct and count of a batch."""
-    import tensorflow as tf
-
-    r = spec.train
-    loss_fn = recipe.loss(r, reduction=None)
-
-    @tf.function
-    def evaluate(x, y):
-        probs = tf.cast(_main_output(spec, model(x, training=False)), tf.float32)
-        truth = tf.argmax(y, axis=-1) if r.loss.one_hot else tf.cast(y, tf.int64)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, axis=-1), truth), tf.float32))
-        return tf.reduce_sum(loss_fn(y, probs)), correct, tf.cast(tf.shape(x)[0], tf.float32)
-
-    return evaluate
-
-
-def _evaluate(evaluate: Any, ds: Any, r: Any, num_classes: int) -> dict[str, float]:
-    """Mean loss and accuracy of a split, computed locally on this worker."""
-    labels = recipe.label_fn(r, num_classes, None)
-    totals = [0.0, 0.0, 0.0]
-    for x, y in make_pipeline(ds, r.batch_size, training=False, labels=labels):
-        totals = [t + float(v) for t, v in zip(totals, evaluate(x, y), strict=True)]
-    loss_sum, correct, count = totals
-    return {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0)}

@@ -164,28 +164,88 @@ def loss(recipe: TrainSpec, reduction: str | None = "sum_over_batch_size"):
     return LOSSES[recipe.loss.kind](recipe.loss.params, reduction)
 
 
-def metrics(recipe: TrainSpec) -> list[Any]:
-    """Keras metrics named as in the spec (``accuracy``, ``top3``, ...)."""
+def _accuracy_metric(name: str, one_hot: bool) -> Any:
     import keras
 
-    one_hot = recipe.loss.one_hot
-    out = []
+    cls = keras.metrics.CategoricalAccuracy if one_hot else keras.metrics.SparseCategoricalAccuracy
+    return cls(name=name)
+
+
+def _accuracy_hits(name: str) -> Callable[[Any, Any], Any]:
+    import tensorflow as tf
+
+    def hits(probs, truth):
+        return tf.cast(tf.equal(tf.argmax(probs, axis=-1), truth), tf.float32)
+
+    return hits
+
+
+def _top_k(name: str) -> int:
+    return int(name[3:])
+
+
+def _top_k_metric(name: str, one_hot: bool) -> Any:
+    import keras
+
+    cls = (
+        keras.metrics.TopKCategoricalAccuracy
+        if one_hot
+        else keras.metrics.SparseTopKCategoricalAccuracy
+    )
+    return cls(k=_top_k(name), name=name)
+
+
+def _top_k_hits(name: str) -> Callable[[Any, Any], Any]:
+    import tensorflow as tf
+
+    k = _top_k(name)
+
+    def hits(probs, truth):
+        return tf.cast(tf.math.in_top_k(truth, tf.cast(probs, tf.float32), k), tf.float32)
+
+    return hits
+
+
+#: Every metric kind the recipe may name, with its Keras metric (the fit path) and its
+#: per-example hits (the multi-worker step and the end-of-run evaluation): one place, so the
+#: two training loops log the same metrics under the same names.
+METRIC_KINDS: dict[str, tuple[Callable[[str, bool], Any], Callable[[str], Any]]] = {
+    "accuracy": (_accuracy_metric, _accuracy_hits),
+    "top": (_top_k_metric, _top_k_hits),
+}
+
+
+def _metric_kind(name: str) -> str:
+    return "top" if name.startswith("top") else name
+
+
+def active_metrics(recipe: TrainSpec, num_classes: int) -> tuple[list[str], list[str]]:
+    """(the recipe's metrics this data set gives meaning to, the ones left out).
+
+    A topK with k >= the number of classes is 1.0 by construction: it is left out, unless
+    early stopping or the plateau schedule monitors it.
+    """
+    monitored = {m.removeprefix("val_") for m in recipe.monitors().values()}
+    kept, skipped = [], []
     for name in recipe.metrics:
-        if name == "accuracy":
-            cls = (
-                keras.metrics.CategoricalAccuracy
-                if one_hot
-                else keras.metrics.SparseCategoricalAccuracy
-            )
-            out.append(cls(name="accuracy"))
-        else:
-            cls = (
-                keras.metrics.TopKCategoricalAccuracy
-                if one_hot
-                else keras.metrics.SparseTopKCategoricalAccuracy
-            )
-            out.append(cls(k=int(name[3:]), name=name))
-    return out
+        pointless = _metric_kind(name) == "top" and _top_k(name) >= num_classes
+        (skipped if pointless and name not in monitored else kept).append(name)
+    return kept, skipped
+
+
+def metrics(recipe: TrainSpec, names: list[str] | None = None) -> list[Any]:
+    """Keras metrics named as in the spec (``accuracy``, ``top3``, ...); ``names``: a subset
+    (``active_metrics``), default all of the recipe's."""
+    one_hot = recipe.loss.one_hot
+    return [
+        METRIC_KINDS[_metric_kind(n)][0](n, one_hot)
+        for n in (recipe.metrics if names is None else names)
+    ]
+
+
+def metric_hits(names: list[str]) -> list[Callable[[Any, Any], Any]]:
+    """Graph functions ``(probs, int labels) -> per-example 0/1`` of the metrics ``names``."""
+    return [METRIC_KINDS[_metric_kind(n)][1](n) for n in names]
 
 
 def steps_per_epoch(recipe: TrainSpec, n_train: int) -> int:

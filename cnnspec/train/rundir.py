@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunError
 from ..outpaths import atomic_path, write_text_atomic
 
 HISTORY = "history.csv"
@@ -100,11 +101,26 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append(
-                {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
-            )
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                try:
+                    rows.append(
+                        {
+                            k: (int(v) if k == "epoch" else float(v))
+                            for k, v in row.items()
+                            if v not in ("", None)
+                        }
+                    )
+                    if not isinstance(rows[-1].get("epoch"), int) or None in row:
+                        raise ValueError("no epoch" if None not in row else "extra cells")
+                except (TypeError, ValueError) as exc:
+                    raise RunError(
+                        f"{path}:{line}: not a history row of cnnspec train ({exc})",
+                        hint=f"fix or delete that row of {path.name}",
+                    ) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunError(f"{path}: cannot read the run's history: {exc}") from None
     return rows
 
 
