@@ -204,3 +204,33 @@ def test_lrn_matches_its_formula():
     y = build_model(spec).predict(a.reshape(1, 1, 1, 4), verbose=0).ravel()
     sums = [1 + 4, 1 + 4 + 9, 4 + 9 + 16, 9 + 16]
     np.testing.assert_allclose(y, a / (1 + 0.5 * np.array(sums)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_summary_notation_shows_every_setting(kind, tmp_path, capsys, monkeypatch):
+    # Regression: the table showed 'noise_shape=' (rich took [null, 1, 1, 1] for a style tag)
+    # and nothing for 'layerscale' (its init was the default, so left out).
+    import re
+
+    from cnnspec.cli import main
+    from cnnspec.spec.graph import notation
+
+    input_shape, layers = SAMPLES[kind]
+    items = "\n".join(f"  - {item}" for item in layers)
+    path = tmp_path / "kind.yaml"
+    path.write_text(f"name: t\ninput: {input_shape}\npreprocess: none\nlayers:\n{items}\n")
+    monkeypatch.setenv("COLUMNS", "400")  # one line a row
+    assert main(["summary", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert not re.search(r"\b\w+=(?=[,\s│]|$)", table), table
+    spec = _spec(input_shape, layers)
+    for node in spec.graph.nodes.values():
+        if node.spec is None:
+            continue
+        text = notation(spec.graph, node)
+        row = next(line for line in table.splitlines() if line.startswith(f"│ {node.name} "))
+        assert f"│ {text} " in row, (text, row)  # shown as it is, never eaten as markup
+        settings = node.spec.model_dump(exclude_defaults=True, exclude={"name", "from_", "src"})
+        settings.pop("kind", None)
+        if settings or (node.spec.positional and node.kind != "concat"):
+            assert text, f"{node.name}: {settings}"

@@ -144,6 +144,7 @@ def summary(
         sys.stdout.write("\n")
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{spec.name}  ({spec_path})", header_style="bold", show_lines=False)
@@ -165,7 +166,7 @@ def summary(
         table.add_row(
             row["name"],
             row["kind"],
-            row["notation"],
+            escape(row["notation"]),  # noise_shape=[null, 1, 1, 1] is not a rich style tag
             row["shape"],
             _fmt_int(row["params"]) if row["params"] else "",
             _fmt_macs(row["macs"]) if row["macs"] else "",

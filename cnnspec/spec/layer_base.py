@@ -24,6 +24,9 @@ class LayerSpec(StrictModel):
     src: Any = Field(None, alias="__src__", exclude=True)
 
     positional: ClassVar[tuple[str, ...]] = ()
+    #: Fields the notation shows even at their default (None: the first positional one), so a
+    #: summary never hides what a layer does (``layerscale: 1e-06``, ``lrn: 5``).
+    always_shown: ClassVar[tuple[str, ...] | None] = None
     #: Takes several inputs (add, concat, multiply).
     is_merge: ClassVar[bool] = False
 
@@ -50,7 +53,10 @@ class LayerSpec(StrictModel):
         ``rank`` is the number of spatial dimensions of its input: a ``K`` given as ``3`` shows
         as ``3x3`` on images.
         """
-        values = self.model_dump(exclude_defaults=True, by_alias=True)
+        written = self.model_dump(exclude_defaults=True, by_alias=True)
+        every = self.model_dump(by_alias=True)
+        shown = self.positional[:1] if self.always_shown is None else self.always_shown
+        values = {k: v for k, v in every.items() if k in written or k in shown}
         if rank > 1 and len(values.get("K", ())) == 1:
             values["K"] = tuple(values["K"]) * rank
         parts = [fmt_value(values.pop(k)) for k in self.positional if k in values]
@@ -69,6 +75,8 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (tuple, list)):
+        if value and all(isinstance(v, (tuple, list)) for v in value):  # [before, after] pairs
+            return "[" + ", ".join(f"[{', '.join(map(str, v))}]" for v in value) + "]"
         if value and all(isinstance(v, int) for v in value):
             return "x".join(str(v) for v in value)
         return "[" + ", ".join("null" if v is None else fmt_value(v) for v in value) + "]"

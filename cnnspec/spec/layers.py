@@ -282,6 +282,7 @@ class NormalizeSpec(LayerSpec):
         False,
         description="keep mean/variance as constants, not weights (0 parameters, as ConvNeXt)",
     )
+    always_shown: ClassVar = ("mean", "variance")
 
     @field_validator("variance")
     @classmethod
@@ -433,6 +434,7 @@ class ConcatSpec(_Merge):
     kind: Literal["concat"] = "concat"
     axis: int = Field(-1, description="1 = first axis after the batch, -1 = channels")
     positional: ClassVar = ("axis",)
+    always_shown: ClassVar = ()  # axis -1 (the channels, the usual case) goes unsaid
 
     @field_validator("axis")
     @classmethod
