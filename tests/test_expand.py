@@ -312,12 +312,14 @@ def test_conditions_combine_with_and_or_not(expr, expected):
 
 
 def test_if_with_and_keeps_the_right_copies():
-    text = HEAD + "params: {t: 2}\nlayers:\n  - conv: 3x3, 4, p=same\n    times: 3\n"
-    text += "    if: ${i > 0 and t > 1}\n  - flatten\n"
-    assert [n for n in loads_spec(text).graph.nodes if n.startswith("conv")] == [
-        "conv_1",
-        "conv_2",
-    ]
+    body = "      - bn\n      - dropout: 0.1\n        if: ${i > 0 and t > 1}\n"
+    text = (
+        HEAD
+        + "params: {t: 2}\n"
+        + _define(body, params="{}", use="- blk: {}\n    times: 3")[len(HEAD) :]
+    )
+    kinds = [n.kind for n in loads_spec(text).graph.nodes.values() if n.kind in ("bn", "dropout")]
+    assert kinds == ["bn", "bn", "dropout", "bn", "dropout"]
 
 
 def test_arithmetic_on_conditions_says_to_combine_them_with_and():

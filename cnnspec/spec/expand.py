@@ -9,193 +9,52 @@ came from, for error locations. A scale (:mod:`.scales`) multiplies written chan
 ``times:`` on the way.
 
 Every amount a spec controls is bounded before the work is done: :data:`MAX_LAYERS` expanded
-items, :data:`MAX_DEPTH` levels of nested blocks.
+items, :data:`MAX_DEPTH` levels of nested blocks. The shape of one item lives in :mod:`.items`,
+what the expansion carries (problems, defines, params) in :mod:`.context`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import yamlio
-from ..errors import Location, Problem, closest, did_you_mean
-from .blocks import BLOCKS
+from ..errors import closest, did_you_mean
+from .context import Context
 from .expressions import Computed, ExpressionError, parse_notation, plain, substitute
-from .layers import PRIMITIVES, LayerSpec, kind_of
-from .scales import CHANNEL_FIELDS, Scaling
+from .items import (
+    COMMON_KEYS,
+    NESTED_KEYS,
+    REGISTRY,
+    REPEAT_INDEX,
+    SRC,
+    ItemError,
+    fill_positional,
+    split_item,
+)
+from .layers import LayerSpec, kind_of
+from .scales import CHANNEL_FIELDS
 from .types import ACTIVATIONS
 
-#: Every built-in kind, by tag.
-REGISTRY: dict[str, type[LayerSpec]] = {kind_of(c): c for c in PRIMITIVES + BLOCKS}
-#: Keys any layer item may carry besides its kind.
-COMMON_KEYS = ("name", "from", "times", "fixed", "if")
-SRC = "__src__"
+__all__ = [
+    "COMMON_KEYS",
+    "MAX_DEPTH",
+    "MAX_LAYERS",
+    "NESTED_KEYS",
+    "REGISTRY",
+    "REPEAT_INDEX",
+    "SRC",
+    "Context",
+    "Expander",
+]
 #: Most layer items a spec may expand to (``times:`` and define uses included), counted before
 #: each repetition is expanded: a hostile ``times: 1000000000`` costs milliseconds.
 MAX_LAYERS = 100_000
 #: Deepest nesting of blocks (residual/parallel bodies, define uses inside define uses).
 MAX_DEPTH = 32
-#: The name ``$i`` takes inside an item with ``times:``: the 0-based repeat index.
-REPEAT_INDEX = "i"
-#: Keys of a block whose values are lists of layer items (expanded, not substituted).
-NESTED_KEYS = ("body", "shortcut", "branches")
 
 
 class _TooLarge(Exception):
     """The expansion passed :data:`MAX_LAYERS` (reported once; expansion stops)."""
-
-
-class _Ctx:
-    """Where we are while expanding: the document, problems found, the define stack."""
-
-    def __init__(
-        self,
-        doc: yamlio.Document,
-        defines: dict[str, Any],
-        overrides: dict,
-        scaling: Scaling | None = None,
-        params: Any = None,
-    ) -> None:
-        self.doc = doc
-        self.problems: list[Problem] = []
-        self.overrides = overrides
-        self.stack: list[str] = []
-        self.scaling = scaling
-        self.count = 0
-        self._seen: set[str] = set()
-        self.defines = self._check_defines(defines if isinstance(defines, dict) else {})
-        #: Values of ``$name`` in every item: the spec's ``params:``, then the scale's.
-        self.params = self._check_params(params, ("params",), "params")
-        if scaling is not None:
-            self.params.update(
-                self._check_params(scaling.spec.params, ("scales", scaling.name, "params"), "scale")
-            )
-
-    def _check_params(self, params: Any, path: tuple, human: str) -> dict[str, Any]:
-        if not isinstance(params, dict):
-            return {}  # a wrong type is reported by the model validation
-        out = {}
-        for key, value in params.items():
-            if not isinstance(key, str) or not key.isidentifier() or key == REPEAT_INDEX:
-                self.add(
-                    path,
-                    human,
-                    f"a parameter name must be a name other than '{REPEAT_INDEX}', received {key!r}",
-                    "write e.g. 'params: {dropout: 0.2}'",
-                )
-            else:
-                out[key] = value
-        return out
-
-    def location(self, path: Sequence) -> Location:
-        for opath, text in self.overrides.items():
-            if tuple(path[: len(opath)]) == opath:
-                return Location(f"--set {text}")
-        return self.doc.location(tuple(path))
-
-    def add(self, path: Sequence, human: str, message: str, hint: str = "") -> None:
-        problem = Problem(self.location(path), message, hint, human)
-        key = f"{problem.location}: {message}"
-        if key not in self._seen:  # a define used ten times reports its error once
-            self._seen.add(key)
-            self.problems.append(problem)
-
-    def _check_defines(self, defines: dict[str, Any]) -> dict[str, Any]:
-        """Refuse defines that shadow a built-in kind, and parameters that are not names."""
-        usable = {}
-        for name, define in defines.items():
-            if name in REGISTRY or name in COMMON_KEYS:
-                what = "built-in kind" if name in REGISTRY else "key every item may carry"
-                self.add(
-                    ("define", name),
-                    f"define.{name}",
-                    f"'{name}' is a {what}; a define of that name would hide it",
-                    f"rename the block, e.g. '{name}_block'",
-                )
-                continue
-            params = define.get("params") if isinstance(define, dict) else None
-            for key in params if isinstance(params, dict) else ():
-                if not isinstance(key, str):
-                    continue  # reported by the model validation (a name must be a string)
-                if not key.isidentifier():
-                    self.add(
-                        ("define", name, "params"),
-                        f"define.{name}.params",
-                        f"a parameter name must be a name, received {key!r}",
-                        "write e.g. 'params: {n: 64}'",
-                    )
-                elif key == REPEAT_INDEX:
-                    self.add(
-                        ("define", name, "params", key),
-                        f"define.{name}.params",
-                        f"'{key}' is the repeat index of times:, not a parameter name",
-                        "choose another name",
-                    )
-            usable[name] = define
-        return usable
-
-
-# --- the expander ------------------------------------------------------------------------
-
-
-def _fill_positional(cls: type[LayerSpec], values: list[Any], fields: dict[str, Any]) -> str | None:
-    """Assign notation values to the kind's positional fields; return an error or None."""
-    names = [n for n in cls.positional if n not in fields]
-    takes_act = "act" in cls.model_fields
-    for value in values:
-        if takes_act and isinstance(value, str) and value in ACTIVATIONS and "act" not in fields:
-            fields["act"] = value
-            continue
-        if takes_act and isinstance(value, str) and value.isidentifier() and "act" not in fields:
-            guess = did_you_mean(value, ACTIVATIONS)  # 'rleu': a misspelt activation
-            if guess:
-                return f"unknown activation, received {value!r} ({guess})"
-        if not names:
-            expected = ", ".join(cls.positional) or "no positional values"
-            return f"too many values, received {value!r} (takes {expected}; write other fields as key=value)"
-        fields[names.pop(0)] = value
-    return None
-
-
-class _ItemError(ValueError):
-    """A layer item that is not of the form ``- kind: values``."""
-
-    def __init__(self, message: str, hint: str = "write e.g. '- conv: 3x3, 64, s=1, p=1, relu'"):
-        super().__init__(message)
-        self.hint = hint
-
-
-def _split_item(item: Any) -> tuple[str, Any, dict[str, Any]]:
-    """``item`` -> (kind, kind value, common keys); raises :class:`_ItemError`."""
-    if isinstance(item, str):
-        word, colon, rest = item.strip().partition(":")
-        word = word.strip()
-        if not word or "," in word or " " in word:
-            raise _ItemError(f"expected '- kind: values', received {item!r}")
-        # 'conv: 3x3, 64' quoted in a flow list means {conv: '3x3, 64'}.
-        return word, (rest.strip() or None) if colon else None, {}
-    if not isinstance(item, dict):
-        raise _ItemError(f"a layer must be a kind name or a mapping, received {item!r}")
-    kinds = [k for k in item if k not in COMMON_KEYS]
-    common = {k: item[k] for k in item if k in COMMON_KEYS}
-    if not kinds:
-        raise _ItemError("no layer kind in this item")
-    if len(kinds) > 1:
-        known = [k for k in kinds if k in REGISTRY]
-        if len(known) == 1:
-            extra = next(k for k in kinds if k != known[0])
-            raise _ItemError(
-                f"unknown key '{extra}' beside '{known[0]}'",
-                did_you_mean(extra, COMMON_KEYS) or "one kind per item",
-            )
-        raise _ItemError(
-            f"one layer per item, received the kinds {', '.join(map(str, kinds))}",
-            did_you_mean(kinds[0], REGISTRY) or "one kind per item",
-        )
-    if not isinstance(kinds[0], str):
-        raise _ItemError(f"a layer kind must be a name, received {kinds[0]!r}")
-    return kinds[0], item[kinds[0]], common
 
 
 @dataclass(frozen=True)
@@ -207,8 +66,8 @@ class _Frame:
     fixed: bool = False
 
 
-class _Expander:
-    def __init__(self, ctx: _Ctx) -> None:
+class Expander:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._memo: dict[str, int] = {}
 
@@ -266,8 +125,8 @@ class _Expander:
     def item(self, item: Any, path: tuple, human: str, frame: _Frame) -> list[dict]:
         ctx = self.ctx
         try:
-            kind, value, common = _split_item(item)
-        except _ItemError as exc:
+            kind, value, common = split_item(item)
+        except ItemError as exc:
             ctx.add(path, human, str(exc), exc.hint)
             return []
         human = f"{human} {kind}"
@@ -377,8 +236,8 @@ class _Expander:
         total = 0
         for item in items:
             try:
-                kind, value, common = _split_item(item)
-            except _ItemError:
+                kind, value, common = split_item(item)
+            except ItemError:
                 continue
             if "if" in common:
                 continue
@@ -442,7 +301,7 @@ class _Expander:
                 return None
             values = [resolved]
         fields = dict(keywords)
-        error = _fill_positional(cls, values, fields)
+        error = fill_positional(cls, values, fields)
         if error:
             self.ctx.add(kpath, human, error)
             return None

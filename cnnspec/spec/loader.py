@@ -20,10 +20,10 @@ from pydantic import ValidationError
 
 from .. import yamlio
 from ..errors import Location, Problem, SpecError, did_you_mean
-from .expand import COMMON_KEYS, REGISTRY, SRC, _Ctx, _Expander
+from .expand import COMMON_KEYS, REGISTRY, SRC, Context, Expander
 from .model import ModelSpec
 from .overrides import apply_overrides
-from .problems import _problems_from
+from .problems import problems_from
 from .scales import apply_scale
 
 __all__ = [
@@ -86,8 +86,8 @@ def from_document(
     applied = apply_overrides(data, overrides)
     _resolve_paths(data, doc.file)
     scaling = apply_scale(data, scale, doc, Location(f"--scale {scale}"), applied)
-    ctx = _Ctx(doc, data.get("define") or {}, applied, scaling, data.get("params"))
-    expander = _Expander(ctx)
+    ctx = Context(doc, data.get("define") or {}, applied, scaling, data.get("params"))
+    expander = Expander(ctx)
     normalised = dict(data)
     if "layers" in data:
         normalised["layers"] = expander.items(data["layers"], ("layers",), "layers")
@@ -107,7 +107,7 @@ def from_document(
         spec = ModelSpec.model_validate(normalised)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        found = _problems_from(exc, normalised, ctx)
+        found = problems_from(exc, normalised, ctx)
         if problems:  # a list emptied by the expander's own errors is not a further problem
             found = [p for p in found if "at least 1 item" not in p.message]
         problems.extend(found)
@@ -205,7 +205,7 @@ def _partial(normalised: dict, data: dict, errors: list[dict]) -> ModelSpec | No
     return spec
 
 
-def _monitor_problems(spec: ModelSpec, graph, ctx: _Ctx) -> list[Problem]:
+def _monitor_problems(spec: ModelSpec, graph, ctx: Context) -> list[Problem]:
     """Early stopping / plateau must monitor a name Keras will log, or they never act."""
     found = []
     known = spec.train.monitor_names([graph.output, *graph.heads])

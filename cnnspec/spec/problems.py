@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import Problem, did_you_mean
-from .expand import REGISTRY, SRC, _Ctx
+from .context import Context
+from .items import REGISTRY, SRC
 from .model import ModelSpec
 from .types import FieldValueError
 
@@ -79,7 +80,7 @@ def _shown(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 5] + " ...]"
 
 
-def _problems_from(exc: ValidationError, data: dict, ctx: _Ctx) -> list[Problem]:
+def problems_from(exc: ValidationError, data: dict, ctx: Context) -> list[Problem]:
     problems = []
     seen = set()
     for err in exc.errors(include_url=False):
