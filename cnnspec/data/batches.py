@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .images import read_errors
 from .progress import progress
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -38,8 +39,6 @@ def labelled_batches(
 
     An image that does not decode mid-stream (a streamed folder) raises RunError naming it.
     """
-    import tensorflow as tf
-
     total = sum(int(data.sizes.get(name, 0)) for name in names) or None
     with progress(what, total, echo=echo) as bar:
         for name in names:
@@ -49,7 +48,7 @@ def labelled_batches(
                     x, y = next(batches)
                 except StopIteration:
                     break
-                except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as exc:
+                except read_errors() as exc:
                     what = f"reading the {name} split failed"
                     raise data.read_failure(exc, input_shape, what) from None
                 bar.advance(len(x))

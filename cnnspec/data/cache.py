@@ -11,11 +11,9 @@ same data reuses it, and deleting it is always safe.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
+from . import diskcache
 from .progress import progress
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
-CACHE_FORMAT = 1  # bump when what a cache folder holds changes: old folders are not reused
+CACHE_FORMAT = 2  # bump when what a cache folder holds changes: old folders are not reused
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -164,7 +163,6 @@ def apply(
     ``on_error(n)`` is called when decoding fails after ``n`` good elements; it should raise a
     RunError naming the file.
     """
-    import tensorflow as tf
 
     if choice.mode == "none":
         return ds
@@ -174,43 +172,68 @@ def apply(
         cached._cnnspec_in_memory = True  # make_pipeline: shuffling it copies no image
         return cached
     assert choice.folder is not None
-    final = choice.folder / folder_key
-    prefix = final / "data"
-    if not (final / "info.json").is_file():
-        try:
-            choice.folder.mkdir(parents=True, exist_ok=True)
-            tmp = choice.folder / f".{folder_key}.tmp-{os.getpid()}-{time.time_ns()}"
-            tmp.mkdir()
-        except OSError as exc:
-            raise RunError(
-                f"cannot create the cache folder {choice.folder}: {exc.strerror or exc}",
-                hint="set CNNSPEC_CACHE to a writable folder, or use cache: memory / none",
-            ) from None
-        try:
-            _fill(
-                ds.cache(str(tmp / "data")), count, f"caching {name} split on disk", on_error, echo
-            )
-            (tmp / "info.json").write_text(json.dumps({**info, "images": count}, indent=1))
-            try:
-                tmp.rename(final)  # atomic: a folder is complete or absent
-            except OSError:
-                if not (final / "info.json").is_file():  # not a concurrent run's twin
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    elif echo:
-        echo(f"{name} split: reusing the disk cache {final}")
-    # A complete cache is read without touching the files; the upstream map never runs.
-    return ds.cache(str(prefix)).apply(tf.data.experimental.assert_cardinality(count))
+    root = choice.folder
+    diskcache.sweep(root)
+    final = root / folder_key
+    info = {**info, "images": count}
+    if (final / diskcache.INFO).exists():
+        prefix, problem = diskcache.open_entry(final, info)
+        if prefix is not None:
+            if echo:
+                echo(f"{name} split: reusing the disk cache {final}")
+            return _read(ds, prefix, count)
+        _warn(f"warning: the disk cache {final} is damaged ({problem}); rebuilding it", echo)
+        diskcache.discard(final)
+    needed = human(count * _element_bytes(ds))
+
+    def fill(prefix: str) -> None:
+        what = f"caching {name} split on disk"
+        _fill(ds.cache(prefix), count, what, on_error, echo, (prefix, needed))
+
+    diskcache.fill_entry(root, folder_key, info, fill, needed)
+    prefix, problem = diskcache.open_entry(final, info)
+    if prefix is None:  # deleted or damaged in the instant since it was filled
+        _warn(f"warning: the disk cache {final} could not be opened ({problem}); streaming", echo)
+        return ds
+    return _read(ds, prefix, count)
 
 
-def _fill(ds, count: int, what: str, on_error: Callable[[int], None], echo) -> None:
+def _read(ds, prefix: str, count: int):
     import tensorflow as tf
+
+    # A complete cache is read without touching the files; the upstream map never runs.
+    return ds.cache(prefix).apply(tf.data.experimental.assert_cardinality(count))
+
+
+def _element_bytes(ds) -> int:
+    spec = ds.element_spec[0]
+    if not spec.shape.is_fully_defined():
+        return 0
+    return int(np.prod(spec.shape)) * spec.dtype.size
+
+
+def _warn(text: str, echo) -> None:
+    if echo is not None:
+        echo(text)
+    else:
+        import sys
+
+        print(text, file=sys.stderr)
+
+
+def _fill(ds, count: int, what: str, on_error: Callable[[int], None], echo, writing=None) -> None:
+    """Iterate ``ds`` once (filling its cache). ``writing``: (cache file prefix, size needed)
+    of a disk fill, whose write errors (full disk, quota, file size limit) are said as such."""
+    import tensorflow as tf
+
+    from .images import read_errors
 
     with progress(what, count, echo=echo) as bar:
         try:
             for x, _ in ds.batch(64).prefetch(1):  # little memory: a batch is only counted
                 bar.advance(int(x.shape[0]))
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.NotFoundError):
-            on_error(bar.count)
+        except (*read_errors(), tf.errors.ResourceExhaustedError, tf.errors.InternalError) as exc:
+            if writing is not None and os.path.dirname(writing[0]) in str(exc):
+                raise diskcache.write_failed(exc, cache_root(), writing[1]) from None
+            on_error(bar.count)  # names a file that does not decode, if that was the cause
             raise

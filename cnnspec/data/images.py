@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,18 @@ import numpy as np
 from ..errors import RunError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def read_errors() -> tuple[type[Exception], ...]:
+    """The TensorFlow errors a data set raises when a file goes bad while it is read (corrupt,
+    deleted, unreadable, a damaged cache): callers turn them into a RunError naming the file."""
+    import tensorflow as tf
+
+    e = tf.errors
+    return (
+        e.InvalidArgumentError, e.UnknownError, e.NotFoundError, e.PermissionDeniedError,
+        e.DataLossError, e.FailedPreconditionError, e.OutOfRangeError,
+    )  # fmt: skip
 
 
 def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -112,11 +125,19 @@ def decode_file(path: str | Path, input_shape: Sequence[int]) -> np.ndarray:
     """One image file as a converted uint8 array; RunError naming the file if it is bad."""
     import tensorflow as tf
 
+    from .scan import check_image_file
+
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise RunError(f"image file not found: {path}")
+    check_image_file(str(path))  # regular, readable, bounded: before opening it
     try:
-        return decode(tf.io.read_file(str(path)), input_shape).numpy()
+        with open(path, "rb") as fh:
+            contents = fh.read()
+    except OSError as exc:
+        raise RunError(f"cannot read image file {path}: {exc.strerror or exc}") from None
+    try:
+        return decode(tf.constant(contents), input_shape).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as exc:
         # TensorFlow's op decorations ({{node ...}}, [Op:DecodeImage] name:) say nothing useful
         text = re.sub(r"\{\{.*?\}\}|\s*\[Op:[^\]]*\].*", "", str(exc)).strip()

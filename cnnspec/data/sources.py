@@ -237,6 +237,10 @@ def _file_source(source: str, req: _Request) -> Data:
             f"data {source} is a system folder ({resolved}), not a data set",
             hint="use digits, an image folder, a CSV manifest or an .npz file",
         )
+    if root.exists():
+        # Scanned from the real path: ./photos and /abs/photos list the same file names (one
+        # disk cache, and messages name absolute paths).
+        root = Path(resolved)
     if root.is_file() and root.suffix.lower() == ".csv":
         with progress("scanning", None, unit="files", echo=req.echo) as bar:
             names, files = read_manifest(root)
@@ -297,13 +301,24 @@ def _file_source(source: str, req: _Request) -> Data:
     )  # fmt: skip
 
 
+_SPLIT_FOLDERS = ("train", "val", "validation", "test")
+
+
 def _scan_folder(root: Path, req: _Request):
-    sub = set(class_folders(root))
+    sub = class_folders(root)
     if "train" in sub:
-        names, train = scan_classes(root / "train")
+        others = [s for s in sub if s not in _SPLIT_FOLDERS]
+        if others:
+            raise RunError(
+                f"data folder {root} holds train/ beside the class folders {others}: a folder "
+                "with train/ is read as split folders (train/ [val/] [test/], each holding "
+                "class folders)",
+                hint="rename a class called 'train', or move the class folders into train/",
+            )
+        names, train = scan_classes(root / "train", root=root)
         val_name = "val" if "val" in sub else "validation" if "validation" in sub else None
-        val = scan_classes(root / val_name, names)[1] if val_name else None
-        test = scan_classes(root / "test", names)[1] if "test" in sub else None
+        val = scan_classes(root / val_name, names, root)[1] if val_name else None
+        test = scan_classes(root / "test", names, root)[1] if "test" in sub else None
         if val is None:
             train, val, _ = _split_files(train, req.validation_split, 0.0)
     else:
@@ -326,7 +341,11 @@ def _from_files(paths: list[str], labels: np.ndarray, req: _Request, *, shuffle:
     import tensorflow as tf
 
     # One string tensor: a Python list would be inspected element by element (10 s per 1 M).
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels))
+    try:
+        names = tf.constant(paths, tf.string)
+    except ValueError:  # a file name that is not UTF-8 (surrogate-escaped): its raw bytes
+        names = tf.constant([os.fsencode(p) for p in paths], tf.string)
+    ds = tf.data.Dataset.from_tensor_slices((names, labels))
     if shuffle:  # paths are cheap to shuffle: the whole split, not a buffer of images
         ds = ds.shuffle(len(paths), seed=req.seed, reshuffle_each_iteration=True)
     shape = req.shape
