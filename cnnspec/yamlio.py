@@ -7,7 +7,8 @@
   reads ``on``, ``off``, ``yes``, ``no`` as booleans, which would turn ``act: on`` or a class
   called ``no`` into ``True``/``False``) and there are no timestamps (``2024-01-01`` stays a
   string).
-- Bounded: a spec file is a regular file of at most :data:`MAX_BYTES`; it nests at most
+- Bounded (the raw text is checked first, in :mod:`cnnspec.yamltext`): a spec file is a
+  regular file of at most :data:`MAX_BYTES`; it nests at most
   :data:`MAX_DEPTH` levels and holds at most :data:`MAX_NODES` values once its aliases
   (``*name``) are expanded, so an alias bomb or a recursive anchor costs milliseconds and gives
   a located error.
@@ -15,23 +16,36 @@
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-import unicodedata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import Location, Problem, SpecError
+from .yamltext import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    at,
+    check_characters,
+    check_flow_depth,
+    read_text,
+    yaml_error,
+)
+
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "Document",
+    "load",
+    "loads",
+    "parse_scalar",
+    "read_text",
+]
 
 PathKey = tuple[Any, ...]
 
-#: The largest spec file read (bytes). Real specs are a few kilobytes.
-MAX_BYTES = 256 * 1024
-#: The deepest nesting of lists and mappings (a residual block inside a block is ~6 levels).
-MAX_DEPTH = 100
 #: The most values a document may hold, counting every use of an alias (``*name``) again.
 MAX_NODES = 200_000
 
@@ -51,7 +65,7 @@ class _Loader(yaml.SafeLoader):
                 raise SpecError(
                     [
                         Problem(
-                            _at(self.file, mark),
+                            at(self.file, mark),
                             f"the document nests deeper than {MAX_DEPTH} levels",
                             "flatten the structure; a spec needs a few levels",
                         )
@@ -118,10 +132,6 @@ else:  # pragma: no cover - PyYAML without libyaml
     _FastLoader = _Loader
 
 
-def _at(file: str, mark: Any) -> Location:
-    return Location(file, mark.line + 1, mark.column + 1) if mark is not None else Location(file)
-
-
 class Document:
     """A loaded YAML document: plain data plus the line/column of every node, by path."""
 
@@ -168,7 +178,7 @@ class _Converter:
             line, col = self.positions[path[:1]]
             where = Location(self.file, line, col)
         else:
-            where = _at(self.file, node.start_mark)
+            where = at(self.file, node.start_mark)
         self.problems.append(Problem(where, message, hint))
         raise _Stop
 
@@ -260,7 +270,7 @@ class _Converter:
         out: dict[Any, Any] = {}
         for key_node, value_node in self.pairs(node, frozenset({id(node)})):
             key = self.convert(key_node, path + ("<key>",), record=False)
-            where = _at(self.file, key_node.start_mark)
+            where = at(self.file, key_node.start_mark)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 self.problems.append(
                     Problem(where, f"a mapping key must be a plain scalar, received {key!r}")
@@ -283,189 +293,17 @@ class _Converter:
         return out
 
 
-#: Characters YAML does not allow in a stream (PyYAML's reader rule), e.g. NUL and ESC.
-_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
-
-
-def _line_col(text: str, index: int) -> tuple[int, int]:
-    line = text.count("\n", 0, index) + 1
-    return line, index - (text.rfind("\n", 0, index) + 1) + 1
-
-
-#: The names of the ASCII control characters (unicodedata has none for them).
-_C0 = [
-    "NUL",
-    "SOH",
-    "STX",
-    "ETX",
-    "EOT",
-    "ENQ",
-    "ACK",
-    "BEL",
-    "BS",
-    "HT",
-    "LF",
-    "VT",
-    "FF",
-    "CR",
-    "SO",
-    "SI",
-    "DLE",
-    "DC1",
-    "DC2",
-    "DC3",
-    "DC4",
-    "NAK",
-    "SYN",
-    "ETB",
-    "CAN",
-    "EM",
-    "SUB",
-    "ESC",
-    "FS",
-    "GS",
-    "RS",
-    "US",
-]
-
-
-def _check_characters(text: str, file: str) -> None:
-    bad = _NON_PRINTABLE.search(text)
-    if bad is None:
-        return
-    ch = bad.group()
-    name = unicodedata.name(ch, "") or (
-        _C0[ord(ch)] if ord(ch) < 32 else "DEL" if ch == "\x7f" else "a control character"
-    )
-    line, col = _line_col(text, bad.start())
-    raise SpecError(
-        [
-            Problem(
-                Location(file, line, col),
-                f"the character U+{ord(ch):04X} ({name}) is not allowed in YAML, received {ch!r}",
-                "remove it (inside double quotes a string may spell it as an escape, e.g. \\x1b)",
-            )
-        ]
-    )
-
-
-_FLOW_TOKEN = re.compile(r"""[\[\]{}\n"'#]""")
-
-
-def _check_flow_depth(text: str, file: str) -> list[int]:
-    """Refuse ``[[[[...`` nested deeper than :data:`MAX_DEPTH` before PyYAML scans it.
-
-    PyYAML's scanner looks ahead over every open flow collection (quadratic in their number),
-    so this cheap pass runs first. It counts a bracket at the top level only where YAML starts
-    a flow collection (after ``key:``, ``-``, ``?`` or at a line start) and skips quoted text
-    and comments: it may count too few, never too many. Returns where the brackets still open
-    at the end of the text start (an unclosed ``[`` is reported there).
-    """
-    opened: list[int] = []
-    i, line_start = 0, 0
-    while True:
-        m = _FLOW_TOKEN.search(text, i)
-        if m is None:
-            return opened
-        ch, i = m.group(), m.end()
-        if ch == "\n":
-            line_start = i
-        elif ch == "#" and (m.start() == line_start or text[m.start() - 1] in " \t"):
-            i = text.find("\n", i)
-            if i < 0:
-                return opened
-        elif ch in "'\"":
-            if opened or _after(text, m.start(), line_start) in ":-?":
-                end = _quoted_end(text, i, ch)
-                if end < 0:
-                    return opened
-                i = end
-        elif ch in "[{":
-            if opened or _after(text, m.start(), line_start) in ":-?":
-                opened.append(m.start())
-                if len(opened) > MAX_DEPTH:
-                    line, col = _line_col(text, m.start())
-                    raise SpecError(
-                        [
-                            Problem(
-                                Location(file, line, col),
-                                f"the document nests deeper than {MAX_DEPTH} levels",
-                                "flatten the structure; a spec needs a few levels",
-                            )
-                        ]
-                    )
-        elif opened:  # ] or }
-            opened.pop()
-
-
-def _after(text: str, pos: int, line_start: int) -> str:
-    """The last character before ``pos`` on its line that is not a blank ('' for none)."""
-    j = pos - 1
-    while j >= line_start and text[j] in " \t":
-        j -= 1
-    return text[j] if j >= line_start else ""
-
-
-def _quoted_end(text: str, i: int, quote: str) -> int:
-    """The index after the quoted scalar that starts before ``i`` (-1 when it does not end)."""
-    while True:
-        j = text.find(quote, i)
-        if j < 0:
-            return -1
-        if quote == "'" and text.startswith("''", j):
-            i = j + 2  # '' is an escaped quote
-        elif quote == '"' and (j - len(text[:j].rstrip("\\"))) % 2:
-            i = j + 1  # an escaped \"
-        else:
-            return j + 1
-
-
-def _yaml_error(exc: yaml.MarkedYAMLError, file: str, unclosed: list[int], text: str) -> SpecError:
-    """A PyYAML error as one located line; an unclosed bracket or quote points where it opened."""
-    context = exc.context or ""
-    opened = exc.context_mark is not None and any(
-        what in context for what in ("flow sequence", "flow mapping", "quoted scalar")
-    )
-    mark = exc.context_mark if opened else (exc.problem_mark or exc.context_mark)
-    problem = exc.problem or ""
-    if not opened and unclosed and exc.problem_mark is not None:
-        # Gave up at the end with a bracket still open (libyaml: 'while parsing a flow node').
-        line, col = _line_col(text, unclosed[0])
-        gave_up = exc.problem_mark
-        return SpecError(
-            [
-                Problem(
-                    Location(file, line, col),
-                    f"invalid YAML: the '{text[unclosed[0]]}' that opens here is not closed: "
-                    f"{problem} on line {gave_up.line + 1}, column {gave_up.column + 1}",
-                    "close every '[' with ']', '{' with '}' and every quote",
-                )
-            ]
-        )
-    if opened and exc.problem_mark is not None:
-        gave_up = exc.problem_mark
-        what = (
-            f"{context.removeprefix('while ')} that starts here is not closed: "
-            f"{problem} on line {gave_up.line + 1}, column {gave_up.column + 1}"
-        )
-        hint = "close every '[' with ']', '{' with '}' and every quote"
-    else:
-        what = " ".join(x for x in (context, problem) if x)
-        hint = "check indentation and quoting"
-    return SpecError([Problem(_at(file, mark), f"invalid YAML: {what}", hint)])
-
-
 def loads(text: str, file: str = "<string>") -> Document:
     """Parse YAML text into a :class:`Document`; raise :class:`SpecError` on any problem."""
     text = text.removeprefix("\ufeff")
-    _check_characters(text, file)
-    unclosed = _check_flow_depth(text, file)
+    check_characters(text, file)
+    unclosed = check_flow_depth(text, file)
     loader = _FastLoader(text)
     loader.file = file
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        raise _yaml_error(exc, file, unclosed, text) from None
+        raise yaml_error(exc, file, unclosed, text) from None
     except yaml.YAMLError as exc:  # pragma: no cover - other reader/scanner errors
         raise SpecError([Problem(Location(file), f"invalid YAML: {exc}")]) from None
     finally:
@@ -481,7 +319,7 @@ def loads(text: str, file: str = "<string>") -> Document:
         raise SpecError(
             [
                 Problem(
-                    _at(file, exc.problem_mark),
+                    at(file, exc.problem_mark),
                     f"unsupported YAML: {exc.problem}",
                     "only plain mappings, lists and scalars are allowed",
                 )
@@ -490,67 +328,6 @@ def loads(text: str, file: str = "<string>") -> Document:
     if converter.problems:
         raise SpecError(converter.problems)
     return Document(data, converter.positions, file)
-
-
-def read_text(path: str | Path, what: str = "spec") -> str:
-    """The UTF-8 text of a regular file of at most :data:`MAX_BYTES`; else a :class:`SpecError`.
-
-    The file is opened without blocking and checked before anything is read, so a FIFO, a device
-    (``/dev/zero``) or a huge file is refused at once instead of hanging or filling memory.
-    """
-    where = Location(str(path))
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise SpecError.single("file not found", location=where, hint="check the path") from None
-    except IsADirectoryError:
-        raise SpecError.single(f"is a directory, not a {what} file", location=where) from None
-    except OSError as exc:
-        raise SpecError.single(
-            f"cannot open the file: {exc.strerror or exc}", location=where
-        ) from None
-    info = os.fstat(fd)
-    if stat.S_ISDIR(info.st_mode):
-        os.close(fd)
-        raise SpecError.single(f"is a directory, not a {what} file", location=where)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(info.st_mode):
-            raise SpecError.single(
-                f"is not a regular file (a pipe, device or socket), received {path}",
-                location=where,
-                hint=f"save the {what} to a file and give its path",
-            )
-        if info.st_size > MAX_BYTES:
-            raise SpecError.single(
-                f"the file is {info.st_size:,} bytes, more than the {MAX_BYTES:,} a {what} may have",
-                location=where,
-                hint="a spec is a few kilobytes; use define: and times: to repeat layers",
-            )
-        try:
-            raw = f.read(MAX_BYTES + 1)  # the file may have grown since fstat
-        except OSError as exc:
-            raise SpecError.single(
-                f"cannot read the file: {exc.strerror or exc}", location=where
-            ) from None
-    if len(raw) > MAX_BYTES:
-        raise SpecError.single(
-            f"the file is more than the {MAX_BYTES:,} bytes a {what} may have", location=where
-        )
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        start = raw.rfind(b"\n", 0, exc.start) + 1
-        col = len(raw[start : exc.start].decode("utf-8", errors="replace")) + 1
-        raise SpecError(
-            [
-                Problem(
-                    Location(str(path), line, col),
-                    f"the file is not UTF-8 text, received the byte {raw[exc.start]:#04x}",
-                    "save the file as UTF-8",
-                )
-            ]
-        ) from None
 
 
 def load(path: str | Path) -> Document:
@@ -567,7 +344,7 @@ def parse_scalar(text: str) -> Any:
     if len(text) > MAX_BYTES:
         raise ValueError(f"the value is {len(text):,} characters long, more than {MAX_BYTES:,}")
     try:
-        _check_flow_depth(text, "<value>")
+        check_flow_depth(text, "<value>")
     except SpecError:
         raise ValueError(f"the value nests deeper than {MAX_DEPTH} levels") from None
     loader = _FastLoader(text)
