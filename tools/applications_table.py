@@ -186,14 +186,14 @@ def describe(name: str, size: int) -> tuple[dict, list[tuple]]:
 
 def check(name: str, rows: list, shapes: list, size: int) -> list[str]:
     """Replay the ops with cnnspec's own code and compare every layer with Keras."""
-    from cnnspec.spec import backbone as B
+    from cnnspec.spec import backbone_info as B
 
     entry = {"layers": rows}
-    B._application_info.cache_clear()
+    B.cached_application_info.cache_clear()
     original = B.applications
     B.applications = lambda: {name: entry}  # type: ignore[assignment]
     try:
-        info = B._application_info(name, (size, size, 3))
+        info = B.cached_application_info(name, (size, size, 3))
     finally:
         B.applications = original  # type: ignore[assignment]
     return [
