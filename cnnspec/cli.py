@@ -8,6 +8,9 @@ import sys
 #: Commands that never import TensorFlow.
 #: (search: only its trials need it; runs and diff read run folders.)
 _LIGHT = {"validate", "summary", "schema", "graph", "search", "runs", "diff"}
+#: Commands that check everything they can without TensorFlow first, then import it themselves
+#: (through tfquiet.import_tensorflow): their refusals cost milliseconds, not the 5 s import.
+_CHECKS_FIRST = {"train", "export", "predict", "evaluate"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import CnnspecError
 
     _print_spec_warnings()
-    if argv and argv[0] not in _LIGHT and not {"-h", "--help"} & set(argv):
+    if argv and argv[0] not in _LIGHT | _CHECKS_FIRST and not {"-h", "--help"} & set(argv):
         from .tfquiet import import_tensorflow
 
         import_tensorflow()
@@ -49,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # typer/click exits (e.g. --help)
         return int(exc.code or 0)
+    except OSError as exc:  # a file system refusal no check foresaw: still one line, exit 1
+        if debug:
+            raise
+        from .outpaths import reason, shown
+
+        where = f"{shown(exc.filename)}: " if exc.filename else ""
+        print(f"cnnspec: {where}{reason(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         import typer
 

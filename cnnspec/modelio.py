@@ -20,17 +20,18 @@ functions that load a model.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .errors import RunError
 
-Format = Literal["keras", "savedmodel", "tflite", "onnx"]
-FORMATS: tuple[Format, ...] = ("keras", "savedmodel", "tflite", "onnx")
+#: An export format's name (the registry is :mod:`cnnspec.export.formats`).
+Format = str
 
 RUN_MODEL_FILE = "model.keras"
 RUN_META_FILE = "meta.json"
@@ -72,7 +73,22 @@ def _is_savedmodel(path: Path) -> bool:
 
 def find_model(path: str | Path) -> ModelSource:
     """Locate the model behind a user-given path (see the module docstring for what is accepted)."""
-    p = Path(path)
+    try:
+        return _find_model(Path(path))
+    except OSError as exc:  # a name too long, a loop of links, an unreadable folder
+        from .outpaths import reason, shown
+
+        raise RunError(f"{shown(path)}: cannot read this model path: {reason(exc)}") from None
+
+
+def _file_formats() -> dict[str, Format]:
+    """Model file suffix -> format, from the export registry (a folder format has none)."""
+    from .export.formats import REGISTRY
+
+    return {f.suffix: f.name for f in REGISTRY.values() if f.suffix}
+
+
+def _find_model(p: Path) -> ModelSource:
     if not p.exists():
         raise RunError(
             f"{p}: no such file or directory",
@@ -94,12 +110,12 @@ def find_model(path: str | Path) -> ModelSource:
     if _is_savedmodel(p):
         return ModelSource(p, "savedmodel", _existing_meta(p))
     if p.is_file():
-        by_suffix: dict[str, Format] = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}
+        by_suffix = _file_formats()
         fmt = by_suffix.get(p.suffix.lower())
         if fmt is None:
             raise RunError(
                 f"{p}: unsupported model file type '{p.suffix or p.name}'",
-                hint="use a .keras, .tflite or .onnx file, a SavedModel folder or a run directory "
+                hint=f"use a {', '.join(by_suffix)} file, a SavedModel folder or a run directory "
                 "(legacy .h5 models are refused: they can carry marshalled Python code)",
             )
         meta = _existing_meta(p)
@@ -170,18 +186,73 @@ def default_meta(name: str, input_shape: list[int], n_classes: int) -> dict[str,
     }
 
 
-def versions() -> dict[str, str]:
-    """cnnspec / TensorFlow / Keras versions, as recorded in metadata."""
-    import keras
-    import tensorflow as tf
+#: The key of the model's SHA-256 in its metadata (``meta.json``, ``<export>.meta.json``).
+DIGEST_KEY = "model_sha256"
+_digests: dict[tuple[str, int, int], str] = {}
 
-    from . import __version__
 
-    return {
-        "cnnspec_version": __version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-    }
+def model_digest(path: str | Path) -> str:
+    """SHA-256 of a model file, or of a model folder (every file's relative path and bytes)."""
+    path = Path(path)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    total = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        key = (str(f.resolve()), st.st_mtime_ns, st.st_size)
+        if key not in _digests:
+            h = hashlib.sha256()
+            with f.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+            _digests[key] = h.hexdigest()
+        name = f.relative_to(path).as_posix() if path.is_dir() else ""
+        total.update(f"{name}\0{_digests[key]}\n".encode())
+    return total.hexdigest()
+
+
+def record_model_digest(model_path: str | Path, meta_path: str | Path) -> None:
+    """Write ``model_path``'s digest into the metadata file beside it (atomically), so that a
+    model later found next to another model's metadata is refused (:func:`check_digest`)."""
+    from .outpaths import write_text_atomic
+
+    meta_path = Path(meta_path)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta[DIGEST_KEY] = model_digest(model_path)
+    write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
+
+
+def check_digest(source: ModelSource, meta: dict[str, Any]) -> None:
+    """Refuse a model whose bytes are not those its metadata recorded (metadata without a
+    digest, from older versions, is trusted as before)."""
+    recorded = meta.get(DIGEST_KEY)
+    if recorded is None or source.meta_path is None:
+        return
+    try:
+        actual = model_digest(source.path)
+    except OSError as exc:
+        raise RunError(f"{source.path}: cannot read the model: {exc.strerror or exc}") from None
+    if actual != recorded:
+        raise RunError(
+            f"{source.path} is not the model {source.meta_path} describes (its SHA-256 "
+            f"{actual[:12]}... differs from the {str(recorded)[:12]}... recorded there): its "
+            "class names would be another model's",
+            hint="keep each model beside its own metadata (re-export it, or pass its own run "
+            "directory)",
+        )
+
+
+def check_model_source(path: str | Path) -> tuple[ModelSource, dict[str, Any] | None]:
+    """Every check on a model source that needs no TensorFlow: located, a ``.keras`` archive
+    within its limits and free of code, metadata readable and recorded for these very bytes.
+    Commands call it before importing TensorFlow, so a refusal costs milliseconds."""
+    source = find_model(path)
+    if source.format == "keras":
+        check_keras_archive(source.path)
+    meta = None
+    if source.meta_path is not None:
+        meta = read_meta(source.meta_path)
+        check_digest(source, meta)
+    return source, meta
 
 
 # --------------------------------------------------------------------------- safe .keras loading
@@ -352,6 +423,9 @@ def load_keras_model(path: str | Path):
     """Load a ``.keras`` file for inference: checked archive, safe mode, not compiled."""
     path = Path(path)
     check_keras_archive(path)
+    from .tfquiet import import_tensorflow
+
+    import_tensorflow()  # without its start-up noise
     import keras
 
     # cnnspec's own registered layers (if any) must be imported before loading
@@ -418,6 +492,7 @@ def model_meta(source: ModelSource, model=None) -> dict[str, Any]:
     """The metadata of a source: its file if present, else derived from a loaded Keras model."""
     if source.meta_path is not None:
         meta = read_meta(source.meta_path)
+        check_digest(source, meta)
         if model is not None:
             _check_meta_matches(meta, model, source.meta_path)
         return meta

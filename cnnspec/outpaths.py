@@ -28,6 +28,19 @@ from .errors import RunError
 Kind = Literal["file", "dir", "tree"]
 
 
+#: Paths longer than this are shortened in messages (a 4 KB path is still one line).
+SHOWN_CHARS = 120
+
+
+def shown(path: str | Path) -> str:
+    """``path`` for a message: in full, or its start and end around an ellipsis if very long."""
+    text = str(path)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    half = SHOWN_CHARS // 2
+    return f"{text[:half]}...{text[-half:]} ({len(text.encode(errors='replace'))} bytes)"
+
+
 def reason(exc: OSError) -> str:
     """The reason an OSError gives, in words a user can act on."""
     if exc.errno == errno.ENOENT:
@@ -36,9 +49,22 @@ def reason(exc: OSError) -> str:
         return "permission denied"
     if exc.errno == errno.EROFS:
         return "read-only file system"
-    if exc.errno == errno.ENOSPC:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "no space left on the device"
+    if exc.errno == errno.EFBIG:
+        return "the file grew past the size this process may write (ulimit -f)"
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"the name is too long (a file name holds at most {_name_max()} bytes)"
+    if exc.errno == errno.ELOOP:
+        return "too many levels of symbolic links"
     return exc.strerror or type(exc).__name__
+
+
+def _name_max() -> int:
+    try:
+        return os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def check_output(path: str | Path, option: str = "-o", kind: Kind = "file") -> Path:
@@ -49,7 +75,14 @@ def check_output(path: str | Path, option: str = "-o", kind: Kind = "file") -> P
     as an export does: its parent must take new entries). Creates nothing that stays.
     """
     path = Path(path)
-    where = f"{option} {path}"
+    try:
+        return _check_output(path, option, kind)
+    except OSError as exc:  # a name too long, a loop of links, ... when merely looked at
+        raise RunError(f"{option} {shown(path)}: {reason(exc)}") from None
+
+
+def _check_output(path: Path, option: str, kind: Kind) -> Path:
+    where = f"{option} {shown(path)}"
     if path.is_dir() and kind == "file":
         raise RunError(
             f"{where}: is a folder; a file is written there",
@@ -71,7 +104,7 @@ def check_output(path: str | Path, option: str = "-o", kind: Kind = "file") -> P
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".cnnspec-probe-")
     except OSError as exc:
-        raise RunError(f"{where}: cannot write in {existing}: {reason(exc)}") from None
+        raise RunError(f"{where}: cannot write in {shown(existing)}: {reason(exc)}") from None
     os.close(fd)
     os.unlink(probe)
     return path
@@ -95,7 +128,7 @@ def atomic_path(path: str | Path, *, keep_suffix: bool = True) -> Iterator[Path]
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:
-        raise RunError(f"cannot write {path}: {reason(exc)}") from None
+        raise RunError(f"cannot write {shown(path)}: {reason(exc)}") from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()

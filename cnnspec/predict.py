@@ -71,7 +71,7 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
 
 def predict_batch(runtime, images: np.ndarray) -> np.ndarray:
     """Class probabilities of one float32 (N, H, W, C) batch; a runtime failure is a RunError."""
-    from .export.runtime import _first_line
+    from .export.base import first_line
 
     try:
         return runtime.predict(images)
@@ -79,7 +79,7 @@ def predict_batch(runtime, images: np.ndarray) -> np.ndarray:
         raise
     except Exception as exc:  # noqa: BLE001 - runtimes raise their own types for bad inputs
         raise RunError(
-            f"{runtime.path}: the {runtime.format} model failed: {_first_line(exc)}"
+            f"{runtime.path}: the {runtime.format} model failed: {first_line(exc)}"
         ) from None
 
 
@@ -112,10 +112,14 @@ def predict_files(model: str | Path, inputs: list[str | Path], k: int = 3) -> li
     from .data import load_images
     from .data.progress import progress
     from .export.runtime import open_model
+    from .modelio import check_model_source
+    from .tfquiet import import_tensorflow
 
     if k < 1:
         raise RunError(f"--top-k must be at least 1, received {k}")
     files = expand_inputs(inputs)
+    check_model_source(model)  # a zip bomb or a foreign model costs milliseconds, not TensorFlow
+    import_tensorflow()  # images are decoded with it (and quietly)
     runtime, meta = open_model(model)
     out: list[Prediction] = []
     # A folder of any size: one batch of decoded images in memory at a time.

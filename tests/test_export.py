@@ -17,17 +17,18 @@ import pytest
 from _model_fixtures import CLASS_NAMES, INPUT_SHAPE, digits_run, digits_split, run_cli
 
 from cnnspec.errors import RunError
-from cnnspec.export import export_model, sample_inputs
+from cnnspec.export import REGISTRY, export_model, sample_inputs
+from cnnspec.modelio import model_digest
+from cnnspec.versions import Versions
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Every registered format, plain and in each of its quantisation modes (a new format is tested
+# by adding it to the registry).
 CASES = [
-    ("keras", None, "digits.keras"),
-    ("savedmodel", None, "digits_savedmodel"),
-    ("tflite", None, "digits.tflite"),
-    ("tflite", "dynamic", "digits_dynamic.tflite"),
-    ("tflite", "float16", "digits_float16.tflite"),
-    ("onnx", None, "digits.onnx"),
+    (fmt.name, q, fmt.default_name("digits" + (f"_{q}" if q else "")))
+    for fmt in REGISTRY.values()
+    for q in (None, *fmt.quantize_modes)
 ]
 
 
@@ -78,7 +79,8 @@ def test_export_is_verified_and_runs_in_its_own_runtime(tmp_path, fmt, quantize,
     meta = json.loads((tmp_path / (name + ".meta.json")).read_text())
     assert meta["format"] == fmt and meta["quantize"] == quantize
     assert meta["input_shape"] == INPUT_SHAPE and meta["class_names"] == CLASS_NAMES
-    assert meta["name"] == "digits" and meta["tensorflow_version"] and meta["cnnspec_version"]
+    assert meta["name"] == "digits" and meta["exported_with"] == Versions.current().to_dict()
+    assert meta["model_sha256"] == model_digest(dest)  # what predict checks the model against
     assert meta["verification"]["max_abs_diff"] == result.max_abs_diff
     # nothing but the export and its metadata in the folder (no temp leftovers)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, name + ".meta.json"])
@@ -194,15 +196,16 @@ from pathlib import Path
 # Ctrl-C as at a terminal, also when the tests run in a background job (which ignores SIGINT).
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {repo!r})
+import dataclasses
 import cnnspec.export as E
-write = E._WRITERS["savedmodel"]
+fmt = E.REGISTRY["savedmodel"]
 
 def slow_write(model, path, quantize):
-    write(model, path, quantize)
+    fmt.write(model, path, quantize)
     Path({marker!r}).write_text("written")
     time.sleep(120)
 
-E._WRITERS["savedmodel"] = slow_write
+E.REGISTRY["savedmodel"] = dataclasses.replace(fmt, write=slow_write)
 try:
     E.export_model({run!r}, "savedmodel", {dest!r})
 except KeyboardInterrupt:
@@ -305,7 +308,7 @@ def test_a_real_cnnspec_train_run_exports_and_predicts_alike(tmp_path, capsys):
     assert run_cli([*args, "--out", run, "-q"]) == 0
     images = write_digit_pngs(tmp_path / "imgs", list(range(1760, 1780)))
     answers = {}
-    for fmt in ("keras", "savedmodel", "tflite", "onnx"):
+    for fmt in REGISTRY:
         result = export_model(run, fmt)
         assert result.max_abs_diff <= 1e-4 and result.top1_agreement == 1.0
         answers[fmt] = predict_files(result.path, images, k=2)
@@ -329,7 +332,7 @@ layers:
 """
 
 
-@pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite", "onnx"])
+@pytest.mark.parametrize("fmt", list(REGISTRY))
 def test_cnnspec_custom_layers_export(tmp_path, fmt):
     """cnnspec's own registered layers (LRN, L2 pooling) pass the safety check and export."""
     from _model_fixtures import write_run_dir

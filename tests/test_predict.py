@@ -12,7 +12,7 @@ import pytest
 from _model_fixtures import CLASS_NAMES, digits_run, raw_digits, run_cli, write_digit_pngs
 
 from cnnspec.errors import RunError
-from cnnspec.export import export_model
+from cnnspec.export import REGISTRY, export_model
 from cnnspec.predict import predict_files, top_k
 
 # held-out digits (the last ones of scikit-learn's set), written as the 8x8 PNGs a user would have
@@ -23,13 +23,9 @@ INDICES = list(range(1700, 1740))
 def _models() -> dict[str, Path]:
     out = Path(tempfile.mkdtemp(prefix="cnnspec-test-exports-"))
     run = digits_run()
-    return {
-        "run": run,
-        "keras": export_model(run, "keras", out / "d.keras").path,
-        "savedmodel": export_model(run, "savedmodel", out / "d_savedmodel").path,
-        "tflite": export_model(run, "tflite", out / "d.tflite").path,
-        "onnx": export_model(run, "onnx", out / "d.onnx").path,
-    }
+    exports = {name: export_model(run, name, out / fmt.default_name("d")).path
+               for name, fmt in REGISTRY.items()}  # fmt: skip
+    return {"run": run, **exports}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ..export.formats import NAMES as EXPORT_FORMATS
 from . import app
 from .spec_cmds import ScaleOption
 
@@ -33,18 +34,26 @@ def _kb(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1024**2 else f"{n / 1024**2:.2f} MiB"
 
 
+def _quiet_tensorflow() -> None:
+    """Import TensorFlow without its start-up noise, once the cheap checks have passed."""
+    from ..tfquiet import import_tensorflow
+
+    import_tensorflow()
+
+
 @app.command()
 def export(
     source: KerasModelArg,
     format: Annotated[
-        str, typer.Option("--format", "-f", help="keras | savedmodel | tflite | onnx")
-    ] = "keras",
+        str, typer.Option("--format", "-f", help=" | ".join(EXPORT_FORMATS))
+    ] = EXPORT_FORMATS[0],
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Destination (default: <run>/export/<name>.<ext>)."),
     ] = None,
     quantize: Annotated[
-        str | None, typer.Option(help="tflite only: dynamic (int8 weights) | float16")
+        str | None,
+        typer.Option(help="tflite only: dynamic (int8 weights) | float16"),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
     tolerance: Annotated[
@@ -55,6 +64,7 @@ def export(
     """Export the inference model, verified against Keras in its own runtime, written atomically."""
     from ..export import export_model
 
+    # export_model checks the request, the destination and the model before importing TensorFlow
     r = export_model(
         source, format.lower(), output, quantize=quantize, overwrite=overwrite, tolerance=tolerance
     )
@@ -76,7 +86,7 @@ def predict(
     """Predict the classes of images with a .keras, SavedModel, TFLite or ONNX model."""
     from ..predict import predict_files
 
-    preds = predict_files(model, list(inputs), top_k)
+    preds = predict_files(model, list(inputs), top_k)  # checks first, then TensorFlow
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in preds], indent=2))
         return
@@ -137,6 +147,10 @@ def evaluate(
     from ..outpaths import check_output
 
     png = check_output(output if output is not None else _default_eval_png(model, split))
+    from ..modelio import check_model_source
+
+    check_model_source(model)  # archive limits, code, metadata digest: before TensorFlow
+    _quiet_tensorflow()
     ev = evaluate_model(model, data, split=split, k=top_k, confusion_png=png)
     if as_json:
         typer.echo(json.dumps(ev.to_dict(), indent=2))

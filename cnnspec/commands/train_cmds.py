@@ -76,7 +76,9 @@ def train(
 
         check_output(run_dir, "--resume" if resume is not None else "--out", "dir")
     model_spec = load_spec(spec_path, overrides=overrides, scale=scale)
+    from ..tfquiet import import_tensorflow
 
+    import_tensorflow()  # only now: a bad spec or --set is refused in milliseconds
     from ..train import train as train_spec
 
     train_spec(model_spec, run_dir=run_dir, resume=resume is not None, verbose=2 if quiet else None)

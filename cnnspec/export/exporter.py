@@ -1,0 +1,222 @@
+"""``export_model``: every check that needs no TensorFlow first, then write, verify, commit.
+
+The export is written under hidden temporary names in the destination's folder and renamed into
+place only after its own runtime reproduced the Keras model's outputs, so an interrupted or
+failed export leaves nothing at the destination.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunError
+from ..modelio import (
+    DIGEST_KEY,
+    ModelSource,
+    check_model_source,
+    load_run_model,
+    meta_path_for,
+    model_digest,
+)
+from ..outpaths import ctrl_c_is_never_lost, reason, shown
+from ..versions import Versions
+from . import formats
+from .base import ExportFormat
+from .destination import check_destination, move_into_place, remove, size_of
+from .verify import N_SAMPLES, verify_export
+
+TOLERANCE = 1e-4
+TOLERANCE_QUANTISED = 1e-2
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote and how well it matched the Keras model."""
+
+    path: Path
+    meta_path: Path
+    format: str
+    quantize: str | None
+    max_abs_diff: float
+    top1_agreement: float
+    tolerance: float
+    seconds: float
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """An export request checked without TensorFlow: the source, the format, the destination."""
+
+    source: ModelSource
+    format: ExportFormat
+    dest: Path
+    quantize: str | None
+
+
+def default_destination(source: ModelSource, name: str, fmt: ExportFormat, quantize) -> Path:
+    """``<run dir>/export/<name>[_dynamic|_float16].<ext>`` (a folder for SavedModel)."""
+    base = (source.run_dir or source.path.parent) / "export"
+    return base / fmt.default_name(name + (f"_{quantize}" if quantize else ""))
+
+
+def plan_export(
+    source_path: str | Path,
+    fmt_name: str,
+    out: str | Path | None = None,
+    *,
+    quantize: str | None = None,
+    overwrite: bool = False,
+) -> ExportPlan:
+    """Every check of an export request that needs no TensorFlow (a refusal costs milliseconds):
+    the format and quantisation, the destination, the source model's archive and metadata."""
+    fmt = formats.get(fmt_name)
+    if quantize is not None and quantize not in formats.QUANTIZE_MODES:
+        raise RunError(
+            f"unknown quantisation '{quantize}'",
+            hint=f"use one of {', '.join(formats.QUANTIZE_MODES)}",
+        )
+    if quantize is not None and quantize not in fmt.quantize_modes:
+        takes = [f.name for f in formats.REGISTRY.values() if quantize in f.quantize_modes]
+        raise RunError(
+            f"--quantize applies to {' and '.join(takes)} exports only, received --format "
+            f"{fmt.name}"
+        )
+    if out is not None:  # before the model is looked at: a bad -o costs nothing
+        check_destination(Path(out), fmt, overwrite)
+    source, meta = check_model_source(source_path)
+    if source.format != "keras":
+        raise RunError(
+            f"{source.path}: this command needs the Keras model, received a {source.format} export",
+            hint="pass the run directory or the .keras file",
+        )
+    name = str((meta or {}).get("name") or source.path.stem or "model")
+    dest = Path(out) if out is not None else default_destination(source, name, fmt, quantize)
+    check_destination(dest, fmt, overwrite)
+    return ExportPlan(source, fmt, dest, quantize)
+
+
+def export_model(
+    source_path: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    *,
+    quantize: str | None = None,
+    overwrite: bool = False,
+    tolerance: float | None = None,
+    n_samples: int = N_SAMPLES,
+) -> ExportResult:
+    """Export a run directory or ``.keras`` file to ``fmt``, verified, atomically (module doc)."""
+    started = time.perf_counter()
+    plan = plan_export(source_path, fmt, out, quantize=quantize, overwrite=overwrite)
+    model, meta, source = load_run_model(plan.source.path)  # imports TensorFlow, quietly
+    if tolerance is None:
+        tolerance = TOLERANCE_QUANTISED if quantize else TOLERANCE
+    dest, meta_dest = plan.dest, meta_path_for(plan.dest)
+    token = uuid.uuid4().hex[:8]
+    tmp = dest.with_name(f".{dest.name}.{token}.partial" + (plan.format.suffix or ""))
+    tmp_meta = meta_dest.with_name(f".{meta_dest.name}.{token}.partial")
+    # Ctrl-C anywhere before the rename leaves nothing behind and is never lost.
+    with ctrl_c_is_never_lost() as check_ctrl_c:
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            write(plan, model, tmp)
+            diff, agreement = verify_export(model, tmp, plan.format, meta["input_shape"], n_samples)
+            check_tolerance(plan, diff, agreement, tolerance)
+            verification = {
+                "max_abs_diff": diff,
+                "top1_agreement": agreement,
+                "tolerance": tolerance,
+                "samples": n_samples,
+                "runtime": plan.format.runtime.engine_name(),
+            }
+            text = json.dumps(export_meta(plan, meta, source, tmp, verification), indent=2)
+            tmp_meta.write_text(text + "\n", encoding="utf-8")
+            # Checked again: something may have appeared at the destination during the export.
+            check_destination(dest, plan.format, overwrite)
+            check_ctrl_c()  # a Ctrl-C that TensorFlow swallowed still stops the export here
+            # The model is renamed last: a model at the destination always has its metadata.
+            os.replace(tmp_meta, meta_dest)
+            move_into_place(tmp, dest)
+        except OSError as exc:
+            raise RunError(f"cannot write {shown(dest)}: {reason(exc)}") from None
+        finally:
+            for leftover in (tmp, tmp_meta):
+                remove(leftover)
+    return ExportResult(
+        path=dest,
+        meta_path=meta_dest,
+        format=plan.format.name,
+        quantize=quantize,
+        max_abs_diff=diff,
+        top1_agreement=agreement,
+        tolerance=tolerance,
+        seconds=time.perf_counter() - started,
+        size_bytes=size_of(dest),
+    )
+
+
+#: What TensorFlow's C++ writers (which raise their own error types, not OSError) say when the
+#: disk is full or the process may not write more.
+_NO_SPACE = {
+    "no space left on device": errno.ENOSPC,
+    "file too large": errno.EFBIG,
+    "disk quota exceeded": errno.EDQUOT,
+}
+
+
+def write(plan: ExportPlan, model, tmp: Path) -> None:
+    """The format's writer; a full disk, however the writer reports it, is an OSError."""
+    try:
+        plan.format.write(model, tmp, plan.quantize)
+    except (RunError, OSError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        text = str(exc).lower()
+        for words, code in _NO_SPACE.items():
+            if words in text:
+                raise OSError(code, os.strerror(code)) from None
+        raise
+
+
+def check_tolerance(plan: ExportPlan, diff: float, agreement: float, tolerance: float) -> None:
+    """Refuse an export whose outputs differ from Keras' by more than the tolerance (or NaN)."""
+    if diff <= tolerance:
+        return
+    hint = (
+        "quantisation changes outputs; check accuracy with cnnspec evaluate on the "
+        "export (written with --tolerance) or use --quantize float16"
+        if plan.quantize
+        else "report it with the model's spec; try another format"
+    )
+    raise RunError(
+        f"export verification failed: {plan.format.name} output differs from Keras by "
+        f"{diff:.3g} (tolerance {tolerance:g}, same top-1 class on {agreement:.0%} of samples); "
+        f"nothing was written to {plan.dest}",
+        hint=hint,
+    )
+
+
+def export_meta(
+    plan: ExportPlan, meta: dict[str, Any], source: ModelSource, written: Path, verification
+) -> dict[str, Any]:
+    """The export's metadata: the run's (its training versions included), what wrote the export,
+    the digest of the bytes written, and how the export was verified."""
+    return {
+        **meta,
+        "exported_with": Versions.current().to_dict(),
+        "format": plan.format.name,
+        "quantize": plan.quantize,
+        "source": str(source.path),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        DIGEST_KEY: model_digest(written),
+        "verification": verification,
+    }
