@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from cnnspec.train.callbacks import latest_checkpoint
 from cnnspec.train.rundir import read_history
 
 ROOT = Path(__file__).resolve().parent.parent
+LENET = str(ROOT / "specs" / "lenet5.yaml")
 EPOCHS = 4
 # LeNet-5 with dropout and seeded augmentation: every source of randomness a run has (shuffle,
 # augmentation in the input pipeline, dropout masks in the model).
@@ -258,3 +261,65 @@ def test_runs_folder_lookup_skips_runs_that_did_not_finish(uninterrupted, tmp_pa
     killed = runs / "20261126-120000"
     shutil.copytree(uninterrupted / "checkpoints", killed / "checkpoints")
     assert find_model(runs).run_dir == runs / "20261126-100000"
+
+
+def _train_limited(args: list[str], fsize: int | None = None) -> subprocess.CompletedProcess:
+    """``cnnspec train`` with a file size limit (as ``ulimit -f``; SIGXFSZ ignored, so a write
+    past it fails with EFBIG as on a full disk)."""
+    import resource
+    import signal
+
+    def limit() -> None:
+        if fsize is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "train", *args, "--quiet"],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_partial_file(tmp_path):
+    # The lenet5 checkpoint (weights + Adam slots) is ~740 KB: a 600 KB file size limit
+    # stops its write half-way (it was "internal error: OSError [Errno 27] ... h5py").
+    run = tmp_path / "run"
+    proc = _train_limited([LENET, "--epochs", "1", "--out", str(run)], fsize=600_000)
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert f"no space left for the checkpoint in {run / 'checkpoints'}" in lines[0]
+    assert "file size limit" in lines[0] and "MB" in lines[0] and "--resume" in lines[0]
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == []  # no partial file
+    # With the space back, the run continues from where it stood.
+    proc = _train_limited(["--resume", str(run)])
+    assert proc.returncode == 0, proc.stderr
+    assert metrics(run)["epochs_done"] == 1
+
+
+def test_free_space_is_checked_before_a_checkpoint_is_written(tmp_path):
+    import keras
+
+    from cnnspec.errors import RunError
+    from cnnspec.train.callbacks import check_free_space, checkpoint_bytes, save_checkpoint
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    folder = tmp_path / "checkpoints"
+    needed = checkpoint_bytes(model, folder)
+    assert 1 << 20 < needed < 2 << 20  # 15 weights, 2 Adam slots, plus spare room
+    save_checkpoint(model, folder, 1, {"loss": 1.0})
+    size = (folder / "epoch_0001.weights.h5").stat().st_size
+    assert checkpoint_bytes(model, folder) == size + (1 << 20)  # the last one's size
+    with pytest.raises(
+        RunError,
+        match=r"needs about .* MB, .* MB free; the last good checkpoint \(epoch 1\) is kept",
+    ):
+        check_free_space(folder, 1 << 62)

@@ -358,11 +358,18 @@ def check_free_space(folder: Path, needed: int) -> None:
         raise _space_error(folder, needed, free)
 
 
-def _space_error(folder: Path, needed: int, free: int | None) -> RunError:
+def _space_error(folder: Path, needed: int, free: int | None, reason: str = "") -> RunError:
+    last = latest_checkpoint(folder)
+    kept = (
+        f"the last good checkpoint (epoch {last[0]}) is kept"
+        if last
+        else "no checkpoint was written yet"
+    )
     have = f", {_mb(free)} free" if free is not None else ""
+    why = f" ({reason})" if reason else ""
     return RunError(
-        f"no space left for the checkpoint in {folder}: it needs about {_mb(needed)}{have}; "
-        "the last good checkpoint is kept",
+        f"no space left for the checkpoint in {folder}{why}: it needs about {_mb(needed)}"
+        f"{have}; {kept}",
         hint=f"free some space (or raise the file size limit) and continue with --resume "
         f"{folder.parent}",
     )
@@ -371,15 +378,15 @@ def _space_error(folder: Path, needed: int, free: int | None) -> RunError:
 def _write_failure(folder: Path, exc: Exception, needed: int) -> RunError:
     """A failed checkpoint write as one line; a full disk (or a file size limit) named so."""
     text = str(exc)
-    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) or any(
-        f"errno = {n}" in text for n in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-    )
-    if full:
+    codes = {errno.ENOSPC: "disk full", errno.EFBIG: "file size limit", errno.EDQUOT: "quota"}
+    code = getattr(exc, "errno", None)
+    found = [c for c in codes if c == code or f"errno = {c}," in text or os.strerror(c) in text]
+    if found:
         try:
             free: int | None = shutil.disk_usage(folder).free
         except OSError:
             free = None
-        return _space_error(folder, needed, free)
+        return _space_error(folder, needed, free, codes[found[0]])
     if isinstance(exc, RunError):
         return exc
     first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
