@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .commands import (  # noqa: F401
         app,
+        explain_cmds,
         model_cmds,
         runs_cmds,
         search_cmds,
