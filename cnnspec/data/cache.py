@@ -35,9 +35,21 @@ def cache_root() -> Path:
     """The disk cache directory: $CNNSPEC_CACHE, else $XDG_CACHE_HOME/cnnspec, else ~/.cache."""
     env = os.environ.get("CNNSPEC_CACHE")
     if env:
-        return Path(env).expanduser()
+        return _expand(env, "CNNSPEC_CACHE")
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "cnnspec"
+    return (_expand(xdg, "XDG_CACHE_HOME") if xdg else _expand("~/.cache", "HOME")) / "cnnspec"
+
+
+def _expand(text: str, variable: str) -> Path:
+    """``text`` with ``~``/``~user`` expanded; RunError for a user or home that does not exist."""
+    path = os.path.expanduser(text)
+    if path.startswith("~"):  # expanduser leaves an unknown ~user as it is
+        raise RunError(
+            f"{variable}={text!r}: no user {path[1:].split('/')[0]!r} on this machine, so its "
+            "home folder is unknown",
+            hint=f"set {variable} to an absolute folder",
+        )
+    return Path(path)
 
 
 def total_memory() -> int:

@@ -70,13 +70,93 @@ def convert(images, input_shape: Sequence[int]):
     return x
 
 
+_EXIF_ORIENTATION = 0x0112
+_MAX_IFD_ENTRIES = 32
+# EXIF (APP1) comes first, or after a small APP0 (JFIF): look in the first 4 KiB only.
+_EXIF_WINDOW = 4096
+_EXIF = "Exif\x00\x00"
+_PAD = b"\0" * (12 * _MAX_IFD_ENTRIES)
+
+
+def exif_orientation(contents):
+    """The EXIF orientation (1..8) of JPEG bytes, 1 when there is none: graph ops only.
+
+    Phones store the photo as the sensor saw it and the rotation in this tag; viewers apply
+    it, so training and prediction must too. The APP1 ``Exif`` block is found in the first
+    4 KiB and the tag is read from its first IFD: a few small reads per image
+    (``benchmarks/exif_orientation.py``). Every read is bounded and padded, so a malformed
+    block reads as 1 (no rotation), never as an error.
+    """
+    import tensorflow as tf
+
+    size = tf.strings.length(contents)
+
+    def raw(pos, n):
+        pos = tf.clip_by_value(pos, 0, size)
+        padded = tf.strings.join([tf.strings.substr(contents, pos, n), _PAD])
+        return tf.cast(tf.io.decode_raw(padded, tf.uint8)[:n], tf.int32)
+
+    def find_app1():  # the TIFF block's offset (after "Exif\0\0"), or -1
+        parts = tf.strings.split(tf.strings.substr(contents, 0, _EXIF_WINDOW), _EXIF, 1)
+        return tf.where(tf.size(parts) > 1, tf.strings.length(parts[0]) + len(_EXIF), -1)
+
+    def parse(tiff):
+        header = raw(tiff, 8)
+        little = tf.equal(header[0], 0x49)  # "II": little-endian, "MM": big-endian
+
+        def u16(first, second):
+            return tf.where(little, first + 256 * second, 256 * first + second)
+
+        low = u16(header[4], header[5])
+        high = u16(header[6], header[7])
+        offset = tf.where(little, low + 65536 * high, 65536 * low + high)
+        ifd = tiff + tf.clip_by_value(offset, 0, size)
+        count = raw(ifd, 2)
+        n = tf.clip_by_value(u16(count[0], count[1]), 0, _MAX_IFD_ENTRIES)
+        entries = tf.reshape(raw(ifd + 2, 12 * n), [-1, 12])
+        tags = u16(entries[:, 0], entries[:, 1])
+        values = u16(entries[:, 8], entries[:, 9])
+        found = tf.concat([tf.boolean_mask(values, tf.equal(tags, _EXIF_ORIENTATION)), [1]], 0)
+        return tf.where((found[0] >= 1) & (found[0] <= 8), found[0], 1)
+
+    def jpeg():
+        tiff = find_app1()
+        return tf.cond(tiff >= 0, lambda: parse(tiff), lambda: tf.constant(1))
+
+    return tf.cond(tf.io.is_jpeg(contents), jpeg, lambda: tf.constant(1))
+
+
+def orient(image, orientation):
+    """``image`` turned as EXIF ``orientation`` (1..8) says a viewer shows it."""
+    import tensorflow as tf
+
+    flip = tf.image.flip_left_right
+    rot = tf.image.rot90  # counter-clockwise
+    swap = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
+    branches = [
+        lambda: image,  # 1: as stored
+        lambda: flip(image),  # 2: mirrored
+        lambda: rot(image, 2),  # 3: upside down
+        lambda: tf.image.flip_up_down(image),  # 4
+        lambda: swap(image),  # 5: transposed
+        lambda: rot(image, 3),  # 6: turned 90 degrees clockwise (portrait phone photos)
+        lambda: rot(swap(image), 2),  # 7: transverse
+        lambda: rot(image, 1),  # 8: turned 90 degrees counter-clockwise
+    ]
+    out = tf.switch_case(orientation - 1, branches)
+    out.set_shape([None, None, image.shape[-1]])
+    return out
+
+
 def decode(contents, input_shape: Sequence[int]):
-    """Decode PNG/JPEG/BMP/GIF bytes (a string tensor) into a converted uint8 image."""
+    """Decode PNG/JPEG/BMP/GIF bytes (a string tensor) into a converted uint8 image (a JPEG
+    turned upright by its EXIF orientation, as viewers show it)."""
     import tensorflow as tf
 
     # Always decode to RGB (every format supports it) so the channel count is static.
     image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    image = orient(image, exif_orientation(contents))
     # (A zero-size image is refused by the decoders themselves, with a reason.)
     return convert(image, input_shape)
 
@@ -118,6 +198,9 @@ def decode_random_crop(contents, input_shape: Sequence[int], seed, scale, ratio)
 
     image = tf.cond(tf.io.is_jpeg(contents), jpeg, other)
     image.set_shape([None, None, 3])
+    # Cropped as stored, then turned upright: a random window of the upright photo (the ratio
+    # range is inverted by a quarter turn; the default one is symmetric).
+    image = orient(image, exif_orientation(contents))
     return convert(image, input_shape)
 
 
