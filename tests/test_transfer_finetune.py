@@ -131,6 +131,12 @@ def test_cnnspec_train_runs_both_phases_into_one_run_directory(tmp_path):
     assert result.metrics["phase2"]["epochs_done"] == 2
     assert result.metrics["test"]["accuracy"] > 0.9
     assert result.metrics["phase1"]["test"]["accuracy"] > 0.9
+    # The run's curves carry both phases (phase 2 used to be left out)
+    from cnnspec.viz.curves import read_history
+
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+    assert read_history(run)["phase"] == [1, 1, 2, 2]
+    assert set(result.metrics["per_class"]) == {"split", "classes", "macro"}
 
     def weights(path, layer):
         model = keras.saving.load_model(path, safe_mode=True, compile=False)

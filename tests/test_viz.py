@@ -160,3 +160,25 @@ def test_cli_graph_dot_text(tmp_path):
     out = tmp_path / "arch.dot"
     assert run_cli(["visualize", "graph", REPO / "specs" / "lenet5.yaml", "-o", out]) == 0
     assert out.read_text().lstrip().startswith("digraph")
+
+
+def test_curves_of_runs_name_and_of_a_transfer_runs_phase_2(tmp_path, capsys):
+    from cnnspec.viz.curves import read_history
+
+    runs = tmp_path / "runs" / "net"
+    older, newer = runs / "20240101-000000", runs / "20240102-000000"
+    for run, n in ((older, 2), (newer, 3)):
+        run.mkdir(parents=True)
+        rows = "".join(f"{e},{1 / e},{0.5 + e / 10}\n" for e in range(1, n + 1))
+        (run / "history.csv").write_text("epoch,loss,accuracy\n" + rows)
+    (newer / "history_phase2.csv").write_text("epoch,loss,accuracy\n1,0.2,0.9\n2,0.1,0.95\n")
+    # runs/<name> is its latest run, as for every other command (was "no training history")
+    assert run_cli(["visualize", "curves", runs]) == 0
+    assert str(newer / "viz" / "curves.png") in capsys.readouterr().out
+    h = read_history(runs)
+    assert h["epoch"] == [1, 2, 3, 4, 5]  # phase 2 numbered on after phase 1
+    assert h["loss"][3:] == [0.2, 0.1] and h["phase"] == [1, 1, 1, 2, 2]
+    pixels = read_png(newer / "viz" / "curves.png").astype(int)
+    green = ((pixels[..., 1] - pixels[..., 0]) > 60) & ((pixels[..., 1] - pixels[..., 2]) > 60)
+    assert green.mean() > 0.0002  # the phase-2 marker line
+    assert read_history(older)["epoch"] == [1, 2]

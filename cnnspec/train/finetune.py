@@ -122,7 +122,7 @@ def fine_tune_run(session: Any, result: Any, *, verbose: int | None) -> Any:
         rundir.save_model(model, model_path)
         rundir.write_json(run / rundir.METRICS, metrics)
         rundir.plot_curves(both_phases(result.history, history), run / rundir.CURVES)
-    return type(result)(run, metrics, [*result.history, *history])
+    return type(result)(run, metrics, both_phases(result.history, history))
 
 
 def _fit_phase2(session: Any, verbose: int | None) -> RunState:
