@@ -238,13 +238,16 @@ def visualize_features(
 
 @visualize_app.command("curves")
 def visualize_curves(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory (or its history.csv).")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory, runs/<name> (its latest run) or a history.csv.")
+    ],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG path.")] = None,
 ) -> None:
-    """Training curves (loss and accuracy, train vs validation) from history.csv."""
+    """Training curves (loss and accuracy, train vs validation; a transfer run's phase 2 too)."""
     from ..outpaths import check_output
-    from ..viz.curves import plot_curves
+    from ..viz.curves import find_run, plot_curves
 
+    run_dir = find_run(run_dir)
     base = run_dir if run_dir.is_dir() else run_dir.parent
     out = check_output(output if output is not None else base / "viz" / "curves.png")
     pic = plot_curves(run_dir, out, title=_run_title(base))
