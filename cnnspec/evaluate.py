@@ -28,8 +28,8 @@ class Evaluation:
     class_names: list[str]
     n: int
     accuracy: float
-    top_k: int
-    top_k_accuracy: float
+    top_k: int | None  # None: k >= the number of classes, where top-k is 1.0 by construction
+    top_k_accuracy: float | None
     per_class: list[dict[str, Any]]
     macro: dict[str, float]
     confusion: list[list[int]]
@@ -43,7 +43,7 @@ class Evaluation:
             "split": self.split,
             "n": self.n,
             "accuracy": self.accuracy,
-            f"top_{self.top_k}_accuracy": self.top_k_accuracy,
+            **({f"top_{self.top_k}_accuracy": self.top_k_accuracy} if self.top_k else {}),
             "top_k": self.top_k,
             "macro": self.macro,
             "per_class": self.per_class,
@@ -56,14 +56,17 @@ class Evaluation:
 def score(
     probs: np.ndarray, labels: np.ndarray, class_names: list[str], k: int = 3
 ) -> dict[str, Any]:
-    """Accuracy, top-k accuracy, per-class P/R/F1/support and the confusion matrix."""
+    """Accuracy, top-k accuracy, per-class P/R/F1/support and the confusion matrix.
+
+    Top-k is left out (``top_k`` None) when k >= the number of classes: it is 1.0 there.
+    """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     n_classes = len(class_names)
-    k = max(1, min(k, n_classes))
     pred = probs.argmax(axis=-1)
     order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
     top_hit = (order == labels[:, None]).any(axis=1)
+    top_k = k if k < n_classes else None
     ids = list(range(n_classes))
     p, r, f1, support = precision_recall_fscore_support(labels, pred, labels=ids, zero_division=0)
     per_class = [
@@ -84,8 +87,8 @@ def score(
     }
     return {
         "accuracy": float((pred == labels).mean()) if len(labels) else 0.0,
-        "top_k": k,
-        "top_k_accuracy": float(top_hit.mean()) if len(labels) else 0.0,
+        "top_k": top_k,
+        "top_k_accuracy": (float(top_hit.mean()) if len(labels) else 0.0) if top_k else None,
         "per_class": per_class,
         "macro": macro,
         "confusion": confusion_matrix(labels, pred, labels=ids).tolist(),

@@ -193,3 +193,15 @@ def test_a_split_larger_than_memory_is_streamed(tmp_path, command):
     if command == "features":
         with np.load(tmp_path / "out1200.npz") as npz:
             assert npz["features"].shape == (1200, 4) and len(npz["labels"]) == 1200
+
+
+def test_top_k_is_left_out_when_k_reaches_the_number_of_classes(tmp_path, capsys):
+    # top-3 of a 3-class problem is 1.0 by construction (evaluate printed "top-3 1.0000")
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])
+    s = score(probs, np.array([1, 2]), ["a", "b", "c"], k=3)
+    assert s["top_k"] is None and s["top_k_accuracy"] is None and s["accuracy"] == 0.5
+    assert score(probs, np.array([1, 2]), ["a", "b", "c"], k=2)["top_k"] == 2
+    from cnnspec.evaluate import Evaluation
+
+    ev = Evaluation("m", "d", "test", ["a", "b", "c"], 2, 0.5, None, None, [], {}, [])
+    assert not any(key.startswith("top_3") for key in ev.to_dict())

@@ -136,3 +136,28 @@ def test_resume_after_editing_the_spec_is_one_line(one_epoch_run, tmp_path, caps
     assert len(err.splitlines()) == 1, err
     assert "the run's spec changed since the checkpoint" in err and "dense_1" in err
     assert f"restore {run / 'spec.yaml'}" in err
+
+
+def _online() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_online(), reason="checks the offline failure; this machine is online")
+def test_missing_imagenet_weights_are_reported_before_the_data_is_read(
+    tmp_path, monkeypatch, capsys
+):
+    # The model is built before the data is loaded: a missing weight file costs no caching
+    # (it was reported after the whole data set was read; here the data is not even there).
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    spec = str(ROOT / "specs" / "transfer_mobilenetv2_features.yaml")
+    missing = tmp_path / "no_such_photos"
+    assert main(["train", spec, "--data", str(missing), "--out", str(tmp_path / "run")]) == 1
+    captured = capsys.readouterr()
+    assert "cannot get the ImageNet weights of MobileNetV2" in captured.err
+    assert "caching" not in captured.out and str(missing) not in captured.err

@@ -162,7 +162,8 @@ def evaluate(
     console = Console()
     console.print(
         f"{ev.model} on {ev.data} [{ev.split}]: {ev.n} images, accuracy {ev.accuracy:.4f}, "
-        f"top-{ev.top_k} {ev.top_k_accuracy:.4f}, macro F1 {ev.macro['f1']:.4f}",
+        + (f"top-{ev.top_k} {ev.top_k_accuracy:.4f}, " if ev.top_k else "")
+        + f"macro F1 {ev.macro['f1']:.4f}",
         markup=False,  # "[test]" and paths are text, not rich markup
         highlight=False,
     )
