@@ -283,3 +283,39 @@ def test_resume_refuses_a_new_scale(tmp_path):
     result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path), "--scale", "b1"])
     assert isinstance(result.exception, RunError)
     assert "continues a run from its own spec.yaml (its scale included)" in str(result.exception)
+
+
+# --- issue 15: a scale's params are checked, a numeric scale name is explained -------------
+
+PARAMS_NET = """name: net
+input: [8, 8, 3]
+params: {w: 4, drop: 0.1}
+scales:
+  small: {params: {w: 2}}
+  big: {params: {ww: 8}}
+layers:
+  - conv: 3x3, $w
+  - flatten
+  - dense: 2
+"""
+
+
+@pytest.mark.parametrize("scale", [None, "small", "big"])
+def test_a_typo_in_any_scales_params_is_an_error_with_did_you_mean(scale):
+    with pytest.raises(SpecError) as info:
+        loads_spec(PARAMS_NET, file="net.yaml", scale=scale)
+    assert str(info.value) == (
+        "net.yaml:6:18: scales.big.params: unknown parameter 'ww' (a scale sets values of the "
+        "spec's params:). Hint: did you mean 'w'?"
+    )
+
+
+def test_a_scale_named_by_a_number_says_to_quote_it():
+    text = NET.replace("  half:", "  1:")
+    with pytest.raises(SpecError) as info:
+        loads_spec(text, file="net.yaml", scale="1")
+    message = str(info.value)
+    assert (
+        message == "net.yaml:6:3: scales[1]: a name must be text, received 1. Hint: quote it: '1':."
+    )
+    assert "did you mean '1'" not in message

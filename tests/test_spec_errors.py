@@ -181,3 +181,68 @@ def test_independent_shape_errors_are_all_reported_dependent_ones_not_repeated()
     assert len(lines) == 2, lines
     assert "net.yaml:6:" in lines[0] and "K=32x32 is larger" in lines[0]
     assert "net.yaml:8:" in lines[1] and "groups=2" in lines[1]
+
+
+# --- issues 14 and 15: one real error, hints that point the right way, no internals ---------
+
+
+def _lines(text: str, **kwargs) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        loads_spec(text, file="net.yaml", **kwargs)
+    return str(info.value).splitlines()
+
+
+def test_a_define_named_like_a_kind_reports_its_one_error_not_one_per_use():
+    text = (
+        "name: t\ninput: [8, 8, 3]\n"
+        "define:\n  block:\n    params: {n: 4}\n    layers:\n      - conv: 3x3, $n, p=same\n"
+        "layers:\n  - block: {n: 4}\n  - block: {n: 8}\n  - block\n  - flatten\n"
+    )
+    lines = _lines(text)
+    assert lines == [
+        "net.yaml:4:3: define.block: 'block' is a built-in kind; a define of that name would "
+        "hide it. Hint: rename the block, e.g. 'my_block'."
+    ]
+
+
+def test_an_unknown_augment_suggests_the_close_one():
+    text = HEAD + "  - flatten\n  - dense: 2\ntrain:\n  augment:\n    - rotation: 0.1\n"
+    (line,) = _lines(text)
+    assert line.startswith("net.yaml:8:7: train.augment.0: unknown key 'rotation'")
+    assert "did you mean 'rotate'?" in line
+
+
+@pytest.mark.parametrize("key, value", [("epochs", 3), ("data", "digits"), ("batch_size", 8)])
+def test_a_train_key_dedented_out_of_train_says_where_it_belongs(key, value):
+    text = HEAD + f"  - flatten\n  - dense: 2\ntrain:\n  lr_schedule: none\n{key}: {value}\n"
+    lines = [x for x in _lines(text) if f"'{key}'" in x]
+    assert lines == [
+        f"net.yaml:8:1: unknown key '{key}'. Hint: '{key}' belongs under 'train:'; indent it there."
+    ]
+
+
+def test_fields_written_beside_their_kind_say_to_indent_them():
+    text = HEAD + "  - conv:\n    K: 3\n    n_K: 4\n    act: relu\n  - flatten\n"
+    (line,) = _lines(text)
+    assert line.startswith("net.yaml:4:5: layers[0]: K, n_K, act are written beside 'conv:'")
+    assert "Hint: indent K, n_K, act two spaces more than 'conv:'" in line
+
+
+def test_messages_never_show_the_expanders_bookkeeping():
+    text = HEAD + "  - parallel:\n      branches:\n        - [conv: '3x3, 4, p=same']\n"
+    text += "  - flatten\n"
+    message = "\n".join(_lines(text))
+    assert "branches: list should have at least 2 items" in message
+    assert "__src__" not in message and "'layers', 0" not in message
+
+
+def test_the_times_limit_message_adds_up():
+    define = "define:\n  a:\n    layers:\n      - bn:\n        times: 99\n"
+    text = "name: t\ninput: [8, 8, 3]\n" + define
+    text += "layers:\n  - bn:\n    times: 60000\n  - a:\n    times: 446\n  - flatten\n"
+    (line,) = _lines(text)
+    # 446 copies of 100 layers after 60,000: the figures are the item's and the spec's
+    assert (
+        "times: 446 expands to at least 44,600 layers, which brings the spec to at least " in line
+    )
+    assert "104,600, more than the limit of 100,000 layers per spec" in line

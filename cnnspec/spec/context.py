@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import yamlio
-from ..errors import Location, Problem
+from ..errors import Location, Problem, did_you_mean
 from .items import COMMON_KEYS, REGISTRY, REPEAT_INDEX
 from .scales import Scaling
 
@@ -29,13 +29,33 @@ class Context:
         self.scaling = scaling
         self.count = 0
         self._seen: set[str] = set()
+        #: Defines refused for their name, with their parameters: a use written for the define
+        #: is skipped (the one error is the define's), a use of the built-in kind still counts.
+        self.refused: dict[str, list] = {}
         self.defines = self._check_defines(defines if isinstance(defines, dict) else {})
         #: Values of ``$name`` in every item: the spec's ``params:``, then the scale's.
         self.params = self._check_params(params, ("params",), "params")
+        self.spec_params = dict(self.params)
         if scaling is not None:
-            self.params.update(
-                self._check_params(scaling.spec.params, ("scales", scaling.name, "params"), "scale")
-            )
+            where = ("scales", scaling.name, "params")
+            self.params.update(self._check_params(scaling.spec.params, where, "scale"))
+
+    def check_scale_params(self, scales: Any) -> None:
+        """Every scale sets values of the spec's params:; another name is a typo, never ignored.
+
+        Checked for every scale, not only the one applied: a typo in ``b7`` shows at once.
+        """
+        for name, scale in scales.items() if isinstance(scales, dict) else ():
+            params = scale.get("params") if isinstance(scale, dict) else None
+            for key in params if isinstance(params, dict) else ():
+                if isinstance(key, str) and key not in self.spec_params:
+                    known = ", ".join(self.spec_params) or "none (add a params: section)"
+                    self.add(
+                        ("scales", name, "params", key),
+                        f"scales.{name}.params",
+                        f"unknown parameter '{key}' (a scale sets values of the spec's params:)",
+                        did_you_mean(key, list(self.spec_params)) or f"the spec's params: {known}",
+                    )
 
     def _check_params(self, params: Any, path: tuple, human: str) -> dict[str, Any]:
         if not isinstance(params, dict):
@@ -71,12 +91,14 @@ class Context:
         usable = {}
         for name, define in defines.items():
             if name in REGISTRY or name in COMMON_KEYS:
+                params = define.get("params") if isinstance(define, dict) else None
+                self.refused[name] = list(params) if isinstance(params, dict) else []
                 what = "built-in kind" if name in REGISTRY else "key every item may carry"
                 self.add(
                     ("define", name),
                     f"define.{name}",
                     f"'{name}' is a {what}; a define of that name would hide it",
-                    f"rename the block, e.g. '{name}_block'",
+                    f"rename the block, e.g. '{'my_' + name if name.endswith('block') else name + '_block'}'",
                 )
                 continue
             params = define.get("params") if isinstance(define, dict) else None

@@ -57,6 +57,19 @@ class _TooLarge(Exception):
     """The expansion passed :data:`MAX_LAYERS` (reported once; expansion stops)."""
 
 
+def _written_for_define(kind: str, value: Any, params: list) -> bool:
+    """Whether a use of ``kind`` reads as a use of the (refused) define of that name.
+
+    ``- block: {n: 4}`` or a bare ``- block`` would fail as the built-in kind; ``- conv: 3x3,
+    4`` is the built-in conv and still counts (dropping it would shift every later shape).
+    """
+    if value is None:
+        return kind not in REGISTRY or any(
+            f.is_required() for n, f in REGISTRY[kind].model_fields.items() if n != "kind"
+        )
+    return isinstance(value, dict) and all(k in params for k in value)
+
+
 @dataclass(frozen=True)
 class _Frame:
     """What an item sees: placeholder values, nesting depth, and whether scaling is off."""
@@ -130,6 +143,10 @@ class Expander:
             ctx.add(path, human, str(exc), exc.hint)
             return []
         human = f"{human} {kind}"
+        if kind in ctx.refused and _written_for_define(kind, value, ctx.refused[kind]):
+            # A use of a define refused for its name ('block'): its one error is reported at
+            # the define, not again (as a built-in kind with the wrong fields) at every use.
+            return []
         if kind not in ctx.defines and kind not in REGISTRY:
             hint = did_you_mean(kind, list(REGISTRY) + list(ctx.defines))
             act = kind if kind in ACTIVATIONS else None
@@ -167,7 +184,8 @@ class Expander:
             return []
         least = times * self._least(kind, value, ())
         if ctx.count + least > MAX_LAYERS:
-            self._too_large(path, human, times if "times" in common else None, least)
+            shown = times if "times" in common else None
+            self._too_large(path, human, shown, least, ctx.count + least)
         out: list[dict] = []
         for k in range(times):
             before = ctx.count
@@ -187,19 +205,40 @@ class Expander:
             if k == 0 and times > 1:
                 size = max(ctx.count - before, 1)
                 if ctx.count + size * (times - 1) > MAX_LAYERS:
-                    self._too_large(path, human, times, size * times)
+                    total = ctx.count + size * (times - 1)
+                    self._too_large(path, human, times, size * times, total)
         return out
 
-    def _too_large(self, path: tuple, human: str, times: int | None, size: int) -> None:
+    def _too_large(self, path: tuple, human: str, times: int | None, size: int, total: int) -> None:
+        """Refuse an item that takes the spec past :data:`MAX_LAYERS` (``total`` layers)."""
         what = f"times: {times} expands" if times is not None else "this item expands"
+        if times is not None and self.ctx.scaling:
+            written = self._written_times(path)
+            if written is not None and written != times:
+                what = f"times: {written} (x{self.ctx.scaling.spec.depth:g} depth: {times}) expands"
+        spec = f", which brings the spec to at least {total:,}" if total > size else ""
         self.ctx.add(
             path + ("times",) if times is not None else path,
             human,
-            f"{what} to at least {size:,} layers, more than the limit of {MAX_LAYERS:,} layers "
-            "per spec",
+            f"{what} to at least {size:,} layers{spec}, more than the limit of {MAX_LAYERS:,} "
+            "layers per spec",
             "repeat fewer times" if times is not None else "use fewer layers",
         )
         raise _TooLarge
+
+    def _written_times(self, path: tuple) -> int | None:
+        """The ``times:`` as the spec writes it at ``path`` (before a scale's depth)."""
+        key = (*path, "times")
+        if any(key[: len(o)] == o for o in self.ctx.overrides):
+            return None  # set by --set: the file's value is not the one used
+        node: Any = self.ctx.doc.data
+        for part in path:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        times = node.get("times") if isinstance(node, dict) else None
+        return times if isinstance(times, int) and not isinstance(times, bool) else None
 
     def _least(self, kind: Any, value: Any, stack: tuple) -> int:
         """A lower bound of the layers one copy of an item expands to, without expanding it.

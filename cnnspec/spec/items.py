@@ -69,6 +69,7 @@ def split_item(item: Any) -> tuple[str, Any, dict[str, Any]]:
     if not kinds:
         raise ItemError("no layer kind in this item")
     if len(kinds) > 1:
+        _check_indentation(item, kinds)
         known = [k for k in kinds if k in REGISTRY]
         if len(known) == 1:
             extra = next(k for k in kinds if k != known[0])
@@ -83,3 +84,28 @@ def split_item(item: Any) -> tuple[str, Any, dict[str, Any]]:
     if not isinstance(kinds[0], str):
         raise ItemError(f"a layer kind must be a name, received {kinds[0]!r}")
     return kinds[0], item[kinds[0]], common
+
+
+def field_names(cls: type[LayerSpec]) -> list[str]:
+    """The keys a kind's mapping form takes (aliases: ``from``, not ``from_``)."""
+    return [f.alias or n for n, f in cls.model_fields.items() if n not in ("src", "kind")]
+
+
+def _check_indentation(item: dict, kinds: list) -> None:
+    """``- conv:`` with its fields at its own level: they belong to it, one indent deeper.
+
+    YAML reads ``K: 3`` written under ``- conv:`` at the same indentation as keys beside
+    ``conv`` (whose value is then empty), not as its fields; ``act`` is a kind too, so the
+    item looked like several layers.
+    """
+    for kind in kinds:
+        if kind not in REGISTRY or item[kind] is not None:
+            continue
+        others = [k for k in kinds if k != kind]
+        fields = field_names(REGISTRY[kind])
+        if others and all(k in fields for k in others):
+            keys = ", ".join(map(str, others))
+            raise ItemError(
+                f"{keys} are written beside '{kind}:', not under it ('{kind}' has no value)",
+                f"indent {keys} two spaces more than '{kind}:' so they are its fields",
+            )

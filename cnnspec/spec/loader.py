@@ -87,6 +87,7 @@ def from_document(
     _resolve_paths(data, doc.file)
     scaling = apply_scale(data, scale, doc, Location(f"--scale {scale}"), applied)
     ctx = Context(doc, data.get("define") or {}, applied, scaling, data.get("params"))
+    ctx.check_scale_params(data.get("scales"))
     expander = Expander(ctx)
     normalised = dict(data)
     if "layers" in data:

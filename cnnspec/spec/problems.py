@@ -7,11 +7,11 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..errors import Problem, did_you_mean
 from .context import Context
-from .items import REGISTRY, SRC
+from .items import REGISTRY, SRC, field_names
 from .model import ModelSpec
 from .types import FieldValueError
 
@@ -46,37 +46,76 @@ def _walk(data: Any, loc: Sequence) -> tuple[tuple | None, str, str, list[str]]:
     return src, human, kind, rest
 
 
-def _keys_at(loc: Sequence) -> list[str]:
-    """The keys the (non-layer) model at ``loc`` accepts, for "did you mean" hints."""
-    from pydantic import BaseModel
+def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model class inside a field's annotation, and whether a list index or mapping key
+    comes before it in a ``loc`` (``list[AugmentSpec]``, ``dict[str, ScaleSpec]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    container = typing.get_origin(annotation) in (list, dict, tuple)
+    for arg in typing.get_args(annotation):
+        cls, inner = _model_in(arg)
+        if cls is not None:
+            return cls, inner or container
+    return None, False
 
+
+def _model_at(loc: Sequence) -> type[BaseModel] | None:
+    """The (non-layer) model at ``loc`` of a spec, or None."""
     cls: Any = ModelSpec
-    mapping = False  # the previous field was a dict: this part is one of its keys
+    skip = False  # the previous field was a list or a dict: this part is an index or a key
     for part in loc:
-        if mapping:
-            mapping = False
+        if skip:
+            skip = False
             continue
         field = next((f for n, f in cls.model_fields.items() if part in (n, f.alias)), None)
         if field is None:
-            return []
-        mapping = typing.get_origin(field.annotation) is dict
-        args = typing.get_args(field.annotation)
-        cls = next(
-            (
-                c
-                for c in (field.annotation, *args)
-                if isinstance(c, type) and issubclass(c, BaseModel)
-            ),
-            None,
-        )
+            return None
+        cls, skip = _model_in(field.annotation)
         if cls is None:
-            return []
-    return [f.alias or n for n, f in cls.model_fields.items()]
+            return None
+    return cls if not skip else None
+
+
+def _keys(cls: type[BaseModel] | None) -> list[str]:
+    return [f.alias or n for n, f in cls.model_fields.items()] if cls is not None else []
+
+
+def _belongs_under(loc: Sequence, key: str) -> str | None:
+    """The section at ``loc`` whose model takes ``key`` (``epochs`` dedented out of train:)."""
+    cls = _model_at(loc)
+    for name, field in cls.model_fields.items() if cls is not None else ():
+        inner, skip = _model_in(field.annotation)
+        if inner is not None and not skip and key in _keys(inner):
+            return field.alias or name
+    return None
+
+
+def _unknown_key_hint(loc: Sequence, key: str, kind: str) -> str:
+    """Did you mean a close key, or the section the key belongs under."""
+    if kind in REGISTRY:
+        allowed = field_names(REGISTRY[kind])
+    else:
+        allowed = _keys(_model_at(loc))
+        section = _belongs_under(loc, key)
+        if section is not None:
+            where = ".".join(map(str, (*loc, section)))
+            return f"'{key}' belongs under '{where}:'; indent it there"
+    owner = kind or ".".join(str(p) for p in loc) or "a spec"
+    return did_you_mean(key, allowed) or (f"{owner} takes {', '.join(allowed)}" if allowed else "")
+
+
+def _without_src(value: Any) -> Any:
+    """``value`` without the expander's bookkeeping (``__src__``): users never see it."""
+    if isinstance(value, dict):
+        return {k: _without_src(v) for k, v in value.items() if k != SRC}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_src(v) for v in value)
+    return value
 
 
 def _shown(value: Any, limit: int = 120) -> str:
     """``repr(value)``, cut to ``limit`` characters (one line, even for a huge value)."""
-    text = repr(value)
+    text = repr(_without_src(value))
     return text if len(text) <= limit else text[: limit - 5] + " ...]"
 
 
@@ -103,17 +142,13 @@ def problems_from(exc: ValidationError, data: dict, ctx: Context) -> list[Proble
         etype = err["type"]
         if etype == "extra_forbidden":
             key = rest[-1] if rest else str(loc[-1])
-            if kind in REGISTRY:
-                fields = REGISTRY[kind].model_fields.items()
-                allowed = [f.alias or n for n, f in fields if n not in ("src", "kind")]
-            else:
-                allowed = _keys_at(loc[:-1])
             message = f"unknown key '{key}'"
-            owner = kind or ".".join(str(p) for p in loc[:-1]) or "a spec"
-            hint = did_you_mean(key, allowed) or (
-                f"{owner} takes {', '.join(allowed)}" if allowed else ""
-            )
+            hint = _unknown_key_hint(loc[:-1], key, kind)
             path_txt = human or ".".join(str(p) for p in loc[:-1])
+        elif loc and loc[-1] == "[key]":
+            message = f"a name must be text, received {_shown(err.get('input'))}"
+            hint = f"quote it: '{err.get('input')}':"
+            path_txt = re.sub(r"\.?\[key\]$", "", path_txt)
         elif etype == "missing":
             message = f"missing required '{rest[-1] if rest else loc[-1]}'"
             path_txt = human or ".".join(str(p) for p in loc[:-1])

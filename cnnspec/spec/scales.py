@@ -131,6 +131,8 @@ def apply_scale(
             location=where or Location("--scale"),
             hint=f"e.g. scale: {next(iter(scales), 'b0')}",
         )
+    if name not in scales and any(str(s) == str(name) for s in scales):
+        return None  # written as a number in scales: (1: ...): reported, located, as not text
     if name not in scales:
         names = ", ".join(map(str, scales)) or "none (add a scales: section)"
         raise SpecError(
