@@ -241,3 +241,28 @@ def test_resolved_spec_reloads_for_resume(path):
     assert again.train == spec.train and again.train.epochs == 3
     assert again.graph.total_params == spec.graph.total_params
     assert again.output_name == spec.output_name
+
+
+def test_data_paths_resolve_beside_the_spec_and_command_line_ones_from_cwd(tmp_path, monkeypatch):
+    from cnnspec.spec import load_spec
+
+    folder = tmp_path / "specs"
+    (folder / "photos" / "a").mkdir(parents=True)
+    spec = folder / "s.yaml"
+    spec.write_text(
+        "name: t\ninput: [8, 8, 1]\nlayers:\n  - flatten\n  - dense: 2, softmax\n"
+        "train:\n  data: photos\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # any other folder (a search's best.yaml is run from anywhere)
+    loaded = load_spec(spec)
+    assert loaded.train.data == str(folder / "photos")  # was 'photos', read from the cwd
+    assert loaded.source_data["train"]["data"] == str(folder / "photos")  # spec.yaml/best.yaml
+    # --data / --set train.data=...: from the current directory, made absolute
+    given = load_spec(spec, overrides=["train.data=mine/x.npz"])
+    assert given.train.data == str(elsewhere / "mine" / "x.npz")
+    assert load_spec(spec, overrides=["train.data=digits"]).train.data == "digits"
+    # a missing path is named absolutely, beside the spec (what "not found" prints)
+    spec.write_text(spec.read_text().replace("data: photos", "data: ../data/flowers"))
+    assert load_spec(spec).train.data == str(tmp_path / "data" / "flowers")

@@ -13,6 +13,7 @@ Three steps, all pure Python:
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,26 +44,31 @@ __all__ = [
 _PATH_KEYS = (("backbone", "model"), ("backbone", "weights"), ("train", "data"))
 
 
-def _resolve_paths(data: dict, file: str) -> None:
-    """Make relative file paths in the spec relative to the spec's own folder.
+def _resolve_paths(data: dict, file: str, given: Iterable[tuple] = ()) -> None:
+    """Make relative file paths in the spec absolute: a spec's own beside the spec, one given
+    on the command line (``given``: --data, --set) from the current directory.
 
-    A path that exists beside the spec wins; otherwise it stays as written (relative to the
-    current directory), so both `cnnspec train specs/x.yaml` from the repository root and a spec
-    kept next to its data work. Bare names (``digits``, ``MobileNetV2``) are never paths.
+    A spec's path that is not beside it but is in the current directory is taken from there
+    (specs written for the repository root: ``data: data/images`` in ``specs/``). Absolute
+    paths make the run's spec.yaml and a search's best.yaml work from any folder, and a
+    "not found" name the file it looked for. Bare names (``digits``, ``MobileNetV2``) are
+    paths only where such a file or folder exists.
     """
     base = Path(file).parent
-    if file.startswith("<") or not base.is_dir():
-        return
+    spec_file = not file.startswith("<") and base.is_dir()
     for section, key in _PATH_KEYS:
         node = data.get(section)
         value = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(value, str) or Path(value).is_absolute():
+        if not isinstance(value, str) or not value or Path(value).is_absolute():
             continue
-        if "/" not in value and "." not in value:
-            continue
-        beside = base / value
-        if beside.exists() and not Path(value).exists():
-            node[key] = str(beside)
+        if (section, key) in set(given) or not spec_file:
+            candidates = [Path.cwd() / value]
+        else:
+            candidates = [base / value, Path.cwd() / value]
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None and "/" not in value and "." not in value:
+            continue  # a name (a built-in data set, a keras.applications model)
+        node[key] = os.path.abspath(found or candidates[0])
 
 
 # --- entry points --------------------------------------------------------------------------
@@ -84,7 +90,7 @@ def from_document(
         )
     data = copy.deepcopy(data)
     applied = apply_overrides(data, overrides)
-    _resolve_paths(data, doc.file)
+    _resolve_paths(data, doc.file, applied)
     scaling = apply_scale(data, scale, doc, Location(f"--scale {scale}"), applied)
     ctx = Context(doc, data.get("define") or {}, applied, scaling, data.get("params"))
     ctx.check_scale_params(data.get("scales"))
