@@ -297,6 +297,11 @@ def test_new_kinds_export_and_match_keras_in_their_runtime(fmt, tmp_path):
             "permute: [2, 1, 3]",
             "convT: 3x3, 8, s=2, p=1, op=1, relu",
             "convT: 2x2, 4, s=2",
+            "{conv: '3x3, 4, s=2, p=same, act=leaky_relu(0.1)', name: half}",
+            "upsample: 2, bilinear",
+            "resize: {like: half}",
+            "resize: 12x10, nearest",
+            "act: leaky_relu(0.2)",
             "gavgpool",
             "dense: 3, softmax",
         ],
@@ -341,3 +346,84 @@ def test_a_net_of_the_new_kinds_learns_digits(tmp_path):
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     acc = (model.predict(np.concatenate(xs), verbose=0).argmax(axis=1) == np.concatenate(ys)).mean()
     assert acc > 0.9, acc
+
+
+# --- bilinear upsampling, resizing to a layer's size, a leaky ReLU slope ---------------------------
+
+
+def _bilinear(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """Bilinear resize with half-pixel centres (tf.image.resize), one sample, HxWxC."""
+    h, w = x.shape[:2]
+
+    def axis(n_out, n_in):
+        src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, src - lo
+
+    r0, r1, fr = axis(out_h, h)
+    c0, c1, fc = axis(out_w, w)
+    rows = x[r0] * (1 - fr)[:, None, None] + x[r1] * fr[:, None, None]
+    return rows[:, c0] * (1 - fc)[None, :, None] + rows[:, c1] * fc[None, :, None]
+
+
+def test_bilinear_upsample_and_resize_like_a_layer_interpolate_as_written(tmp_path):
+    spec = _spec(
+        [6, 4, 2],
+        [
+            "{conv: '1x1, 2, s=2, bias=false', name: half}",
+            "upsample: 2, bilinear",
+            "{resize: {like: half}, name: back}",
+            "resize: 5x7",
+        ],
+    )
+    shapes = {n: spec.graph.nodes[n].shape for n in ("half", "upsample_1", "back", "resize_1")}
+    assert shapes == {
+        "half": (3, 2, 2),
+        "upsample_1": (6, 4, 2),
+        "back": (3, 2, 2),  # the named layer's height and width
+        "resize_1": (5, 7, 2),
+    }
+    from cnnspec.build import build_model
+
+    model = build_model(spec)
+    model.get_layer("half").set_weights([np.eye(2, dtype="float32").reshape(1, 1, 2, 2)])
+    x = _x([6, 4, 2])
+    half = x[0, ::2, ::2]
+    up = _bilinear(half, 6, 4)
+    expected = _bilinear(_bilinear(up, 3, 2), 5, 7)
+    y = _reloaded(model, tmp_path).predict(x, verbose=0)[0]
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_leaky_relu_slope_is_the_one_written(tmp_path):
+    model = _model(
+        [5],
+        ["dense: 5, act=leaky_relu(0.1), bias=false", "act: leaky_relu(0.05)"],
+    )
+    model.get_layer("dense_1").set_weights([np.eye(5, dtype="float32")])
+    x = np.array([[-2.0, -1.0, 0.0, 1.0, 3.0]], dtype="float32")
+    expected = np.where(x > 0, x, x * 0.1 * 0.05)
+    np.testing.assert_allclose(
+        _reloaded(model, tmp_path).predict(x, verbose=0), expected, rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "shape,layer,message",
+    [
+        ([8, 2], "upsample: 2, bilinear", "upsample interpolates (bilinear) images only"),
+        ([8, 8, 2], "resize", "resize takes either size (56x56) or like (a layer name)"),
+        ([8, 8, 2], "resize: {size: 4, like: input}", "received both"),
+        ([8, 8, 2], "resize: {like: later}", "like: 'later' refers to a layer defined later"),
+        ([8, 8, 2], "resize: {like: nope}", "unknown layer 'nope' in like:, received like=nope"),
+        ([8, 8, 2], "act: leaky_relu(1.5)", "leaky_relu's negative_slope must be a number from 0"),
+        ([8, 8, 2], "conv: {K: 1, n_K: 2, act: leaky(0.1)}", "unknown activation"),
+    ],
+)
+def test_resize_and_activation_mistakes_are_located(shape, layer, message):
+    from cnnspec.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        _spec(shape, [layer, "{flatten: null, name: later}"])
+    assert message in str(err.value) and str(err.value).startswith("<string>:5:"), str(err.value)

@@ -14,6 +14,7 @@ import keras
 
 from .. import shapes
 from ..spec import layers as L
+from ..spec.types import parse_activation
 from .custom import (
     DropPath,
     GlobalL2Pooling,
@@ -29,8 +30,30 @@ _ACT = {"swish": "silu", "hard_swish": "hard_silu"}
 
 
 def activation(name: str | None) -> str | None:
-    """The Keras name of an activation (``None`` for none)."""
-    return None if name is None else _ACT.get(name, name)
+    """The Keras name of an activation to pass to a layer (``None`` for none, and for one with
+    a parameter: :func:`activate` adds it as its own layer, which reloads in safe mode)."""
+    if name is None or parse_activation(name)[1] is not None:
+        return None
+    return _ACT.get(name, name)
+
+
+#: Activations with a parameter -> their Keras layer (see cnnspec.spec.types.PARAMETRISED).
+_PARAMETRISED = {"leaky_relu": lambda x, **kw: keras.layers.LeakyReLU(negative_slope=x, **kw)}
+
+
+def activation_layer(name: str, layer_name: str, **kw: Any) -> keras.layers.Layer:
+    """The Keras layer that applies activation ``name`` (``relu``, ``leaky_relu(0.1)``)."""
+    base, number = parse_activation(name)
+    if number is None:
+        return keras.layers.Activation(activation(name), name=layer_name, **kw)
+    return _PARAMETRISED[base](number, name=layer_name, **kw)
+
+
+def activate(y: Tensor, name: str | None, node: str, **kw: Any) -> Tensor:
+    """Apply a parametrised activation after a layer as ``<node>_act`` (others are built in)."""
+    if name is None or parse_activation(name)[1] is None:
+        return y
+    return activation_layer(name, f"{node}_act", **kw)(y)
 
 
 def _nd(prefix: str, rank: int, suffix: str = "") -> type:
@@ -62,11 +85,13 @@ def apply(spec: L.LayerSpec, name: str, inputs: list[Tensor], in_shapes: list, *
     raise NotImplementedError(f"no builder for layer kind '{spec.kind_name}'")
 
 
-def _conv(prefix: str, spec, name: str, inputs, in_shapes, *args, **kw) -> Tensor:
-    """The conv family (Conv, DepthwiseConv, SeparableConv): K, s, p, d, act, bias."""
+def _conv(prefix: str, spec, name: str, inputs, in_shapes, *args, options=None, **kw) -> Tensor:
+    """The conv family (Conv, DepthwiseConv, SeparableConv): K, s, p, d, act, bias.
+
+    ``options``: the Keras layer's own arguments; ``kw`` goes to every layer built (dtype)."""
     rank = _rank(in_shapes[0])
     x, padding = _padding(inputs[0], spec.p, rank, name)
-    return _nd(prefix, rank)(
+    y = _nd(prefix, rank)(
         *args,
         shapes.expand(spec.K, rank, "K"),
         strides=shapes.expand(spec.s, rank, "s"),
@@ -75,19 +100,29 @@ def _conv(prefix: str, spec, name: str, inputs, in_shapes, *args, **kw) -> Tenso
         activation=activation(spec.act),
         use_bias=spec.bias,
         name=name,
+        **(options or {}),
         **kw,
     )(x)
+    return activate(y, spec.act, name, **kw)
 
 
 @apply.register
 def _(spec: L.ConvSpec, name, inputs, in_shapes, **kw):
-    return _conv("Conv", spec, name, inputs, in_shapes, spec.n_K, groups=spec.groups, **kw)
+    return _conv(
+        "Conv", spec, name, inputs, in_shapes, spec.n_K, options={"groups": spec.groups}, **kw
+    )
 
 
 @apply.register
 def _(spec: L.DepthwiseConvSpec, name, inputs, in_shapes, **kw):
     return _conv(
-        "DepthwiseConv", spec, name, inputs, in_shapes, depth_multiplier=spec.multiplier, **kw
+        "DepthwiseConv",
+        spec,
+        name,
+        inputs,
+        in_shapes,
+        options={"depth_multiplier": spec.multiplier},
+        **kw,
     )
 
 
@@ -100,7 +135,7 @@ def _(spec: L.SeparableConvSpec, name, inputs, in_shapes, **kw):
         inputs,
         in_shapes,
         spec.n_K,
-        depth_multiplier=spec.multiplier,
+        options={"depth_multiplier": spec.multiplier},
         **kw,
     )
 
@@ -135,7 +170,8 @@ def _(spec: L.ConvTransposeSpec, name, inputs, in_shapes, **kw):
         over = [(ni - 1) * si + span - L for ni, si, span, L in zip(n, s, spans, outs, strict=True)]
         if min(over) >= 0:  # Keras' own 'same' (its crop is (over // 2, the rest), as TF's)
             act = activation(spec.act)
-            return conv(padding="same", output_padding=op, activation=act)(inputs[0])
+            y = conv(padding="same", output_padding=op, activation=act)(inputs[0])
+            return activate(y, spec.act, name, **kw)
         crops = [(t // 2, t - t // 2) if t >= 0 else (0, t) for t in over]
     else:
         pads = shapes.pads_for(spec.p, rank) if explicit else ((0, 0),) * rank
@@ -156,8 +192,8 @@ def _(spec: L.ConvTransposeSpec, name, inputs, in_shapes, **kw):
     if any(a or b for a, b in crop):
         y = _nd("Cropping", rank)(crop[0] if rank == 1 else crop, name=f"{name}_crop", **kw)(y)
     if explicit and spec.act:
-        y = keras.layers.Activation(activation(spec.act), name=f"{name}_act", **kw)(y)
-    return y
+        return activation_layer(spec.act, f"{name}_act", **kw)(y)
+    return activate(y, spec.act, name, **kw)
 
 
 def _pool(prefix: str):
@@ -211,9 +247,10 @@ def _(spec: L.GlobalL2PoolSpec, name, inputs, in_shapes, **kw):
 
 @apply.register
 def _(spec: L.DenseSpec, name, inputs, in_shapes, **kw):
-    return keras.layers.Dense(
+    y = keras.layers.Dense(
         spec.units, activation=activation(spec.act), use_bias=spec.bias, name=name, **kw
     )(inputs[0])
+    return activate(y, spec.act, name, **kw)
 
 
 @apply.register
@@ -263,7 +300,7 @@ def _(spec: L.LRNSpec, name, inputs, in_shapes, **kw):
 
 @apply.register
 def _(spec: L.ActivationSpec, name, inputs, in_shapes, **kw):
-    return keras.layers.Activation(activation(spec.fn), name=name, **kw)(inputs[0])
+    return activation_layer(spec.fn, name, **kw)(inputs[0])
 
 
 @apply.register
@@ -284,7 +321,17 @@ def _(spec: L.CropSpec, name, inputs, in_shapes, **kw):
 def _(spec: L.UpsampleSpec, name, inputs, in_shapes, **kw):
     rank = _rank(in_shapes[0])
     size = shapes.expand(spec.size, rank, "size")
+    if rank == 2:  # only UpSampling2D interpolates (the spec refuses it on other ranks)
+        kw["interpolation"] = spec.interpolation
     return _nd("UpSampling", rank)(size[0] if rank == 1 else size, name=name, **kw)(inputs[0])
+
+
+@apply.register
+def _(spec: L.ResizeSpec, name, inputs, in_shapes, **kw):
+    height, width = shapes.expand(spec.size, 2, "size")  # like: was resolved to size
+    return keras.layers.Resizing(height, width, interpolation=spec.interpolation, name=name, **kw)(
+        inputs[0]
+    )
 
 
 @apply.register

@@ -99,7 +99,12 @@ class Compiler(BlockExpansion):
 
     # --- inputs ----------------------------------------------------------------------------
     def lookup(
-        self, item: LayerSpec, ref: str | int, outputs: list[str], scopes: list[dict]
+        self,
+        item: LayerSpec,
+        ref: str | int,
+        outputs: list[str],
+        scopes: list[dict],
+        field: str = "from",
     ) -> str:
         if isinstance(ref, int):
             if -ref > len(outputs):
@@ -120,12 +125,12 @@ class Compiler(BlockExpansion):
         if ref in self.declared:
             self.fail(
                 item,
-                f"from: '{ref}' refers to a layer defined later, received from={ref}",
+                f"{field}: '{ref}' refers to a layer defined later, received {field}={ref}",
                 "layers can only read earlier layers (a later one would make a cycle)",
             )
         self.fail(
             item,
-            f"unknown layer '{ref}' in from:, received from={ref}",
+            f"unknown layer '{ref}' in {field}:, received {field}={ref}",
             did_you_mean(ref, known) or "name the layer with 'name:' first",
         )
         raise AssertionError  # unreachable
@@ -154,6 +159,21 @@ class Compiler(BlockExpansion):
         if FAILED in inputs:
             raise Failed  # its input already failed with its own error
         return inputs
+
+    def with_shapes(self, item: LayerSpec, scopes: list[dict]) -> LayerSpec:
+        """``item`` with the shapes of the layers it names filled in (resize's like:)."""
+
+        def shape_of(ref: str) -> tuple[int, ...]:
+            node = self.lookup(item, ref, [], scopes, "like")
+            if node == FAILED:
+                raise Failed  # that layer has its own error
+            return self.graph.nodes[node].shape
+
+        try:
+            return item.with_shapes(shape_of)
+        except ShapeError as exc:
+            self.fail(item, exc.message, exc.hint)
+            raise AssertionError from None  # unreachable: fail raises
 
     # --- sequences and blocks ---------------------------------------------------------------
     def sequence(
@@ -192,7 +212,7 @@ class Compiler(BlockExpansion):
             kind = item.block if isinstance(item, BlockSpec) and item.block else item.kind_name
             name = self.auto_name(prefix, kind)
         if expand is None:
-            return self.emit(item, name, inputs)
+            return self.emit(self.with_shapes(item, scopes), name, inputs)
         if self.depth >= MAX_DEPTH:
             # The loader's expansion bounds nesting already; a spec built in Python may not.
             self.fail(item, f"blocks are nested more than {MAX_DEPTH} deep", "flatten the nesting")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field
@@ -35,6 +36,11 @@ class LayerSpec(StrictModel):
         return self.kind  # type: ignore[attr-defined]
 
     # --- shape rules -----------------------------------------------------------------------
+    def with_shapes(self, shape_of: Callable[[str], Shape]) -> LayerSpec:
+        """This layer with the shapes of the layers it names filled in (``resize: {like: x}``);
+        ``shape_of(name)`` is the output shape of an earlier layer."""
+        return self
+
     def output_shape(self, inputs: list[Shape]) -> Shape:
         return inputs[0]
 

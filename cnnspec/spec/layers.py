@@ -9,9 +9,10 @@ and giving it a builder in ``cnnspec.build``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from .. import shapes
 from ..shapes import Shape, ShapeError, fmt, prod
@@ -19,7 +20,7 @@ from .layer_base import LayerSpec as LayerSpec
 from .layer_base import check_dilation as check_dilation
 from .layer_base import fmt_value as fmt_value
 from .layer_base import spatial_input
-from .types import Activation, Padding, Sizes
+from .types import NAME_RE, Activation, Padding, Sizes
 from .windows import (
     AvgPoolSpec,
     ConvSpec,
@@ -245,17 +246,71 @@ class CropSpec(LayerSpec):
         return (*out, shape[-1])
 
 
+#: How resize and upsample compute new pixels (Keras' names).
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+
+
+def _check_interpolation(kind: str, interpolation: str, shape: Shape) -> None:
+    if interpolation != "nearest" and len(shape) != 3:
+        raise ShapeError(
+            f"{kind} interpolates ({interpolation}) images only (H x W x C), received {fmt(shape)}",
+            "use interpolation: nearest on 1D and 3D inputs",
+        )
+
+
 class UpsampleSpec(LayerSpec):
-    """Nearest-neighbour upsampling by an integer factor."""
+    """Upsampling by an integer factor: nearest neighbour, or bilinear/bicubic on images."""
 
     kind: Literal["upsample"] = "upsample"
     size: Sizes = (2,)
-    positional: ClassVar = ("size",)
+    interpolation: Interpolation = Field(
+        "nearest", description="nearest (any rank), bilinear or bicubic (images)"
+    )
+    positional: ClassVar = ("size", "interpolation")
 
     def output_shape(self, inputs: list[Shape]) -> Shape:
         shape = spatial_input(inputs, "upsample")
+        _check_interpolation("upsample", self.interpolation, shape)
         f = shapes.expand(self.size, len(shape) - 1, "size")
         return (*(n * k for n, k in zip(shape[:-1], f, strict=True)), shape[-1])
+
+
+class ResizeSpec(LayerSpec):
+    """Resize images to ``size`` (H x W), or to the height and width of an earlier layer
+    (``like: name``): DeepLab's decoder brings its features back to the encoder's size."""
+
+    kind: Literal["resize"] = "resize"
+    size: Sizes | None = Field(None, description="the new height and width: 56x56")
+    like: str | None = Field(
+        None, pattern=NAME_RE, description="an earlier layer whose height and width to take"
+    )
+    interpolation: Interpolation = "bilinear"
+    positional: ClassVar = ("size", "interpolation")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ResizeSpec:
+        if (self.size is None) == (self.like is None):
+            raise ValueError(
+                "resize takes either size (56x56) or like (a layer name), received "
+                + ("both" if self.size else "neither")
+            )
+        return self
+
+    def with_shapes(self, shape_of: Callable[[str], Shape]) -> ResizeSpec:
+        if self.like is None:
+            return self
+        target = shape_of(self.like)
+        if len(target) != 3:
+            raise ShapeError(
+                f"resize takes the height and width of an image-shaped layer, received "
+                f"like={self.like} of shape {fmt(target)}",
+                "name a layer with an H x W x C output",
+            )
+        return self.model_copy(update={"size": target[:-1]})
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        shape = spatial_input(inputs, "resize", (3,))
+        return (*shapes.expand(self.size or (), 2, "size"), shape[-1])
 
 
 class RescaleSpec(LayerSpec):
@@ -486,6 +541,7 @@ PRIMITIVES: tuple[type[LayerSpec], ...] = (
     ZeroPadSpec,
     CropSpec,
     UpsampleSpec,
+    ResizeSpec,
     RescaleSpec,
     NormalizeSpec,
     ReshapeSpec,

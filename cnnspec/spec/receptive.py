@@ -34,6 +34,7 @@ from .layers import (
     PermuteSpec,
     PoolSpec,
     ReshapeSpec,
+    ResizeSpec,
     UpsampleSpec,
     WindowSpec,
     _Merge,
@@ -92,10 +93,25 @@ def _transposed(spec: ConvTransposeSpec, ins: list[Field], in_shapes) -> Field:
     return Field(size, tuple(j / st for j, st in zip(f.jump, s, strict=True)))
 
 
+#: Input positions one output of an interpolation reads, per direction.
+TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4}
+
+
+def _interpolated(f: Field, factor: tuple[float, ...], interpolation: str) -> Field:
+    grow = TAPS[interpolation] - 1
+    size = tuple(math.ceil(r + grow * j) for r, j in zip(f.size, f.jump, strict=True))
+    return Field(size, tuple(j / k for j, k in zip(f.jump, factor, strict=True)))
+
+
 def _upsample(spec: UpsampleSpec, ins: list[Field], in_shapes) -> Field:
-    f = ins[0]
     factor = shapes.expand(spec.size, len(in_shapes[0]) - 1, "size")
-    return Field(f.size, tuple(j / k for j, k in zip(f.jump, factor, strict=True)))
+    return _interpolated(ins[0], factor, spec.interpolation)
+
+
+def _resize(spec: ResizeSpec, ins: list[Field], in_shapes) -> Field:
+    size = shapes.expand(spec.size or (), 2, "size")
+    factor = tuple(o / n for o, n in zip(size, in_shapes[0][:-1], strict=True))
+    return _interpolated(ins[0], factor, spec.interpolation)
 
 
 def _whole(spec: LayerSpec, ins: list[Field], in_shapes) -> Field:
@@ -142,6 +158,7 @@ RULES: dict[type, Rule] = {
     PoolSpec: _window,
     ConvTransposeSpec: _transposed,
     UpsampleSpec: _upsample,
+    ResizeSpec: _resize,
     GlobalPoolSpec: _whole,
     FlattenSpec: _whole,
     ReshapeSpec: _whole,

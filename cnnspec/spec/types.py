@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import PlainValidator, WithJsonSchema
 
-Activation = Literal[
+ActivationName = Literal[
     "relu",
     "tanh",
     "sigmoid",
@@ -30,7 +30,73 @@ Activation = Literal[
     "linear",
 ]
 #: The activation names, in the order above.
-ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+ACTIVATIONS: tuple[str, ...] = get_args(ActivationName)
+#: Activations that take one number, written ``leaky_relu(0.1)``: name -> (Keras' argument,
+#: smallest, largest). Darknet/YOLO use a leaky slope of 0.1, Keras' ``leaky_relu`` 0.2.
+PARAMETRISED: dict[str, tuple[str, float, float]] = {"leaky_relu": ("negative_slope", 0.0, 1.0)}
+_PARAM_RE = re.compile(r"^\s*([a-z_0-9]+)\s*\(\s*([^()]*?)\s*\)\s*$")
+
+
+def parse_activation(value: str) -> tuple[str, float | None]:
+    """``'relu'`` -> ``('relu', None)``; ``'leaky_relu(0.1)'`` -> ``('leaky_relu', 0.1)``."""
+    if value in ACTIVATIONS:
+        return value, None
+    match = _PARAM_RE.match(value) if isinstance(value, str) else None
+    if match is None or match[1] not in PARAMETRISED:
+        from ..errors import did_you_mean
+
+        word = match[1] if match else value
+        guess = did_you_mean(word, ACTIVATIONS) if isinstance(word, str) else ""
+        raise ValueError(
+            f"unknown activation, received {value!r} ("
+            + (guess or f"one of {', '.join(ACTIVATIONS)}, or leaky_relu(slope)")
+            + ")"
+        )
+    name, text = match[1], match[2]
+    arg, low, high = PARAMETRISED[name]
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not low <= number <= high:  # NaN too
+        raise ValueError(
+            f"{name}'s {arg} must be a number from {low:g} to {high:g}, received {value!r} "
+            f"(e.g. {name}(0.1))"
+        )
+    return name, number
+
+
+def is_activation(value: Any) -> bool:
+    """Whether ``value`` is an activation as written in the notation: ``relu``, ``leaky_relu(0.1)``."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_activation(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _activation(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an activation name, received {value!r}")
+    name, number = parse_activation(value.strip())
+    return name if number is None else f"{name}({number:g})"
+
+
+#: An activation: a name (``relu``) or a name with its parameter (``leaky_relu(0.1)``).
+Activation = Annotated[
+    str,
+    PlainValidator(_activation),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": list(ACTIVATIONS)},
+                {"type": "string", "pattern": r"^(leaky_relu)\(\s*[0-9.eE+-]+\s*\)$"},
+            ]
+        }
+    ),
+]
 
 _SIZES_RE = re.compile(r"^\s*\d+(\s*x\s*\d+)*\s*$")
 NAME_RE = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
