@@ -65,5 +65,11 @@ def search(
     if worker_index is not None:
         worker(plan, worker_index, echo)
         return
-    run(plan, workers, echo)
+    from ..search.runner import WorkerFailed
+
+    try:
+        run(plan, workers, echo)
+    except WorkerFailed:
+        finish(plan, Console(width=max(160, Console().width)))  # what the others finished
+        raise
     finish(plan, Console(width=max(160, Console().width)))

@@ -49,6 +49,11 @@ def validate(
         except SpecError as exc:
             failed.append(exc)
             continue
+        from ..search.check import search_problems  # the same check as `cnnspec search`
+
+        if problems := search_problems(path, spec, list(set_ or ()), scale):
+            failed.append(SpecError(problems))
+            continue
         g = spec.graph
         print(
             f"ok {path}: {len(g.main_nodes()) - 1} layers, {_fmt_int(g.total_params)} params, "

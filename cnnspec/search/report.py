@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,37 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+@dataclass
+class ObjectiveSeries:
+    """The points of the objective plot, each (trial number, objective)."""
+
+    complete: list[tuple[int, float]]
+    best: list[tuple[int, float]]  # the best so far, at each complete trial
+    #: Trials the pruner stopped after training some epochs, at their last reported value.
+    #: A trial pruned before training (invalid, over budget) has no value and is left out.
+    pruned: list[tuple[int, float]]
+
+
+def objective_series(plan: Plan, trials: list[Any]) -> ObjectiveSeries:
+    """What the objective plot draws (pure data: tested without drawing)."""
+    complete = [
+        (t.number, float(t.value))
+        for t in trials
+        if t.state.name == "COMPLETE" and t.value is not None
+    ]
+    best, running = [], None
+    for number, v in complete:
+        if running is None or (v > running if plan.search.maximize else v < running):
+            running = v
+        best.append((number, running))
+    pruned = [
+        (t.number, float(t.intermediate_values[max(t.intermediate_values)]))
+        for t in trials
+        if t.state.name == "PRUNED" and t.intermediate_values
+    ]
+    return ObjectiveSeries(complete, best, pruned)
+
+
 def plot(plan: Plan, study: Any, table: list[dict[str, Any]]) -> list[Path]:
     """Objective over trials, parameter importances, objective against params and MACs."""
     import matplotlib
@@ -97,19 +129,17 @@ def plot(plan: Plan, study: Any, table: list[dict[str, Any]]) -> list[Path]:
     if not done:
         return written
 
+    series = objective_series(plan, study.get_trials(deepcopy=False))
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter([r["number"] for r in done], [r["value"] for r in done], label="complete")
-    best, running = [], None
-    for r in done:
-        v = r["value"]
-        better = running is None or (v > running if plan.search.maximize else v < running)
-        running = v if better else running
-        best.append(running)
-    ax.step([r["number"] for r in done], best, where="post", color="C1", label="best so far")
-    pruned = [r["number"] for r in table if r["state"] == "PRUNED"]
-    if pruned:
-        low = min(r["value"] for r in done)
-        ax.scatter(pruned, [low] * len(pruned), marker="x", color="gray", label="pruned")
+    ax.scatter(*zip(*series.complete, strict=True), label="complete")
+    ax.step(*zip(*series.best, strict=True), where="post", color="C1", label="best so far")
+    if series.pruned:
+        ax.scatter(
+            *zip(*series.pruned, strict=True),
+            marker="x",
+            color="gray",
+            label="pruned (its last epoch)",
+        )
     ax.set(xlabel="trial", ylabel=objective, title="objective over trials")
     ax.legend()
     _save(fig, out / "objective.png")

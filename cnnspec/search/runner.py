@@ -10,22 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import yamlio
-from ..errors import Problem, RunError, SpecError
+from ..errors import RunError, SpecError
 from ..spec import load_spec
-from ..spec.search import IntSpec, LogUniformSpec, UniformSpec, override_text
-from . import report
+from . import folder, report
+from .check import fingerprint, search_problems
+from .storage import check_url, shown
 from .study import Plan, open_study, planned_count, work
-
-
-def _sample(dim: Any) -> Any:
-    """A value of ``dim`` to check its path with."""
-    if isinstance(dim, LogUniformSpec):
-        return dim.loguniform[0]
-    if isinstance(dim, UniformSpec):
-        return dim.uniform[0]
-    if isinstance(dim, IntSpec):
-        return dim.int_[0]
-    return dim[0]
 
 
 def prepare(
@@ -37,10 +27,11 @@ def prepare(
     storage: str | None = None,
     out: Path | None = None,
 ) -> Plan:
-    """Load the spec, check its ``search:`` section (objective, paths) and return the plan.
+    """Load the spec, check its ``search:`` section (objective, paths), the output folder and the
+    storage, and return the plan.
 
     Everything is checked here, before any trial: a misspelt path would otherwise make every
-    trial an invalid candidate.
+    trial an invalid candidate. Nothing is created.
     """
     doc = yamlio.load(spec_path)
     spec = load_spec(spec_path, overrides, scale)
@@ -54,36 +45,18 @@ def prepare(
         )
     if trials is not None:
         s = s.model_copy(update={"trials": trials})
-    problems = []
-    known = spec.train.monitor_names([spec.graph.output, *spec.graph.heads])
-    if s.objective not in known:
-        problems.append(
-            Problem(
-                doc.location(("search", "objective")),
-                f"'{s.objective}' is not a metric this recipe logs, received objective={s.objective}",
-                f"one of {', '.join(known)}",
-                "search",
-            )
-        )
-    for path, dim in s.space.items():
-        text = override_text(path, _sample(dim))
-        try:
-            load_spec(spec_path, [*overrides, text], scale)
-        except SpecError as exc:
-            mine = [p for p in exc.problems if p.location.file.startswith("--set")]
-            if mine:
-                problems.append(
-                    Problem(
-                        doc.location(("search", "space", path)),
-                        f"'{path}' is not a value of this spec: {mine[0].message}",
-                        mine[0].hint or "use a path that --set accepts, e.g. train.batch_size",
-                        "search.space",
-                    )
-                )
+    problems = search_problems(spec_path, spec, list(overrides), scale, s)
     if problems:
         raise SpecError(problems)
     out = out or Path("searches") / spec.name
-    return Plan(Path(spec_path), out, s, spec.name, list(overrides), scale, storage)
+    plan = Plan(Path(spec_path), out, s, spec.name, list(overrides), scale, storage)
+    plan.fingerprint = fingerprint(spec, s, scale)
+    if storage is not None:
+        check_url(storage)
+    folder.check_out(out)
+    if storage is None:
+        check_url(plan.storage_url)
+    return plan
 
 
 def progress_line(plan: Plan, study: Any, trial: Any) -> str:
@@ -105,12 +78,17 @@ def progress_line(plan: Plan, study: Any, trial: Any) -> str:
 
 
 def run(plan: Plan, workers: int, echo: Callable[[str], None]) -> None:
-    """Run the search with ``workers`` processes (1: in this process)."""
-    plan.out.mkdir(parents=True, exist_ok=True)
+    """Run the search with ``workers`` processes (1: in this process).
+
+    The folder, the storage's tables and the study are created here, once, before any worker
+    starts (workers that created them together raced: "table studies already exists").
+    """
+    folder.claim(plan.out)
+    open_study(plan)
     echo(
         f"search {plan.name}: {plan.search.trials} trials of {len(plan.paths)} values, "
         f"objective {plan.search.objective} "
-        f"({'max' if plan.search.maximize else 'min'}), storage {plan.storage_url}, "
+        f"({'max' if plan.search.maximize else 'min'}), storage {shown(plan.storage_url)}, "
         f"{workers} worker{'s' if workers > 1 else ''}, trials in {plan.out / 'trials'}"
     )
     if workers == 1:
@@ -133,7 +111,18 @@ def run(plan: Plan, workers: int, echo: Callable[[str], None]) -> None:
             p.terminate()
         raise
     if any(codes):
-        raise RunError(f"a search worker failed (exit codes {codes})")
+        # The others may have finished the plan: their results are still written (by finish).
+        raise WorkerFailed(codes)
+
+
+class WorkerFailed(RunError):
+    """A worker process exited with an error (it printed its own one-line reason)."""
+
+    def __init__(self, codes: list[int]) -> None:
+        super().__init__(
+            f"a search worker failed (exit codes {codes}); the results so far are written",
+            "run the same command again to finish the plan (the search resumes)",
+        )
 
 
 def worker_command(plan: Plan, index: int) -> list[str]:
@@ -158,7 +147,10 @@ def worker(plan: Plan, index: int, echo: Callable[[str], None]) -> None:
 
 
 def finish(plan: Plan, console: Any) -> dict[str, Any]:
-    """Write search.csv, best.yaml and the plots; print the table of top trials."""
+    """Write search.csv, best.yaml and the plots; print the table of top trials.
+
+    Raises RunError (exit 1) after writing them when no trial completed.
+    """
     study = open_study(plan)
     trials = study.get_trials(deepcopy=False)
     table = report.rows(plan, trials)
@@ -177,6 +169,19 @@ def finish(plan: Plan, console: Any) -> dict[str, Any]:
     )
     for path in written:
         console.print(f"wrote {path}", highlight=False)
-    if best is not None:
-        console.print(f"train it: cnnspec train {plan.out / report.BEST_NAME}", highlight=False)
+    if best is None:
+        raise nothing_succeeded(plan, table)
+    console.print(f"train it: cnnspec train {plan.out / report.BEST_NAME}", highlight=False)
     return {"best": best, "rows": table, "written": written, "pid": os.getpid()}
+
+
+def nothing_succeeded(plan: Plan, table: list[dict[str, Any]]) -> RunError:
+    """The error of a search in which no trial completed, with the first trial's reason."""
+    first = next((r for r in table if r["note"]), None)
+    why = f"; trial {first['number']}: {first['note'][:300]}" if first else ""
+    return RunError(
+        f"no trial of the search completed ({len(table)} trial(s) in "
+        f"{plan.out / report.CSV_NAME}){why}",
+        "the note column of search.csv says why each trial failed or was pruned "
+        "(a budget too tight, a bad space, a data error)",
+    )

@@ -20,7 +20,6 @@ so none is lost or counted twice.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import threading
@@ -35,12 +34,15 @@ from ..errors import RunError, SpecError
 from ..spec import ModelSpec, load_spec
 from ..spec.memory import estimate_training_memory
 from ..spec.search import IntSpec, LogUniformSpec, SearchSpec, UniformSpec, override_text
+from . import storage
 
 #: Seconds between a running trial's heartbeats; a trial silent for 3x this is taken as dead.
 HEARTBEAT_ENV = "CNNSPEC_SEARCH_HEARTBEAT"
 DB_NAME = "search.db"
 LOCK_NAME = ".search.lock"
 TRIALS = "trials"
+#: The study's user attribute that records :func:`cnnspec.search.check.fingerprint`.
+FINGERPRINT = "cnnspec_fingerprint"
 MiB = 2**20
 
 
@@ -55,6 +57,7 @@ class Plan:
     overrides: list[str] = field(default_factory=list)  # --set given on the command line
     scale: str | None = None
     storage: str | None = None
+    fingerprint: str = ""  # of what it searches (cnnspec.search.check.fingerprint)
 
     @property
     def storage_url(self) -> str:
@@ -75,7 +78,11 @@ def heartbeat_interval() -> int:
 
 
 def open_study(plan: Plan, seed_offset: int = 0) -> Any:
-    """The study of ``plan`` (created on first use), with heartbeats and retries of dead trials."""
+    """The study of ``plan`` (created on first use), with heartbeats and retries of dead trials.
+
+    The tables and the study are created under the search folder's lock (the workers of one
+    machine never race to create them) and retried when a process of another machine raced.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says it all
@@ -85,22 +92,6 @@ def open_study(plan: Plan, seed_offset: int = 0) -> Any:
     kwargs: dict[str, Any] = {}
     if plan.storage_url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
-    try:
-        storage = optuna.storages.RDBStorage(
-            plan.storage_url,
-            heartbeat_interval=interval,
-            grace_period=3 * interval,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=3
-            ),
-            **kwargs,
-        )
-    except Exception as exc:  # noqa: BLE001 - any driver error: one line, the URL named
-        raise RunError(
-            f"cannot open the study storage {plan.storage_url}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}",
-            "install the driver of the URL (postgresql://: pip install psycopg2-binary)",
-        ) from None
     s = plan.search
     # The median pruner judges from the 2nd epoch on: a slow starter keeps its second epoch.
     pruners = {
@@ -109,19 +100,29 @@ def open_study(plan: Plan, seed_offset: int = 0) -> Any:
         "none": optuna.pruners.NopPruner,
     }
     direction = "maximize" if s.maximize else "minimize"
-    study = optuna.create_study(
-        storage=storage,
-        study_name=plan.name,
-        pruner=pruners[s.pruner](),
-        direction=direction,
-        load_if_exists=True,
-    )
-    if study.direction.name.lower() != direction:
-        raise RunError(
-            f"the study '{plan.name}' in {plan.storage_url} {study.direction.name.lower()}s, "
-            f"but this search {direction}s {s.objective}",
-            "use another --out folder (or --storage) for a different objective",
-        )
+
+    def open_() -> Any:
+        with storage.locked(plan.out / LOCK_NAME):
+            rdb = optuna.storages.RDBStorage(
+                plan.storage_url,
+                heartbeat_interval=interval,
+                grace_period=3 * interval,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3
+                ),
+                **kwargs,
+            )
+            study = optuna.create_study(
+                storage=rdb,
+                study_name=plan.name,
+                pruner=pruners[s.pruner](),
+                direction=direction,
+                load_if_exists=True,
+            )
+            check_same_search(plan, study, direction)
+            return study
+
+    study = storage.retrying(plan.storage_url, open_)
     # Seeded by the trials so far and the worker: a resumed search or a second worker draws
     # new values instead of repeating the first ones.
     seed = s.seed + seed_offset + len(study.get_trials(deepcopy=False))
@@ -131,6 +132,30 @@ def open_study(plan: Plan, seed_offset: int = 0) -> Any:
         else optuna.samplers.RandomSampler(seed=seed)
     )
     return study
+
+
+def check_same_search(plan: Plan, study: Any, direction: str) -> None:
+    """Refuse a study made by another search (another spec, space or objective) of this name."""
+    if study.direction.name.lower() != direction:
+        raise RunError(
+            f"the study '{plan.name}' in {plan.storage_url} {study.direction.name.lower()}s, "
+            f"but this search {direction}s {plan.search.objective}",
+            "use another --out folder (or --storage) for a different objective",
+        )
+    if not plan.fingerprint:
+        return
+    stored = study.user_attrs.get(FINGERPRINT)
+    if stored is None:  # a new study (or one from a cnnspec that did not record it)
+        study.set_user_attr(FINGERPRINT, plan.fingerprint)
+    elif stored != plan.fingerprint:
+        n = len(study.get_trials(deepcopy=False))
+        raise RunError(
+            f"the study '{plan.name}' in {storage.shown(plan.storage_url)} was made by another "
+            f"search: the spec, its --set/--scale or its search space changed since its {n} "
+            "trial(s), whose values would now be applied to a different model",
+            f"search the edited spec in a new folder (--out {plan.out}-2), with another name: "
+            "when --storage is shared, or put the spec back as it was to resume",
+        )
 
 
 # --- counting trials -----------------------------------------------------------------------------
@@ -165,25 +190,6 @@ def requeue_interrupted(study: Any, trials: list[Any]) -> None:
 def planned_count(trials: list[Any]) -> int:
     """Trials that count toward the plan: all but the dead ones that a copy retries."""
     return len(trials) - len(retried(trials))
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[Callable[[], None]]:
-    """An exclusive lock on ``path`` (one machine); yields a function that releases it early."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    held = [True]
-
-    def release() -> None:
-        if held[0]:
-            held[0] = False
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield release
-    finally:
-        release()
-        os.close(fd)
 
 
 # --- one trial --------------------------------------------------------------------------------
@@ -350,7 +356,7 @@ def _work(plan: Plan, study: Any, progress: Callable[[Any, Any], None]) -> int:
     while True:
         if _stop.requested:
             raise KeyboardInterrupt
-        with _locked(plan.out / LOCK_NAME) as release:
+        with storage.locked(plan.out / LOCK_NAME) as release:
             optuna.storages.fail_stale_trials(study)
             requeue_interrupted(study, study.get_trials(deepcopy=False))
             trials = study.get_trials(deepcopy=False)
