@@ -313,6 +313,17 @@ def test_conditions_combine_with_and_or_not(expr, expected):
     assert evaluate(expr, {"i": 1, "t": 2}) is expected
 
 
+def test_arithmetic_on_conditions_in_a_repeated_define_is_reported_once():
+    body = "      - bn\n      - dropout: 0.1\n        if: ${(i > 0) * (t > 1)}\n"
+    text = (
+        HEAD
+        + "params: {t: 2}\n"
+        + _define(body, params="{}", use="- blk: {}\n    times: 3")[len(HEAD) :]
+    )
+    lines = _error(text).splitlines()
+    assert len(lines) == 1 and "Hint: combine conditions with and / or / not" in lines[0]
+
+
 def test_if_with_and_keeps_the_right_copies():
     body = "      - bn\n      - dropout: 0.1\n        if: ${i > 0 and t > 1}\n"
     text = (
@@ -327,7 +338,7 @@ def test_if_with_and_keeps_the_right_copies():
 def test_arithmetic_on_conditions_says_to_combine_them_with_and():
     with pytest.raises(ExpressionError) as info:
         evaluate("(i > 0) * (t > 1)", {"i": 1, "t": 2})
-    assert "a condition, where a number is needed" in str(info.value)
+    assert "computes with a condition (true or false) where a number is needed" in str(info.value)
     assert "and / or / not" in info.value.hint
     with pytest.raises(ExpressionError, match="'or' takes conditions"):
         evaluate("i > 0 or t", {"i": 0, "t": 2})

@@ -141,7 +141,9 @@ class _Evaluator:
         value = self.ev(node)
         if isinstance(value, bool):
             raise ExpressionError(
-                f"'{self.shown}' computes with {value}, a condition, where a number is needed",
+                # Not the value: copies made by times: then fail alike and report once.
+                f"'{self.shown}' computes with a condition (true or false) where a number is "
+                "needed",
                 _CONDITIONS_HINT,
             )
         if not _is_number(value):
