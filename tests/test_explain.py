@@ -62,7 +62,7 @@ def marker_run(tmp_path_factory):
     from cnnspec.train.trainer import train
 
     root = tmp_path_factory.mktemp("marker")
-    x, y, _ = make_markers(1200, 0)
+    x, y, _ = make_markers(900, 0)
     np.savez(root / "marker.npz", x=x, y=y)
     spec = loads_spec(MARKER_SPEC.format(data=root / "marker.npz"))
     result = train(spec, run_dir=root / "run", verbose=0, echo=lambda _: None)
@@ -215,6 +215,12 @@ def small_run(tmp_path, shape, k="3", pool="gmaxpool"):
     return run
 
 
+@pytest.fixture(scope="module")
+def small12(tmp_path_factory):
+    """The small spec at 12x12x1, built once for the fast tests."""
+    return small_run(tmp_path_factory.mktemp("small12"), [12, 12, 1])
+
+
 @pytest.mark.parametrize(
     ("shape", "k"), [([64, 2], "3"), ([8, 8, 8, 1], "3x3x3"), ([12, 12, 3], "3x3")]
 )
@@ -243,10 +249,10 @@ def test_every_method_on_1d_2d_3d_inputs(tmp_path, capsys, shape, k):
     assert (tmp_path / "o" / "sheet.png").is_file()
 
 
-def test_gradcam_layer_by_spec_block_name(tmp_path):
+def test_gradcam_layer_by_spec_block_name(small12):
     from cnnspec.explain import Options, get_method, open_explainable
 
-    target = open_explainable(small_run(tmp_path, [12, 12, 1]))
+    target = open_explainable(small12)
     x = np.full((12, 12, 1), 100.0, np.float32)
     a = get_method("gradcam").explain(target, x, 0, Options(layer="res"))
     assert a.extras["layer"] == "res_out" and a.map.shape == (12, 12)
@@ -263,8 +269,8 @@ def test_gradcam_layer_by_spec_block_name(tmp_path):
         (["--patch", "40"], "--patch 40 is larger than the input's [12, 12]"),
     ],
 )
-def test_bad_options_are_one_line_exit_1(tmp_path, capsys, args, expected):
-    run = small_run(tmp_path, [12, 12, 1])
+def test_bad_options_are_one_line_exit_1(small12, tmp_path, capsys, args, expected):
+    run = small12
     png = tmp_path / "a.png"
     from PIL import Image
 
@@ -275,8 +281,8 @@ def test_bad_options_are_one_line_exit_1(tmp_path, capsys, args, expected):
     assert expected in err
 
 
-def test_unreadable_inputs_are_one_line(tmp_path, capsys):
-    run = small_run(tmp_path, [12, 12, 1])
+def test_unreadable_inputs_are_one_line(small12, tmp_path, capsys):
+    run = small12
     bad_png = tmp_path / "bad.png"
     bad_png.write_text("not a picture")
     wrong_npy = tmp_path / "wrong.npy"
@@ -315,10 +321,10 @@ def test_occlusion_runs_batched_forward_passes(tmp_path):
     assert np.isclose(a.map[0, 0], ref - target.forward(copy[None])[0, 1], atol=1e-6)
 
 
-def test_integrated_gradients_completeness_improves_with_steps(tmp_path):
+def test_integrated_gradients_completeness_improves_with_steps(small12):
     from cnnspec.explain import Options, get_method, open_explainable
 
-    target = open_explainable(small_run(tmp_path, [12, 12, 1]))
+    target = open_explainable(small12)
     x = np.random.default_rng(2).uniform(0, 255, (12, 12, 1)).astype(np.float32)
     ig = get_method("integrated_gradients")
     coarse = ig.explain(target, x, 0, Options(steps=2)).extras
