@@ -89,6 +89,9 @@ def _print_spec_warnings() -> None:
 
     from .errors import SpecWarning
 
+    # Each command prints the warnings of its own spec (once each, however often it is loaded):
+    # setting the filter also forgets what an earlier command in this process printed.
+    warnings.filterwarnings("default", category=SpecWarning)
     shown = warnings.showwarning
     if getattr(shown, "cnnspec", False):
         return

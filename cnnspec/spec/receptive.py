@@ -31,13 +31,13 @@ from .layers import (
     FlattenSpec,
     GlobalPoolSpec,
     LayerSpec,
+    MergeSpec,
     PermuteSpec,
     PoolSpec,
     ReshapeSpec,
     ResizeSpec,
     UpsampleSpec,
     WindowSpec,
-    _Merge,
 )
 
 
@@ -163,7 +163,7 @@ RULES: dict[type, Rule] = {
     FlattenSpec: _whole,
     ReshapeSpec: _whole,
     PermuteSpec: _permute,
-    _Merge: _merge,
+    MergeSpec: _merge,
     BackboneSpec: _unknown,
     LayerSpec: _same,
 }
@@ -186,7 +186,7 @@ def receptive_fields(graph: Graph) -> dict[str, Field | None]:
             continue
         in_shapes = [graph.nodes[i].shape for i in node.inputs]
         spatial_in = all(f.spatial for f in ins)
-        if not spatial_in and not isinstance(node.spec, _Merge):
+        if not spatial_in and not isinstance(node.spec, MergeSpec):
             fields[node.name] = ins[0]  # past global pooling/flatten: the field stays whole
             continue
         fields[node.name] = _rule(node.spec)(node.spec, ins, in_shapes)
