@@ -18,7 +18,7 @@ import pytest
 from test_data_rows import images
 from test_data_sources import arrays
 
-from cnnspec.data import diskcache, load_data
+from cnnspec.data import load_data
 from cnnspec.errors import RunError
 
 SHAPE = (8, 8, 3)
@@ -62,7 +62,7 @@ def _empty_index(entry, other):
 
 
 def _empty_info(entry, other):
-    (entry / diskcache.INFO).write_text("")
+    (entry / "info.json").write_text("")
 
 
 def _swapped(entry, other):  # the other split's files under this split's name
@@ -103,6 +103,8 @@ def test_deleting_the_cache_mid_run_is_safe(tmp_path, cache_dir):
 
 
 def test_a_killed_fill_leaves_no_temporary_folder_behind(tmp_path, cache_dir):
+    from cnnspec.data import diskcache
+
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # a process id that is no longer alive
     cache_dir.mkdir()
