@@ -53,11 +53,20 @@ def train(
         typer.Option(help="Continue the run in this directory from its last completed epoch."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="One line per epoch.")] = False,
+    track: Annotated[
+        str | None,
+        typer.Option(
+            help="Log the run to this MLflow tracking URI (sets train.track.mlflow.uri).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train a spec by the recipe in its train: section and write a run directory."""
     from ..spec import load_spec
 
     overrides = overrides_from(epochs, batch_size, data, sets)
+    if track is not None:
+        overrides.append("train.track.mlflow.uri='" + track.replace("'", "''") + "'")
     if resume is not None:
         if spec is not None or out is not None or scale is not None:
             raise RunError(
@@ -76,9 +85,20 @@ def train(
 
         check_output(run_dir, "--resume" if resume is not None else "--out", "dir")
     model_spec = load_spec(spec_path, overrides=overrides, scale=scale)
-    from ..tfquiet import import_tensorflow
+    from ..track import tracking
 
-    import_tensorflow()  # only now: a bad spec or --set is refused in milliseconds
-    from ..train import train as train_spec
+    with tracking(model_spec, resume_dir=resume) as tracker:  # None: the recipe tracks nothing
+        from ..tfquiet import import_tensorflow
 
-    train_spec(model_spec, run_dir=run_dir, resume=resume is not None, verbose=2 if quiet else None)
+        import_tensorflow()  # only now: a bad spec or --set is refused in milliseconds
+        from ..train import train as train_spec
+
+        result = train_spec(
+            model_spec,
+            run_dir=run_dir,
+            resume=resume is not None,
+            verbose=2 if quiet else None,
+            callbacks=tracker.callbacks() if tracker else None,
+        )
+        if tracker:
+            tracker.finished(result)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from .base import StrictModel
+from .track import TrackSpec
 from .types import FieldValueError
 
 Auto = Literal["auto", "on", "off"]
@@ -345,6 +346,9 @@ class TrainSpec(StrictModel):
     mixed_precision: Auto = "auto"
     jit_compile: Auto = "auto"
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
+    track: TrackSpec | None = Field(
+        None, description="log the run to a tracking server: {mlflow: {uri: ..., experiment: ...}}"
+    )
 
     @field_validator("cache")
     @classmethod
