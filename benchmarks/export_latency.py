@@ -33,11 +33,9 @@ CASES = [
 
 
 def _run_dir_from_spec(spec_path: Path, out: Path) -> Path:
-    import keras
-    import tensorflow as tf
-
     from cnnspec.build import build_model
     from cnnspec.spec import load_spec
+    from cnnspec.versions import Versions
 
     spec = load_spec(spec_path)
     model = build_model(spec)
@@ -50,8 +48,7 @@ def _run_dir_from_spec(spec_path: Path, out: Path) -> Path:
         "input_shape": shape,
         "class_names": [str(i) for i in range(int(model.outputs[0].shape[-1]))],
         "preprocess": None,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
+        "versions": Versions.current().to_dict(),
     }
     (run / "meta.json").write_text(json.dumps(meta))
     return run

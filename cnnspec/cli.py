@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import CnnspecError
 
     _print_spec_warnings()
-    if argv and argv[0] not in _LIGHT | _CHECKS_FIRST and not {"-h", "--help"} & set(argv):
+    command = argv[0] if argv and not argv[0].startswith("-") else None  # not --version
+    if command and command not in _LIGHT | _CHECKS_FIRST and not {"-h", "--help"} & set(argv):
         from .tfquiet import import_tensorflow
 
         import_tensorflow()

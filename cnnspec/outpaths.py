@@ -54,7 +54,10 @@ def reason(exc: OSError) -> str:
     if exc.errno == errno.EFBIG:
         return "the file grew past the size this process may write (ulimit -f)"
     if exc.errno == errno.ENAMETOOLONG:
-        return f"the name is too long (a file name holds at most {_name_max()} bytes)"
+        longest = max((len(os.fsencode(p)) for p in Path(exc.filename or "").parts), default=0)
+        if longest > _name_max() or not exc.filename:
+            return f"the name is too long (a file name holds at most {_name_max()} bytes)"
+        return "the path is too long for the system (4096 bytes at most on Linux)"
     if exc.errno == errno.ELOOP:
         return "too many levels of symbolic links"
     return exc.strerror or type(exc).__name__

@@ -68,8 +68,7 @@ def build_digits_model(seed: int = 0):
 
 def write_run_dir(run_dir: Path, model, history: dict[str, list[float]] | None = None) -> Path:
     """Save a model in the ``cnnspec train`` run-directory layout."""
-    import keras
-    import tensorflow as tf
+    from cnnspec.versions import Versions
 
     run_dir.mkdir(parents=True, exist_ok=True)
     model.save(run_dir / "model.keras")
@@ -78,9 +77,7 @@ def write_run_dir(run_dir: Path, model, history: dict[str, list[float]] | None =
         "input_shape": INPUT_SHAPE,
         "class_names": CLASS_NAMES,
         "preprocess": {"rescale": 1 / 255},
-        "cnnspec_version": "0.1.0",
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
+        "versions": Versions.current().to_dict(),
     }
     (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     (run_dir / "spec.yaml").write_text("name: digits\n")

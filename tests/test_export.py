@@ -306,6 +306,10 @@ def test_a_real_cnnspec_train_run_exports_and_predicts_alike(tmp_path, capsys):
     run = tmp_path / "lenet"
     args = ["train", REPO / "specs" / "lenet5.yaml", "--data", "digits", "--epochs", "3"]
     assert run_cli([*args, "--out", run, "-q"]) == 0
+    # training records the digest of the model it wrote: predict checks the pair (15.9)
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["model_sha256"] == model_digest(run / "model.keras")
+    assert meta["versions"] == Versions.current().to_dict()
     images = write_digit_pngs(tmp_path / "imgs", list(range(1760, 1780)))
     answers = {}
     for fmt in REGISTRY:

@@ -116,3 +116,24 @@ def test_an_export_without_its_metadata_is_refused(tmp_path, images):
     shutil.copy(_models()["onnx"], lone)
     with pytest.raises(RunError, match="no metadata file beside the model.*lone.onnx.meta.json"):
         predict_files(lone, images[:1])
+
+
+def test_tflite_predict_prints_no_xnnpack_line(images):
+    """14.11: LiteRT printed 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' from C++
+    on every TFLite predict (once per process: hence a fresh one)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "predict", str(_models()["tflite"]), str(images[0])],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "digit" in result.stdout  # it did predict
+    assert "XNNPACK" not in result.stderr and result.stderr.strip() == "", result.stderr

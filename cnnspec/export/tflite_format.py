@@ -20,7 +20,11 @@ def write(model, path: Path, quantize: str | None) -> None:
     """Convert through a SavedModel with builtin ops only (``dynamic``/``float16`` quantised)."""
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory(prefix="cnnspec-tflite-") as saved:
+    # The intermediate SavedModel goes beside the export: the same disk, and a full one is
+    # reported for the export's path (not for /tmp).
+    with tempfile.TemporaryDirectory(
+        prefix=f"{path.name}.", suffix=".partial", dir=path.parent
+    ) as saved:
         model.export(saved, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         # Builtin ops only: the file then runs in the plain LiteRT runtime, no Flex delegate.

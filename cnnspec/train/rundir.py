@@ -170,23 +170,14 @@ def save_model(model: Any, path: Path) -> None:
     """``model.save`` to a .keras file, atomically (kill -9 used to leave a 0-byte file)."""
     with atomic_path(path) as tmp:
         model.save(tmp)
+    if path.name == MODEL and (path.parent / META).is_file():  # predict checks the pair
+        from ..modelio import record_model_digest
+
+        record_model_digest(path, path.parent / META)
 
 
 def versions() -> dict[str, str]:
-    """cnnspec / TensorFlow / Keras / Python versions for meta.json."""
-    import platform
-    from importlib import metadata
+    """cnnspec / TensorFlow / Keras / Python versions for meta.json (one shape: Versions)."""
+    from ..versions import Versions
 
-    import keras
-    import tensorflow as tf
-
-    try:
-        own = metadata.version("cnnspec")
-    except metadata.PackageNotFoundError:
-        own = "unknown"
-    return {
-        "cnnspec": own,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-    }
+    return Versions.current().to_dict()
