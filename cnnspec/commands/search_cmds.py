@@ -27,7 +27,9 @@ def search(
         str | None,
         typer.Option(
             help="Optuna storage URL shared by workers (default: sqlite in --out), "
-            "e.g. postgresql://user:pw@host/db for workers on several machines."
+            "e.g. postgresql://user:pw@host/db for workers on several machines (driver: "
+            "pip install 'psycopg[binary]'). In-memory SQLite and another program's "
+            "database are refused."
         ),
     ] = None,
     out: Annotated[
@@ -42,7 +44,9 @@ def search(
     """Search the spec's search: space within its budget; rerun the same command to resume.
 
     Writes DIR/search.csv, DIR/best.yaml, DIR/plots/*.png and one run per trained trial in
-    DIR/trials/<number>/.
+    DIR/trials/<number>/. DIR must be new, empty or an earlier search's (its .cnnspec-search
+    marker); a rerun after the spec or its space changed is refused. Exit 1 when no trial
+    completed.
     """
     from rich.console import Console
 
