@@ -20,7 +20,6 @@ functions that load a model.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import zipfile
 import zlib
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .digest import check_digest
 from .errors import RunError
 
 #: An export format's name (the registry is :mod:`cnnspec.export.formats`).
@@ -186,61 +186,6 @@ def default_meta(name: str, input_shape: list[int], n_classes: int) -> dict[str,
     }
 
 
-#: The key of the model's SHA-256 in its metadata (``meta.json``, ``<export>.meta.json``).
-DIGEST_KEY = "model_sha256"
-_digests: dict[tuple[str, int, int], str] = {}
-
-
-def model_digest(path: str | Path) -> str:
-    """SHA-256 of a model file, or of a model folder (every file's relative path and bytes)."""
-    path = Path(path)
-    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-    total = hashlib.sha256()
-    for f in files:
-        st = f.stat()
-        key = (str(f.resolve()), st.st_mtime_ns, st.st_size)
-        if key not in _digests:
-            h = hashlib.sha256()
-            with f.open("rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    h.update(chunk)
-            _digests[key] = h.hexdigest()
-        name = f.relative_to(path).as_posix() if path.is_dir() else ""
-        total.update(f"{name}\0{_digests[key]}\n".encode())
-    return total.hexdigest()
-
-
-def record_model_digest(model_path: str | Path, meta_path: str | Path) -> None:
-    """Write ``model_path``'s digest into the metadata file beside it (atomically), so that a
-    model later found next to another model's metadata is refused (:func:`check_digest`)."""
-    from .outpaths import write_text_atomic
-
-    meta_path = Path(meta_path)
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta[DIGEST_KEY] = model_digest(model_path)
-    write_text_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
-
-
-def check_digest(source: ModelSource, meta: dict[str, Any]) -> None:
-    """Refuse a model whose bytes are not those its metadata recorded (metadata without a
-    digest, from older versions, is trusted as before)."""
-    recorded = meta.get(DIGEST_KEY)
-    if recorded is None or source.meta_path is None:
-        return
-    try:
-        actual = model_digest(source.path)
-    except OSError as exc:
-        raise RunError(f"{source.path}: cannot read the model: {exc.strerror or exc}") from None
-    if actual != recorded:
-        raise RunError(
-            f"{source.path} is not the model {source.meta_path} describes (its SHA-256 "
-            f"{actual[:12]}... differs from the {str(recorded)[:12]}... recorded there): its "
-            "class names would be another model's",
-            hint="keep each model beside its own metadata (re-export it, or pass its own run "
-            "directory)",
-        )
-
-
 def check_model_source(path: str | Path) -> tuple[ModelSource, dict[str, Any] | None]:
     """Every check on a model source that needs no TensorFlow: located, a ``.keras`` archive
     within its limits and free of code, metadata readable and recorded for these very bytes.
@@ -251,7 +196,7 @@ def check_model_source(path: str | Path) -> tuple[ModelSource, dict[str, Any] | 
     meta = None
     if source.meta_path is not None:
         meta = read_meta(source.meta_path)
-        check_digest(source, meta)
+        check_digest(source.path, source.meta_path, meta)
     return source, meta
 
 
@@ -492,7 +437,7 @@ def model_meta(source: ModelSource, model=None) -> dict[str, Any]:
     """The metadata of a source: its file if present, else derived from a loaded Keras model."""
     if source.meta_path is not None:
         meta = read_meta(source.meta_path)
-        check_digest(source, meta)
+        check_digest(source.path, source.meta_path, meta)
         if model is not None:
             _check_meta_matches(meta, model, source.meta_path)
         return meta

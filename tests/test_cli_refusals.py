@@ -20,9 +20,9 @@ import pytest
 from _model_fixtures import build_digits_model, digits_run, run_cli, write_digit_pngs
 from conftest import ROOT
 
+from cnnspec.digest import record_model_digest
 from cnnspec.errors import RunError
 from cnnspec.export import REGISTRY
-from cnnspec.modelio import record_model_digest
 from cnnspec.versions import install_hint
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

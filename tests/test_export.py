@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from _model_fixtures import CLASS_NAMES, INPUT_SHAPE, digits_run, digits_split, run_cli
 
+from cnnspec.digest import model_digest
 from cnnspec.errors import RunError
 from cnnspec.export import REGISTRY, export_model, sample_inputs
-from cnnspec.modelio import model_digest
 from cnnspec.versions import Versions
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from ..export.formats import NAMES as EXPORT_FORMATS
+from ..export.formats import REGISTRY as EXPORT_REGISTRY
 from . import app
 from .spec_cmds import ScaleOption
 
@@ -28,6 +29,13 @@ ModelArg = Annotated[
 KerasModelArg = Annotated[
     Path, typer.Argument(help="Run directory (runs/<name>/<timestamp>) or .keras file.")
 ]
+
+
+_QUANTIZE_HELP = "; ".join(
+    f"{f.name} only: {' | '.join(f.quantize_modes)}"
+    for f in EXPORT_REGISTRY.values()
+    if f.quantize_modes
+)
 
 
 def _kb(n: int) -> str:
@@ -51,10 +59,7 @@ def export(
         Path | None,
         typer.Option("--output", "-o", help="Destination (default: <run>/export/<name>.<ext>)."),
     ] = None,
-    quantize: Annotated[
-        str | None,
-        typer.Option(help="tflite only: dynamic (int8 weights) | float16"),
-    ] = None,
+    quantize: Annotated[str | None, typer.Option(help=_QUANTIZE_HELP)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
     tolerance: Annotated[
         float | None,

@@ -17,15 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..digest import DIGEST_KEY, model_digest
 from ..errors import RunError
-from ..modelio import (
-    DIGEST_KEY,
-    ModelSource,
-    check_model_source,
-    load_run_model,
-    meta_path_for,
-    model_digest,
-)
+from ..modelio import ModelSource, check_model_source, load_run_model, meta_path_for
 from ..outpaths import ctrl_c_is_never_lost, reason, shown
 from ..versions import Versions
 from . import formats

@@ -171,7 +171,7 @@ def save_model(model: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         model.save(tmp)
     if path.name == MODEL and (path.parent / META).is_file():  # predict checks the pair
-        from ..modelio import record_model_digest
+        from ..digest import record_model_digest
 
         record_model_digest(path, path.parent / META)
 
