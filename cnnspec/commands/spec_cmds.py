@@ -59,8 +59,17 @@ def validate(
             f"ok {path}: {len(g.main_nodes()) - 1} layers, {_fmt_int(g.total_params)} params, "
             f"{_fmt_macs(g.total_macs)} MACs, output {'x'.join(map(str, g.nodes[g.output].shape))}"
         )
+        if spec.init is not None:  # issue 17: the transfer table, before any training
+            from ..init.report import show_for
+
+            show_for(spec)
     if failed:
         raise SpecError([p for exc in failed for p in exc.problems])
+
+
+def init_override(source: str | None) -> list[str]:
+    """``--init SOURCE`` as a ``--set init.from=...`` override (quoted: any path stays a string)."""
+    return [] if source is None else ["init.from='" + source.replace("'", "''") + "'"]
 
 
 def summary_rows(spec, value_bytes: int = 4) -> list[dict]:
@@ -140,6 +149,12 @@ def summary(
             h: {"output": n, "loss_weight": spec.heads[h].loss_weight} for h, n in g.heads.items()
         },
     }
+    init_plan = None
+    if spec.init is not None:  # issue 17: which parameters start from the source
+        from ..init import plan
+
+        init_plan = plan(spec)[0]
+        totals["init"] = init_plan.as_dict()
     if json_:
         if spec.scaling:
             totals["scale"] = spec.scaling
@@ -192,6 +207,12 @@ def summary(
     _print_scaling(console, spec.scaling, g.input_shape)
     if batch is not None:
         _print_memory(console, memory, spec.train.optimizer.kind)
+    if init_plan is not None:
+        from ..init import check_share
+        from ..init.report import print_table
+
+        print_table(init_plan, console)
+        check_share(init_plan)
 
 
 def _print_memory(console, m, optimizer: str) -> None:
@@ -239,8 +260,16 @@ def build(
     heads: Annotated[bool, typer.Option(help="Keep auxiliary heads (the training model).")] = False,
     set_: SetOption = None,
     scale: ScaleOption = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="Start from these weights (.keras, run folder, keras:Name).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Build the untrained Keras model and save it as .keras."""
+    """Build the Keras model (untrained, or from its init: weights) and save it as .keras."""
     from ..errors import RunError
     from ..outpaths import atomic_path, check_output
     from ..spec import load_spec
@@ -250,10 +279,18 @@ def build(
             f"the model file must end in .keras, received {output}", "e.g. -o model.keras"
         )
     check_output(output)  # before anything is built: a bad -o costs nothing
-    spec = load_spec(spec_path, set_ or (), scale)
+    spec = load_spec(spec_path, [*(set_ or ()), *init_override(init)], scale)
+    if spec.init is not None:  # the table and min_loaded before the model is built
+        from ..init.report import show_for
+
+        show_for(spec)
     from ..build import build_model
 
     model = build_model(spec, heads=heads)
+    if spec.init is not None:
+        from ..init import apply
+
+        apply(model, spec)
     with atomic_path(output) as tmp:  # an interrupted build leaves no partial model behind
         model.save(tmp)
     print(f"wrote {output}: {model.count_params():,} params")

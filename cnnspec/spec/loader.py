@@ -41,7 +41,12 @@ __all__ = [
 # --- file paths in a spec ----------------------------------------------------------------------
 
 #: Values that name files: (section, key). Relative ones are read from the spec's folder first.
-_PATH_KEYS = (("backbone", "model"), ("backbone", "weights"), ("train", "data"))
+_PATH_KEYS = (
+    ("backbone", "model"),
+    ("backbone", "weights"),
+    ("train", "data"),
+    ("init", "from"),
+)
 
 
 def _resolve_paths(data: dict, file: str, given: Iterable[tuple] = ()) -> None:

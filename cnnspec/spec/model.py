@@ -9,6 +9,7 @@ from pydantic import Field, PositiveInt, PrivateAttr, ValidationInfo, field_vali
 from .backbone import BackboneSpec
 from .base import StrictModel
 from .blocks import LayerItem
+from .init import InitSpec
 from .scales import ParamValue, ScaleSpec
 from .search import SearchSpec
 from .train import TrainSpec
@@ -84,6 +85,9 @@ class ModelSpec(StrictModel):
     scale: str | None = Field(None, description="the scales: entry applied (--scale overrides)")
     backbone: BackboneSpec | None = Field(
         None, description="a pretrained network under the layers (transfer learning)"
+    )
+    init: InitSpec | None = Field(
+        None, description="pretrained weights loaded into this spec's layers (by name, then structure)"
     )
     layers: list[LayerItem] = Field(min_length=1)
     heads: dict[str, HeadSpec] = Field(default_factory=dict)
