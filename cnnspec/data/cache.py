@@ -181,7 +181,6 @@ def apply(
     if choice.mode == "memory":
         cached = ds.cache()
         _fill(cached, count, f"caching {name} split in memory", on_error, echo)
-        cached._cnnspec_in_memory = True  # make_pipeline: shuffling it copies no image
         return cached
     assert choice.folder is not None
     root = choice.folder

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a split's dataset is read, as ``make_pipeline`` needs to know (``Data.reading``).
+
+    It travels beside the dataset, never on it: attributes set on a tf.data object vanish
+    after any transform.
+    """
+
+    in_memory: bool = False  # an in-memory cache: a shuffle buffer shares its images
+    shuffled: bool = False  # streamed: its whole file order is reshuffled every epoch
+    cropped: bool = False  # the random resized crop was fused with JPEG decoding
+
 
 SHUFFLE_BUFFER = 10_000
 # Streamed or disk-cached images are copies: 10,000 at 448x448x3 would be 6 GB.
@@ -33,20 +48,21 @@ def make_pipeline(
     seed: int = 0,
     repeat: bool = False,
     labels=None,
+    reading: Reading | None = None,
 ):
     """Batch an unbatched (image, label) dataset for training or evaluation.
 
     Training: shuffle (seeded, reshuffled every epoch) -> repeat -> batch -> augment.
     ``repeat=True`` pairs with ``steps_per_epoch`` (it avoids tf.data's stall at epoch starts).
     ``labels`` is an optional graph function applied to each label batch (one-hot, dict, ...).
+    ``reading``: how ``ds`` is read (``Data.reading(split)``); default: a plain dataset.
     """
     import tensorflow as tf
 
-    # Tags set by load_data on the dataset object (with_options below returns a new one).
-    in_memory = getattr(ds, "_cnnspec_in_memory", False)
-    shuffled = getattr(ds, "_cnnspec_shuffled", False)
-    if getattr(ds, "_cnnspec_decode_crop", False):  # the random resized crop was fused with
-        augment = [a for a in augment if a.kind != "random_resized_crop"]  # JPEG decoding
+    reading = reading or Reading()
+    in_memory, shuffled = reading.in_memory, reading.shuffled
+    if reading.cropped:  # the random resized crop was fused with JPEG decoding
+        augment = [a for a in augment if a.kind != "random_resized_crop"]
     options = tf.data.Options()
     options.deterministic = True
     # Shard by element, never by file: with a single source file (arrays) FILE sharding

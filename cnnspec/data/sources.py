@@ -14,6 +14,7 @@ from ..errors import RunError
 from . import cache as caches
 from .arrays import KERAS_DATASETS, digits, keras_dataset, read_npz
 from .images import check_input_shape, convert, decode, decode_random_crop, find_corrupt
+from .pipeline import Reading
 from .progress import progress
 from .scan import class_folders, read_manifest, scan_classes
 
@@ -38,6 +39,11 @@ class Data:
     files: list[str] = field(default_factory=list)  # image files of a folder source
     notes: list[str] = field(default_factory=list)  # how the data is read: cache, scaling
     cache: str = "none"  # the cache mode chosen: memory | disk | none
+    readings: dict[str, Reading] = field(default_factory=dict)  # how each split is read
+
+    def reading(self, name: str) -> Reading:
+        """How split ``name`` is read, for ``make_pipeline(..., reading=...)``."""
+        return self.readings.get(name, Reading())
 
     def diagnose(self, input_shape: Sequence[int]) -> None:
         """After a decode error mid-training: RunError naming the bad file (folder sources)."""
@@ -186,9 +192,11 @@ def _array_source(source: str, req: _Request) -> Data:
             ds, choice, name=name, count=sizes[name], folder_key=folder_key, info=info,
             on_error=lambda n: None, echo=req.echo,
         )  # fmt: skip
+    readings = {name: Reading(in_memory=choice.mode == "memory") for name in datasets}
     return Data(
-        class_names=names, sizes=sizes, source=source, notes=notes, cache=choice.mode, **datasets
-    )
+        class_names=names, sizes=sizes, source=source, notes=notes, cache=choice.mode,
+        readings=readings, **datasets,
+    )  # fmt: skip
 
 
 def _dims(shape: Sequence[int]) -> str:
@@ -271,7 +279,7 @@ def _file_source(source: str, req: _Request) -> Data:
     what = f"uint8 images at {_dims(req.shape)}"
     choice = caches.choose(req.cache, count * int(np.prod(req.shape)), what)
     req.say(choice.describe())
-    datasets, sizes, all_files = {}, {}, []
+    datasets, sizes, all_files, readings = {}, {}, [], {}
     for name, part in parts.items():
         sizes[name] = len(part or [])
         if not part:
@@ -283,10 +291,9 @@ def _file_source(source: str, req: _Request) -> Data:
         streamed_train = name == "train" and choice.mode == "none"
         crop = req.crop if streamed_train else None
         ds = _from_files(paths, labels, req, shuffle=streamed_train, crop=crop)
-        if crop is not None:
-            ds._cnnspec_decode_crop = True  # make_pipeline: already cropped
-        if streamed_train:
-            ds._cnnspec_shuffled = True  # make_pipeline: the file order is shuffled every epoch
+        readings[name] = Reading(
+            in_memory=choice.mode == "memory", shuffled=streamed_train, cropped=crop is not None
+        )
         folder_key = caches.key(
             [str(Path(source).resolve()), _dims(req.shape), name], paths, labels
         )
@@ -297,7 +304,7 @@ def _file_source(source: str, req: _Request) -> Data:
         )  # fmt: skip
     return Data(
         class_names=names, sizes=sizes, source=source, files=all_files,
-        notes=[choice.describe()], cache=choice.mode, **datasets,
+        notes=[choice.describe()], cache=choice.mode, readings=readings, **datasets,
     )  # fmt: skip
 
 

@@ -132,7 +132,8 @@ def _fit_phase2(session: Any, verbose: int | None) -> RunState:
     r, data = session.recipe, session.data
     labels = recipes.label_fn(r, data.num_classes, None)
     train_ds = make_pipeline(data.train, r.batch_size, training=True, augment=r.augment,
-                             seed=r.seed + 1, repeat=True, labels=labels)  # fmt: skip
+                             seed=r.seed + 1, repeat=True, labels=labels,
+                             reading=data.reading("train"))  # fmt: skip
     val_ds = (
         make_pipeline(data.val, r.batch_size, training=False, labels=labels)
         if data.val is not None

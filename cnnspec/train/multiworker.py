@@ -96,6 +96,7 @@ def train_epochs(session: Any) -> RunState:
     train_ds = make_pipeline(
         session.data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed,
         repeat=True, labels=recipe.label_fn(r, session.data.num_classes, None),
+        reading=session.data.reading("train"),
     )  # fmt: skip
     if first and last > first:
         train_ds = replay(train_ds, first * session.steps, session.echo)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import make_pipeline
+from ..data.images import read_errors
 from . import hardware, lifecycle, recipe, rundir
 from .callbacks import ResumableEarlyStopping, ResumableReduceLROnPlateau, RunState
 from .lifecycle import RunResult, Session, load_training_data, summary
@@ -57,8 +58,6 @@ def train(
     echo(describe(session) + worker)
     if hw.is_chief and not tensorboard_available():
         echo("note: the tensorboard package is not installed, so no TensorBoard logs are written")
-    import tensorflow as tf
-
     try:
         if multi:
             from .multiworker import train_epochs as multiworker_epochs
@@ -67,8 +66,8 @@ def train(
         else:
             state = fit_epochs(session, verbose=verbose, extra=callbacks)
         result = lifecycle.finish(session, state)
-    except tf.errors.InvalidArgumentError as exc:
-        # an image that does not decode (cache: false): name it
+    except read_errors() as exc:
+        # an image that does not decode, or was deleted (cache: none): name it
         raise session.data.read_failure(
             exc, spec.input, "training failed on its input data"
         ) from None
@@ -230,7 +229,7 @@ def fit_epochs(session: Session, *, verbose: int | None, extra: list[Any] | None
     labels = recipe.label_fn(r, session.data.num_classes, outputs)
     train_ds = make_pipeline(
         session.data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed,
-        repeat=True, labels=labels,
+        repeat=True, labels=labels, reading=session.data.reading("train"),
     )  # fmt: skip
     # killed after early stopping ended the run, before model.keras: nothing more to train
     stopped = any(isinstance(cb, ResumableEarlyStopping) and cb.stopped() for cb in recipe_cbs)
