@@ -60,11 +60,21 @@ def train(
             show_default=False,
         ),
     ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="Start from these weights: a .keras file, a run folder or keras:Name (init.from).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train a spec by the recipe in its train: section and write a run directory."""
     from ..spec import load_spec
 
     overrides = overrides_from(epochs, batch_size, data, sets)
+    if init is not None:
+        overrides.append("init.from='" + init.replace("'", "''") + "'")
     if track is not None:
         overrides.append("train.track.mlflow.uri='" + track.replace("'", "''") + "'")
     if resume is not None:

@@ -78,8 +78,7 @@ def _layerscale(spec: L.LayerScaleSpec, x: Shape) -> list[Shape]:
 def _normalize(spec: L.NormalizeSpec, x: Shape) -> list[Shape]:
     if spec.constants:
         return []
-    ones = (1,) * (len(x) - 1)
-    return [(*ones, x[-1]), (*ones, x[-1]), ()]
+    return [(x[-1],), (x[-1],), ()]
 
 
 #: spec class -> (kind shared with the source's Keras class, weight shapes for an input shape)

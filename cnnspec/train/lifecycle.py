@@ -56,6 +56,7 @@ class Session:
     skipped_metrics: list[str]
     started: float
     echo: Echo
+    init: dict[str, Any] | None = None  # the transfer table of init: (issue 17), for metrics.json
 
     @property
     def recipe(self) -> Any:
@@ -80,6 +81,7 @@ def prepare(spec: Any, hw: Any, *, run_dir, resume: bool, echo: Echo, started: f
 
     with hw.strategy.scope():  # first: a backbone's missing weights cost no data loading
         model = training_model(spec)
+        init = None if resume else apply_init(model, spec, echo if hw.is_chief else None)
     data = load_training_data(spec, echo=echo if hw.is_chief else None)
     if hw.is_chief:
         run = prepare_run_dir(spec, data, hw, run_dir, resume)
@@ -92,7 +94,21 @@ def prepare(spec: Any, hw: Any, *, run_dir, resume: bool, echo: Echo, started: f
             "whenever k >= the number of classes"
         )
     steps = recipe.steps_per_epoch(spec.train, data.sizes["train"])
-    return Session(spec, hw, data, run, model, steps, names, skipped, started, echo)
+    return Session(spec, hw, data, run, model, steps, names, skipped, started, echo, init)
+
+
+def apply_init(model: Any, spec: Any, echo: Echo | None) -> dict[str, Any] | None:
+    """Load the spec's init: weights (before restore/fit); the transfer table as a dict."""
+    if spec.init is None:
+        return None
+    from ..init import apply
+    from ..init.report import plain_lines
+
+    table = apply(model, spec)  # RunError (exit 1) under min_loaded, before any data is read
+    if echo is not None:
+        for line in plain_lines(table):
+            echo(line)
+    return table.as_dict()
 
 
 def load_training_data(spec: Any, echo: Echo | None = None) -> Data:
@@ -272,6 +288,7 @@ def run_metrics(session: Session, state: RunState, status: str) -> dict[str, Any
         "train_time_s": sum(state.epoch_seconds),
         "wall_time_s": time.time() - session.started,
         "hardware": session.hw.describe(),
+        **({"init": session.init} if session.init is not None else {}),
     }
 
 
