@@ -233,8 +233,6 @@ def locked(path: Path) -> Iterator[Callable[[], None]]:
 def retrying(url: str, open_: Callable[[], Any]) -> Any:
     """``open_()`` (which opens the storage at ``url``), retried when it raced another machine's
     process creating the same tables; any other storage error becomes one line."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from ..errors import CnnspecError
 
     for attempt in range(CREATE_TRIES):
@@ -242,12 +240,21 @@ def retrying(url: str, open_: Callable[[], Any]) -> Any:
             return open_()
         except CnnspecError:
             raise
-        except SQLAlchemyError as exc:
-            # Another machine's process created the tables at the same moment: they exist now.
-            racing = any(w in str(exc).lower() for w in ("already exists", "unique", "locked"))
-            if not racing or attempt == CREATE_TRIES - 1:
+        except Exception as exc:  # noqa: BLE001 - any driver error: one line, the URL named
+            if not racing(exc, attempt) or attempt == CREATE_TRIES - 1:
                 raise storage_error(url, exc) from None
             time.sleep(random.uniform(0.05, 0.5) * (attempt + 1))
-        except Exception as exc:  # noqa: BLE001 - any driver error: one line, the URL named
-            raise storage_error(url, exc) from None
     raise AssertionError("unreachable")
+
+
+def racing(exc: Exception, attempt: int) -> bool:
+    """Whether ``exc`` may come from another process creating the tables at the same moment
+    (they exist once it is done, so a retry succeeds)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError):
+        return any(w in str(exc).lower() for w in ("already exists", "unique", "locked"))
+    # Optuna reads the schema version while another process is still writing it: an empty
+    # version ("no longer compatible") or none at all (an assert). A real old schema says so
+    # again after a few tries.
+    return isinstance(exc, (RuntimeError, AssertionError)) and attempt < 3
