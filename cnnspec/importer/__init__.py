@@ -1,0 +1,133 @@
+"""``cnnspec import``: a Keras functional model's config.json -> a spec in the project's notation.
+
+Every layer becomes one item under its Keras name (so ``init:`` matches every weight by name);
+``from:`` says where an item reads when it is not the previous one. A conv, dense or
+depthwise conv followed by an activation that only it feeds is one row; a leading
+``Rescaling(1/255)`` or ``Rescaling(1/127.5, -1)`` becomes ``preprocess: unit | symmetric``.
+A layer the language cannot express is refused with one line: never approximated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import RunError
+from ..init.source import output_names, tensor_refs
+from .layers import Refused, rule_for
+
+_FOLDS_ACT = ("conv", "dwconv", "sepconv", "dense")
+_PREPROCESS = {(1 / 255, 0.0): "unit", (1 / 127.5, -1.0): "symmetric"}
+
+
+def _layers(config: dict) -> list[dict]:
+    if config.get("class_name") not in ("Functional", "Model"):
+        raise RunError(
+            f"import: a {config.get('class_name')} model is not a functional model",
+            hint="save a functional model (keras.Model(inputs, outputs)) as .keras",
+        )
+    return config["config"]["layers"]
+
+
+def _input_shape(item: dict) -> list[int]:
+    cfg = item["config"]
+    shape = (cfg.get("batch_shape") or [None, *cfg.get("shape", [])])[1:]
+    if not shape or any(d is None for d in shape):
+        raise RunError(
+            f"import: the input {item['name']} has an open shape {shape}",
+            hint="save the model with a fixed input size (input_shape=(224, 224, 3))",
+        )
+    return list(shape)
+
+
+def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any]:
+    """The spec (as YAML data) of a functional model's config; RunError naming a refused layer."""
+    layers = _layers(config)
+    inputs = [item for item in layers if item["class_name"] == "InputLayer"]
+    if len(inputs) != 1:
+        raise RunError(f"import: the model has {len(inputs)} inputs; a spec has one")
+    parents = {
+        item["name"]: list(
+            dict.fromkeys(t for n in item.get("inbound_nodes", []) for t in tensor_refs(n))
+        )
+        for item in layers
+    }
+    consumers: dict[str, int] = {}
+    for ps in parents.values():
+        for p in ps:
+            consumers[p] = consumers.get(p, 0) + 1
+    outputs = output_names(config["config"].get("output_layers"))
+    if len(outputs) != 1:
+        raise RunError(f"import: the model has {len(outputs)} outputs; a spec has one main output")
+    alias = {inputs[0]["name"]: "input"}
+    rows: list[dict] = []
+    preprocess = "none"
+    previous = "input"
+    for item in layers:
+        lname, cls = item["name"], item["class_name"]
+        if cls == "InputLayer":
+            continue
+        try:
+            row = rule_for(cls)(item["config"])
+        except Refused as exc:
+            raise RunError(
+                f"import: layer '{lname}' ({cls}): {exc.reason} cannot be written in a spec",
+                hint=f"nearest supported form: {exc.nearest}" if exc.nearest else "",
+            ) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunError(f"import: layer '{lname}' ({cls}): unreadable config ({exc})") from None
+        srcs = [alias.get(p, p) for p in parents[lname]]
+        kind = next(iter(row))
+        # Preprocessing straight after the input: the spec's own preprocess: field.
+        if kind == "rescale" and srcs == ["input"] and not rows and preprocess == "none":
+            key = (round(row[kind]["scale"], 9), row[kind]["offset"])
+            found = next((v for k, v in _PREPROCESS.items() if (round(k[0], 9), k[1]) == key), None)
+            if found:
+                preprocess = found
+                alias[lname] = "input"
+                continue
+        # An activation fed only by the row before it, which has none yet: one row.
+        if (
+            kind == "act"
+            and rows
+            and srcs == [previous]
+            and consumers.get(_keras_name(rows[-1]), 0) == 1
+        ):
+            last = rows[-1]
+            last_kind = next(k for k in last if k not in ("name", "from"))
+            if last_kind in _FOLDS_ACT and last[last_kind].get("act") is None:
+                last[last_kind]["act"] = row["act"]
+                alias[lname] = last["name"]
+                previous = last["name"]
+                continue
+        fields = row[kind]
+        row = {kind: _compact(fields) if isinstance(fields, dict) else fields, "name": lname}
+        if srcs != [previous]:
+            row["from"] = srcs[0] if len(srcs) == 1 else srcs
+        rows.append(row)
+        previous = lname
+    if alias.get(outputs[0], outputs[0]) != previous:
+        raise RunError(f"import: the output {outputs[0]} is not the last layer of the model")
+    return {
+        "name": _spec_name(name or config.get("config", {}).get("name") or "imported"),
+        "input": _input_shape(inputs[0]),
+        "preprocess": preprocess,
+        "init": {"from": source},
+        "layers": rows,
+    }
+
+
+def _keras_name(row: dict) -> str:
+    return row["name"]
+
+
+def _compact(fields: dict) -> dict:
+    """Leave out settings at their spec default (no activation, bias/center/scale on, s=1)."""
+    defaults = {"act": None, "bias": True, "center": True, "scale": True, "s": 1}
+    return {k: v for k, v in fields.items() if not (k in defaults and v == defaults[k])}
+
+
+def _spec_name(name: str) -> str:
+    import re
+
+    out = re.sub(r"[^A-Za-z0-9_]", "_", name).lower()
+    return out if out[:1].isalpha() else f"m_{out}"
