@@ -6,8 +6,8 @@ import os
 import sys
 
 #: Commands that never import TensorFlow.
-#: (search: only its trials need it; runs and diff read run folders.)
-_LIGHT = {"validate", "summary", "schema", "graph", "search", "runs", "diff"}
+#: (search: only its trials need it; runs and diff read run folders; import: only keras:Name.)
+_LIGHT = {"validate", "summary", "schema", "graph", "search", "runs", "diff", "import"}
 #: Commands that check everything they can without TensorFlow first, then import it themselves
 #: (through tfquiet.import_tensorflow): their refusals cost milliseconds, not the 5 s import.
 _CHECKS_FIRST = {"train", "export", "predict", "evaluate"}
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from .commands import (  # noqa: F401
         app,
         explain_cmds,
+        import_cmds,
         model_cmds,
         runs_cmds,
         search_cmds,
