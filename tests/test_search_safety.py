@@ -197,6 +197,14 @@ def test_a_search_whose_spec_changed_is_refused(tmp_path, capsys):
     code, out_text, err = _search(capsys, str(spec), "--out", str(out))
     assert code == 1 and "no trial of the search completed" in err
     assert "3 trials: 0 complete, 3 pruned" in out_text
+    # --fresh starts the edited search again (the old trials go), and it then resumes as usual.
+    spec.write_text(edits["architecture"])
+    code, out_text, err = _search(capsys, str(spec), "--out", str(out), "--fresh")
+    assert code == 1 and "another search" not in err
+    assert "2 trials: 0 complete, 2 pruned" in out_text
+    code, out_text, err = _search(capsys, str(spec), "--out", str(out))
+    assert code == 1 and "2 trials: 0 complete, 2 pruned" in out_text
+    assert (out / ".cnnspec-search").is_file()
 
 
 def test_nothing_succeeded_exits_1_with_the_reason(tmp_path, capsys):

@@ -35,6 +35,14 @@ def search(
     out: Annotated[
         Path | None, typer.Option("--out", help="Search folder (default: searches/<name>).")
     ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start again: delete this search's study and its results in --out "
+            "(after the spec or its space changed).",
+        ),
+    ] = False,
     set_: SetOption = None,
     scale: ScaleOption = None,
     worker_index: Annotated[
@@ -72,7 +80,7 @@ def search(
     from ..search.runner import WorkerFailed
 
     try:
-        run(plan, workers, echo)
+        run(plan, workers, echo, fresh=fresh)
     except WorkerFailed:
         finish(plan, Console(width=max(160, Console().width)))  # what the others finished
         raise

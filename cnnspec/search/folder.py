@@ -10,6 +10,7 @@ too. Unwritable destinations (a file, a path under ``/proc``) are refused by the
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ..errors import RunError
@@ -75,3 +76,17 @@ def claim(out: Path) -> None:
         raise RunError(f"--out {out}: cannot create the folder: {exc.strerror}") from None
     if not (out / MARKER).is_file():
         write_text_atomic(out / MARKER, "a cnnspec search folder: `cnnspec search` resumes here\n")
+
+
+def clear(out: Path) -> None:
+    """Remove what a search wrote in its folder ``out`` (``--fresh``), keeping the folder."""
+    if not is_own(out):
+        raise RunError(f"--out {out}: not a search folder, so --fresh leaves it alone")
+    try:
+        for name in ("trials", "plots"):
+            if (out / name).is_dir() and not (out / name).is_symlink():
+                shutil.rmtree(out / name)
+        for name in ("search.csv", "best.yaml"):
+            (out / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise RunError(f"--fresh: cannot remove the old results in {out}: {exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,10 +13,10 @@ from typing import Any
 from .. import yamlio
 from ..errors import RunError, SpecError
 from ..spec import load_spec
-from . import folder, report
+from . import folder, report, storage
 from .check import fingerprint, search_problems
 from .storage import check_url, shown
-from .study import Plan, open_study, planned_count, work
+from .study import LOCK_NAME, Plan, open_study, planned_count, work
 
 
 def prepare(
@@ -77,13 +78,15 @@ def progress_line(plan: Plan, study: Any, trial: Any) -> str:
     )
 
 
-def run(plan: Plan, workers: int, echo: Callable[[str], None]) -> None:
-    """Run the search with ``workers`` processes (1: in this process).
+def run(plan: Plan, workers: int, echo: Callable[[str], None], *, fresh: bool = False) -> None:
+    """Run the search with ``workers`` processes (1: in this process); ``fresh``: start again.
 
     The folder, the storage's tables and the study are created here, once, before any worker
     starts (workers that created them together raced: "table studies already exists").
     """
     folder.claim(plan.out)
+    if fresh:
+        start_afresh(plan)
     open_study(plan)
     echo(
         f"search {plan.name}: {plan.search.trials} trials of {len(plan.paths)} values, "
@@ -113,6 +116,22 @@ def run(plan: Plan, workers: int, echo: Callable[[str], None]) -> None:
     if any(codes):
         # The others may have finished the plan: their results are still written (by finish).
         raise WorkerFailed(codes)
+
+
+def start_afresh(plan: Plan) -> None:
+    """``--fresh``: delete this search's study from the storage and its results from its folder."""
+    import optuna
+
+    def delete() -> None:
+        with storage.locked(plan.out / LOCK_NAME):
+            rdb = optuna.storages.RDBStorage(
+                plan.storage_url, engine_kwargs=storage.engine_kwargs(plan.storage_url)
+            )
+            with contextlib.suppress(KeyError):  # no such study yet
+                optuna.delete_study(study_name=plan.name, storage=rdb)
+
+    storage.retrying(plan.storage_url, delete)
+    folder.clear(plan.out)
 
 
 class WorkerFailed(RunError):

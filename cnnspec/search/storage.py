@@ -230,6 +230,11 @@ def locked(path: Path) -> Iterator[Callable[[], None]]:
         os.close(fd)
 
 
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine settings: SQLite waits for a busy file instead of failing at once."""
+    return {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+
+
 def retrying(url: str, open_: Callable[[], Any]) -> Any:
     """``open_()`` (which opens the storage at ``url``), retried when it raced another machine's
     process creating the same tables; any other storage error becomes one line."""

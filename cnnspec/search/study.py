@@ -89,9 +89,6 @@ def open_study(plan: Plan, seed_offset: int = 0) -> Any:
     # Heartbeats and retries are "experimental" in Optuna 5 (since 2.8): we rely on them knowingly.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     interval = heartbeat_interval()
-    kwargs: dict[str, Any] = {}
-    if plan.storage_url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
     s = plan.search
     # The median pruner judges from the 2nd epoch on: a slow starter keeps its second epoch.
     pruners = {
@@ -110,7 +107,7 @@ def open_study(plan: Plan, seed_offset: int = 0) -> Any:
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                     max_retry=3
                 ),
-                **kwargs,
+                engine_kwargs=storage.engine_kwargs(plan.storage_url),
             )
             study = optuna.create_study(
                 storage=rdb,
@@ -153,8 +150,9 @@ def check_same_search(plan: Plan, study: Any, direction: str) -> None:
             f"the study '{plan.name}' in {storage.shown(plan.storage_url)} was made by another "
             f"search: the spec, its --set/--scale or its search space changed since its {n} "
             "trial(s), whose values would now be applied to a different model",
-            f"search the edited spec in a new folder (--out {plan.out}-2), with another name: "
-            "when --storage is shared, or put the spec back as it was to resume",
+            f"search the edited spec in a new folder (--out {plan.out}-2; with a shared "
+            "--storage, also another name:), start this one again with --fresh (deletes its "
+            "trials), or put the spec back as it was to resume",
         )
 
 
