@@ -347,3 +347,28 @@ def test_prepare_creates_nothing(tmp_path):
     out = tmp_path / "deep" / "out"
     plan = prepare(_spec(tmp_path), [], None, out=out)
     assert plan.fingerprint and not (tmp_path / "deep").exists()
+
+
+def test_a_folder_from_an_older_search_is_recognised(tmp_path):
+    """A search folder written before the marker existed: an Optuna search.db and the search's
+    own files only. The same names around another program's database are refused."""
+    import optuna
+
+    from cnnspec.errors import RunError
+    from cnnspec.search.runner import prepare
+
+    old = tmp_path / "old"
+    old.mkdir()
+    optuna.create_study(study_name="x", storage=f"sqlite:///{old / 'search.db'}")
+    (old / "search.csv").write_text("number,state\n")
+    assert prepare(_spec(tmp_path), [], None, out=old).out == old
+
+    other = tmp_path / "other"
+    other.mkdir()
+    con = sqlite3.connect(other / "search.db")
+    con.execute("CREATE TABLE accounts (id INTEGER)")
+    con.commit()
+    con.close()
+    (other / "search.csv").write_text("mine\n")
+    with pytest.raises(RunError, match="did not create"):
+        prepare(_spec(tmp_path), [], None, out=other)
