@@ -101,9 +101,12 @@ def test_empty_npz_says_it_holds_no_images(tmp_path):
     [
         (lambda tmp: "/proc", ["/proc", "system folder"]),
         (lambda tmp: "/proc/self/status", ["system folder"]),
-        (lambda tmp: "/etc/hostname", ["neither a folder, a .csv manifest nor an .npz"]),
+        (
+            lambda tmp: "/etc/hostname",
+            ["is not a data source", "an image folder", "a CSV manifest"],
+        ),
         (lambda tmp: str(tmp / "nothing"), ["data folder not found"]),
-        (lambda tmp: _fifo(tmp), ["fifo", "neither a folder"]),
+        (lambda tmp: _fifo(tmp), ["fifo", "is not a data source"]),
         (lambda tmp: _bad_npz(tmp), ["cannot read", "bad.npz"]),
     ],
 )

@@ -10,13 +10,9 @@ Public API (TensorFlow is imported lazily, inside these functions' modules)::
 
     load_data(source, input_shape, *, seed=0, validation_split=0.15, test_split=0.15,
               num_classes=None, cache="auto", crop=None, echo=None) -> Data
-        source: "digits" (scikit-learn's bundled 8x8 digits, the default, no download)
-              | "mnist" | "fashion_mnist" | "cifar10" | "cifar100" (keras.datasets; offline
-                they fail fast with RunError)
-              | a folder with one sub-folder per class, or with train/ [val/|validation/] [test/]
-                sub-folders that each hold class sub-folders
-              | a CSV manifest (path,label rows; paths relative to the CSV)
-              | an .npz file with arrays x (N,H,W[,C]) and y (N,) or one-hot (N,K)
+        source: one of the kinds in cnnspec.data.registry (one module each under kinds/;
+                ``registry.accepted()`` lists them): digits (the default, no download),
+                keras.datasets names, an .npz file, a CSV manifest, an image folder
         Splits are deterministic (they do not depend on the training seed); a source's own
         train/test split is kept. num_classes, when given, must equal the number of classes.
         cache: auto | memory | disk | none (True = auto, False = none), see cache.py.
@@ -30,13 +26,16 @@ Public API (TensorFlow is imported lazily, inside these functions' modules)::
     Data: .train / .val / .test  unbatched tf.data.Dataset of (image, int32 label),
                                  cached as chosen; .val / .test may be None
           .class_names, .sizes {"train": n, "val": n, "test": n}, .source, .cache, .notes
+          .reading(name)         how a split is read (Reading: in memory, shuffled, cropped),
+                                 passed to make_pipeline(reading=...)
           .split(name)           the dataset of a split, or RunError if it is absent
           .files / .diagnose(input_shape)   image files of a folder source / RunError naming
                                             the first one that does not decode
 
     decode_crop(augment) -> crop argument of load_data for a recipe's augment list, or None
 
-    make_pipeline(ds, batch_size, *, training, augment=(), seed=0, repeat=False) -> tf.data
+    make_pipeline(ds, batch_size, *, training, augment=(), seed=0, repeat=False,
+                  labels=None, reading=None) -> tf.data
         shuffle (training) -> repeat -> batch -> float32 -> augment (training) -> prefetch
 
     load_images(paths, input_shape) -> (np.ndarray float32 (N,H,W,C) in [0,255], list[str])
@@ -50,13 +49,16 @@ from __future__ import annotations
 
 from .arrays import KERAS_DATASETS
 from .images import IMAGE_EXTENSIONS, load_images
-from .pipeline import make_pipeline
+from .pipeline import Reading, make_pipeline
+from .registry import accepted as accepted_sources
 from .sources import Data, decode_crop, load_data
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "KERAS_DATASETS",
     "Data",
+    "Reading",
+    "accepted_sources",
     "decode_crop",
     "load_data",
     "load_images",

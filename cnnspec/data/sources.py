@@ -1,25 +1,24 @@
-"""Where training data comes from: digits, keras.datasets, .npz files and image folders."""
+"""Training data as cached tf.data splits: ``load_data`` finds the source's kind in the
+registry (``registry.py``, one module per kind under ``kinds/``), lets it read arrays or a file
+list, and turns that into splits cached as ``cache.py`` chooses."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import singledispatch
 from typing import Any
 
 import numpy as np
 
 from ..errors import RunError
 from . import cache as caches
-from .arrays import KERAS_DATASETS, digits, keras_dataset, read_npz
+from . import registry
 from .images import check_input_shape, convert, decode, decode_random_crop, find_corrupt
 from .pipeline import Reading
-from .progress import progress
-from .scan import class_folders, read_manifest, scan_classes
-
-# Splits are a property of the data, not of the training run: one fixed seed.
-SPLIT_SEED = 1234
+from .registry import ArrayParts, FileParts
+from .splits import SPLIT_SEED
 
 
 @dataclass
@@ -69,7 +68,7 @@ class Data:
 
 
 @dataclass(frozen=True)
-class _Request:
+class Request:
     """What every loader needs besides the source."""
 
     shape: tuple[int, int, int]
@@ -119,9 +118,9 @@ def load_data(
     """
     shape = check_input_shape(input_shape)
     mode = {True: "auto", False: "none"}.get(cache, cache) if isinstance(cache, bool) else cache
-    req = _Request(shape, validation_split, test_split, mode, seed, crop, echo, num_classes)
-    loader = _array_source if _is_array_source(source) else _file_source
-    data = loader(source, req)
+    req = Request(shape, validation_split, test_split, mode, seed, crop, echo, num_classes)
+    kind = registry.find(source)
+    data = to_data(kind.read(source, req), source, req)
     if data.sizes.get("train", 0) == 0:
         raise RunError(f"data '{source}' has no training images")
     return data
@@ -147,30 +146,19 @@ def decode_crop(augment: Sequence[Any]):
     return None
 
 
-def _is_array_source(source: str) -> bool:
-    return source == "digits" or source in KERAS_DATASETS or source.lower().endswith(".npz")
-
-
 # --- arrays ------------------------------------------------------------------------------------
 
 
-def _array_source(source: str, req: _Request) -> Data:
-    notes: list[str] = []
-    if source == "digits":
-        x, y, names = digits()
-        splits = _split_arrays(x, y, req.validation_split, req.test_split)
-        identity = ["digits"]
-    elif source in KERAS_DATASETS:
-        (x, y), (x_test, y_test), names = keras_dataset(source)
-        train, val, _ = _split_arrays(x, y, req.validation_split, 0.0)
-        splits = (train, val, (x_test, y_test))
-        identity = [source]
-    else:
-        x, y, names, scaling = read_npz(source)
-        notes.append(scaling)
-        splits = _split_arrays(x, y, req.validation_split, req.test_split)
-        st = Path(source).stat()
-        identity = [str(Path(source).resolve()), str(st.st_size), str(st.st_mtime_ns)]
+@singledispatch
+def to_data(parts, source: str, req: Request) -> Data:
+    """Cached tf.data splits of what a source kind read (ArrayParts or FileParts)."""
+    raise TypeError(f"a source kind returned {type(parts).__name__}")
+
+
+@to_data.register
+def _(parts: ArrayParts, source: str, req: Request) -> Data:
+    splits, names, identity, notes = parts.splits, parts.names, parts.identity, list(parts.notes)
+    x = next(p[0] for p in splits if p is not None)
     req.check_classes(source, names)
     itemsize = 1 if x.dtype == np.uint8 else 4
     count = sum(len(p[1]) for p in splits if p is not None)
@@ -213,61 +201,12 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, shape):
     return ds.unbatch().apply(tf.data.experimental.assert_cardinality(len(y)))
 
 
-def _split_arrays(x, y, validation_split, test_split):
-    """Stratified, deterministic train/val/test split of arrays (None for an empty part)."""
-    rng = np.random.default_rng(SPLIT_SEED)
-    parts: list[list[int]] = [[], [], []]
-    for label in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == label))
-        n_test = int(round(len(idx) * test_split))
-        n_val = int(round(len(idx) * validation_split))
-        parts[2] += idx[:n_test].tolist()
-        parts[1] += idx[n_test : n_test + n_val].tolist()
-        parts[0] += idx[n_test + n_val :].tolist()
-    out = []
-    for part in parts:
-        order = np.sort(np.asarray(part, dtype=np.int64))
-        out.append((x[order], y[order]) if len(order) else None)
-    return tuple(out)
-
-
 # --- image folders and manifests ----------------------------------------------------------------
 
-# Pseudo file systems are never data (and scanning them can hang or walk the whole machine).
-_SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
 
-
-def _file_source(source: str, req: _Request) -> Data:
-    root = Path(source)
-    resolved = os.path.realpath(root)
-    if any(resolved == r or resolved.startswith(r + "/") for r in _SYSTEM_ROOTS):
-        raise RunError(
-            f"data {source} is a system folder ({resolved}), not a data set",
-            hint="use digits, an image folder, a CSV manifest or an .npz file",
-        )
-    if root.exists():
-        # Scanned from the real path: ./photos and /abs/photos list the same file names (one
-        # disk cache, and messages name absolute paths).
-        root = Path(resolved)
-    if root.is_file() and root.suffix.lower() == ".csv":
-        with progress("scanning", None, unit="files", echo=req.echo) as bar:
-            names, files = read_manifest(root)
-            bar.advance(len(files))
-        train, val, test = _split_files(files, req.validation_split, req.test_split)
-    elif root.is_dir():
-        with progress("scanning", None, unit="files", echo=req.echo) as bar:
-            train, val, test, names = _scan_folder(root, req)
-            bar.advance(sum(len(p or []) for p in (train, val, test)))
-    elif root.exists():
-        raise RunError(
-            f"data {source} is neither a folder, a .csv manifest nor an .npz file",
-            hint="use digits, an image folder, a CSV manifest (path,label) or an .npz file",
-        )
-    else:
-        hint = (
-            "use digits, mnist, fashion_mnist, cifar10, cifar100, a folder, a .csv or an .npz file"
-        )
-        raise RunError(f"data folder not found: {root}", hint=hint)
+@to_data.register
+def _(parts: FileParts, source: str, req: Request) -> Data:
+    train, val, test, names, root = parts.train, parts.val, parts.test, parts.names, parts.root
     req.check_classes(source, names)
     if train:
         # Once, with the split seed: a cache holds the training images in a random order (not
@@ -294,10 +233,8 @@ def _file_source(source: str, req: _Request) -> Data:
         readings[name] = Reading(
             in_memory=choice.mode == "memory", shuffled=streamed_train, cropped=crop is not None
         )
-        folder_key = caches.key(
-            [str(Path(source).resolve()), _dims(req.shape), name], paths, labels
-        )
-        info = {"source": str(Path(source).resolve()), "split": name, "input": list(req.shape)}
+        folder_key = caches.key([root, _dims(req.shape), name], paths, labels)
+        info = {"source": root, "split": name, "input": list(req.shape)}
         datasets[name] = caches.apply(
             ds, choice, name=name, count=sizes[name], folder_key=folder_key, info=info,
             on_error=lambda n, paths=paths: _name_corrupt(paths, n, req.shape), echo=req.echo,
@@ -308,42 +245,7 @@ def _file_source(source: str, req: _Request) -> Data:
     )  # fmt: skip
 
 
-_SPLIT_FOLDERS = ("train", "val", "validation", "test")
-
-
-def _scan_folder(root: Path, req: _Request):
-    sub = class_folders(root)
-    if "train" in sub:
-        others = [s for s in sub if s not in _SPLIT_FOLDERS]
-        if others:
-            raise RunError(
-                f"data folder {root} holds train/ beside the class folders {others}: a folder "
-                "with train/ is read as split folders (train/ [val/] [test/], each holding "
-                "class folders)",
-                hint="rename a class called 'train', or move the class folders into train/",
-            )
-        names, train = scan_classes(root / "train", root=root)
-        val_name = "val" if "val" in sub else "validation" if "validation" in sub else None
-        val = scan_classes(root / val_name, names, root)[1] if val_name else None
-        test = scan_classes(root / "test", names, root)[1] if "test" in sub else None
-        if val is None:
-            train, val, _ = _split_files(train, req.validation_split, 0.0)
-    else:
-        names, files = scan_classes(root)
-        train, val, test = _split_files(files, req.validation_split, req.test_split)
-    return train, val, test, names
-
-
-def _split_files(files, validation_split, test_split):
-    paths = np.array([f for f, _ in files], dtype=object)
-    labels = np.array([label for _, label in files], dtype=np.int64)
-    parts = _split_arrays(paths, labels, validation_split, test_split)
-    return tuple(
-        None if p is None else list(zip(p[0].tolist(), p[1].tolist(), strict=True)) for p in parts
-    )
-
-
-def _from_files(paths: list[str], labels: np.ndarray, req: _Request, *, shuffle: bool, crop):
+def _from_files(paths: list[str], labels: np.ndarray, req: Request, *, shuffle: bool, crop):
     """(uint8 image, label) decoded from files; ``shuffle``: a new file order every epoch."""
     import tensorflow as tf
 

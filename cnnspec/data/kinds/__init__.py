@@ -1,0 +1,1 @@
+"""One module per data source kind, each defining ``KIND`` (see ``cnnspec.data.registry``)."""

@@ -1,0 +1,27 @@
+"""A CSV manifest: path,label rows (paths relative to the CSV), an optional header."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..progress import progress
+from ..registry import FileParts, SourceKind
+from ..scan import read_manifest
+from ..splits import split_files
+
+
+def read(source: str, req) -> FileParts:
+    root = Path(os.path.realpath(source))
+    with progress("scanning", None, unit="files", echo=req.echo) as bar:
+        names, files = read_manifest(root)
+        bar.advance(len(files))
+    train, val, test = split_files(files, req.validation_split, req.test_split)
+    return FileParts(train, val, test, names, str(root))
+
+
+def matches(source: str) -> bool:
+    return source.lower().endswith(".csv") and os.path.isfile(source)
+
+
+KIND = SourceKind("manifest", "a CSV manifest (path,label)", matches, read)

@@ -1,0 +1,20 @@
+"""An .npz file with arrays x (N,H,W[,C]) and y (N,) or one-hot (N,K), optional class_names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..arrays import read_npz
+from ..registry import ArrayParts, SourceKind
+from ..splits import split_arrays
+
+
+def read(source: str, req) -> ArrayParts:
+    x, y, names, scaling = read_npz(source)
+    st = Path(source).stat()
+    identity = [str(Path(source).resolve()), str(st.st_size), str(st.st_mtime_ns)]
+    splits = split_arrays(x, y, req.validation_split, req.test_split)
+    return ArrayParts(splits, names, identity, [scaling])
+
+
+KIND = SourceKind("npz", "an .npz file (x, y)", lambda s: s.lower().endswith(".npz"), read)
