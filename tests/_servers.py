@@ -75,7 +75,7 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
         self.log = folder / "mlflow-server.log"
 
-    def start(self, timeout: float = 120) -> MlflowServer:
+    def start(self, timeout: float = 300) -> MlflowServer:
         folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
         cmd = [

@@ -168,8 +168,8 @@ def tracking(
         )
         sender.close("FAILED")
         raise
-    sender.close("FINISHED")
-    _record(tracker, cfg.uri)
+    if sender.close("FINISHED"):  # all of it sent: a --resume may continue this MLflow run
+        _record(tracker, cfg.uri)
 
 
 def _record(tracker: Tracker, uri: str) -> None:

@@ -52,20 +52,25 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def without_track(source: dict[str, Any]) -> dict[str, Any]:
+    """The spec data without ``train.track``: it says where a run is sent, not what it is."""
+    train = source.get("train")
+    if isinstance(train, dict) and "track" in train:
+        return {**source, "train": {k: v for k, v in train.items() if k != "track"}}
+    return source
+
+
 def spec_hash(source: dict[str, Any]) -> str:
-    """sha256 of the resolved spec's data (key order ignored): equal specs, equal hashes."""
-    text = json.dumps(source, sort_keys=True, separators=(",", ":"), default=str)
+    """sha256 of the resolved spec's data (key order and ``train.track`` ignored): equal specs,
+    equal hashes, whether tracked or not."""
+    text = json.dumps(without_track(source), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def spec_params(spec: Any) -> dict[str, str]:
     """The resolved spec flattened to parameters, under ``spec.`` (the tracking section left
     out: it names the server, not the run)."""
-    source = dict(spec.source_data)
-    train = source.get("train")
-    if isinstance(train, dict) and "track" in train:
-        source["train"] = {k: v for k, v in train.items() if k != "track"}
-    flat = flatten(source)
+    flat = flatten(without_track(spec.source_data))
     params = {key(f"spec.{k}"): value(v) for k, v in list(flat.items())[:MAX_SPEC_PARAMS]}
     if len(flat) > MAX_SPEC_PARAMS:
         params["spec._truncated"] = f"{len(flat)} values, first {MAX_SPEC_PARAMS} logged"

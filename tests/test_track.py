@@ -1,0 +1,145 @@
+"""Tracking to a real `mlflow server` started here (its own SQLite backend and artifact folder):
+what a run logs, read back through the client, and a server killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _servers import MlflowServer
+
+from cnnspec.cli import main
+from cnnspec.spec import loads_spec
+from cnnspec.track import content
+
+ROOT = Path(__file__).resolve().parent.parent
+LENET = str(ROOT / "specs" / "lenet5.yaml")
+SHORT = ["--set", "train.steps_per_epoch=5", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    yield srv
+    srv.stop()
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _only_run(client, experiment: str):
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment}"
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_a_tracked_run_logs_spec_analysis_data_metrics_and_files(server, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["train", LENET, "--epochs", "2", "--out", str(run_dir), "--track", server.uri]
+    assert main([*args, "--set", "train.track.mlflow.experiment=t1", *SHORT]) == 0
+    assert "warning: tracking" not in capsys.readouterr().err
+    client = _client(server.uri)
+    run = _only_run(client, "t1")
+    assert run.info.status == "FINISHED"
+    p, m = run.data.params, run.data.metrics
+    spec = loads_spec(Path(LENET).read_text(), LENET, ["train.epochs=2", "train.steps_per_epoch=5"])
+    assert p["spec_hash"] == content.spec_hash(spec.source_data)
+    assert p["spec.train.epochs"] == "2" and p["spec.layers.0.conv"] == "5x5, 6, s=1, p=0, tanh"
+    assert "spec.train.track.mlflow.uri" not in p  # where it was sent is not what it was
+    assert p["analysis.params"] == "61706" and p["analysis.macs"] == "416520"
+    assert int(p["analysis.memory_bytes"]) > 61706 * 4
+    assert p["data.source"] == "digits" and p["data.kind"] == "builtin"
+    assert p["hardware.device"] == "CPU" and p["hardware.precision"] == "float32"
+    # per-epoch metrics with the epoch as step, and the final ones from metrics.json
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [h.step for h in history] == [1, 2]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert history[-1].value == pytest.approx(metrics["val"]["accuracy"], abs=1e-6)
+    assert m["final_test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert m["images_per_s"] == pytest.approx(metrics["images_per_s"])
+    # the files: spec, run files, plots, model (downloaded back and compared)
+    files = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"spec.yaml", "run", "plots", "model"} <= files
+    got = client.download_artifacts(run.info.run_id, "run/metrics.json", str(tmp_path))
+    assert json.loads(Path(got).read_text()) == metrics
+    model = client.download_artifacts(run.info.run_id, "model/model.keras", str(tmp_path))
+    assert Path(model).read_bytes() == (run_dir / "model.keras").read_bytes()
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/curves.png"]
+    # --resume continues the same MLflow run (track.json names it)
+    record = json.loads((run_dir / "track.json").read_text())
+    assert record["run_id"] == run.info.run_id and record["uri"] == server.uri
+    assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--quiet"]) == 0
+    again = _only_run(client, "t1")
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    steps = [h.step for h in client.get_metric_history(run.info.run_id, "val_accuracy")]
+    assert steps == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_server_killed_mid_run_warns_once_and_the_run_finishes(server, tmp_path):
+    """Last in this file: it kills the module's server."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cnnspec.cli", "train", LENET, "--epochs", "6", "--out"]
+    cmd += [str(run_dir), "--track", server.uri, "--set", "train.track.mlflow.experiment=t2"]
+    cmd += ["--set", "train.steps_per_epoch=20", "--quiet"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    history = run_dir / "history.csv"
+    deadline = time.time() + 300
+    while not (history.exists() and len(history.read_text().splitlines()) >= 2):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, "no epoch finished"
+        time.sleep(0.05)
+    server.stop()  # after epoch 1, before the rest of the run
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    warnings = [line for line in err.splitlines() if line.startswith("warning: tracking")]
+    assert len(warnings) == 1, err[-3000:]
+    assert server.uri in warnings[0] and "training goes on" in warnings[0]
+    # nothing lost locally
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs_done"] == 6
+    assert len(history.read_text().splitlines()) == 7 and (run_dir / "model.keras").is_file()
+    assert not (run_dir / "track.json").exists()  # the MLflow run never got its end
+
+
+def test_track_section_is_validated_and_keys_fit_mlflow(tmp_path, capsys):
+    text = Path(LENET).read_text()
+    assert main(["validate", LENET, "--set", "train.track.mlfow.uri=http://x"]) == 2
+    assert "did you mean 'mlflow'" in capsys.readouterr().err
+    spec = loads_spec(text, LENET, ["train.track.mlflow.uri=http://x"])
+    assert spec.train.track.mlflow.uri == "http://x" and spec.train.track.mlflow.experiment is None
+    assert content.key("val_top[3]:x") == "val_top_3__x"
+    params = content.spec_params(spec)
+    assert (
+        all(len(k) <= content.MAX_KEY for k in params)
+        and "spec.train.track.mlflow.uri" not in params
+    )
+
+
+def test_data_fingerprint_follows_the_file_list(tmp_path):
+    folder = tmp_path / "data"
+    (folder / "cat").mkdir(parents=True)
+    (folder / "cat" / "a.png").write_bytes(b"x" * 10)
+    first = content.data_fingerprint(str(folder))
+    assert first["data.kind"] == "folder" and first["data.files"] == "1"
+    assert content.data_fingerprint(str(folder)) == first
+    (folder / "cat" / "b.png").write_bytes(b"y")
+    assert content.data_fingerprint(str(folder))["data.hash"] != first["data.hash"]
+    npz = tmp_path / "d.npz"
+    npz.write_bytes(b"abc")
+    assert content.data_fingerprint(str(npz))["data.hash"] == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+    assert content.data_fingerprint("digits") == {"data.kind": "builtin"}
