@@ -397,9 +397,10 @@ def test_bilinear_upsample_and_resize_like_a_layer_interpolate_as_written(tmp_pa
 
 
 def test_leaky_relu_slope_is_the_one_written(tmp_path):
+    """The bare compact form (``dense: 5, leaky_relu(0.1)``) as well as ``act: leaky_relu(0.05)``."""
     model = _model(
         [5],
-        ["dense: 5, act=leaky_relu(0.1), bias=false", "act: leaky_relu(0.05)"],
+        ["dense: 5, leaky_relu(0.1), bias=false", "act: leaky_relu(0.05)"],
     )
     model.get_layer("dense_1").set_weights([np.eye(5, dtype="float32")])
     x = np.array([[-2.0, -1.0, 0.0, 1.0, 3.0]], dtype="float32")

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import did_you_mean
 from .blocks import BLOCKS
 from .layers import PRIMITIVES, LayerSpec, kind_of
-from .types import ACTIVATIONS
+from .types import ACTIVATIONS, is_activation
 
 #: Every built-in kind, by tag.
 REGISTRY: dict[str, type[LayerSpec]] = {kind_of(c): c for c in PRIMITIVES + BLOCKS}
@@ -31,7 +31,7 @@ def fill_positional(cls: type[LayerSpec], values: list[Any], fields: dict[str, A
     names = [n for n in cls.positional if n not in fields]
     takes_act = "act" in cls.model_fields
     for value in values:
-        if takes_act and isinstance(value, str) and value in ACTIVATIONS and "act" not in fields:
+        if takes_act and is_activation(value) and "act" not in fields:
             fields["act"] = value
             continue
         if takes_act and isinstance(value, str) and value.isidentifier() and "act" not in fields:
