@@ -187,7 +187,7 @@ def apply(
     diskcache.sweep(root)
     final = root / folder_key
     info = {**info, "images": count}
-    if (final / diskcache.INFO).exists():
+    if os.path.lexists(final):  # ours (a key-named folder), complete or damaged
         prefix, problem = diskcache.open_entry(final, info)
         if prefix is not None:
             if echo:
