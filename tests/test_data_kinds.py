@@ -32,6 +32,7 @@ SAMPLES = {
     "npz": (_npz, True),
     "manifest": (_manifest, True),
     "folder": (lambda tmp: str(images(tmp / "p")), True),
+    "memory": (lambda tmp: (np.arange(12 * 64).reshape(12, 8, 8) % 256, np.arange(12) % 2), True),
 }
 
 

@@ -10,23 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RunError
-
-_FASHION = [
-    "t-shirt", "trouser", "pullover", "dress", "coat",
-    "sandal", "shirt", "sneaker", "bag", "ankle_boot",
-]  # fmt: skip
-_CIFAR10 = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
-
-# name -> (keras.datasets module name, cache file under ~/.keras/datasets, class names)
-KERAS_DATASETS: dict[str, tuple[str, str, list[str]]] = {
-    "mnist": ("mnist", "mnist.npz", [str(i) for i in range(10)]),
-    "fashion_mnist": ("fashion_mnist", "fashion-mnist", _FASHION),
-    "cifar10": ("cifar10", "cifar-10-batches-py", _CIFAR10),
-    "cifar100": ("cifar100", "cifar-100-python", [str(i) for i in range(100)]),
-}
+from .kinds.keras import KERAS_DATASETS
 
 
 def digits():
@@ -91,6 +75,13 @@ def read_npz(source: str):
         raise RunError(f"cannot read {path}: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise RunError(f"cannot read {path}: {exc or type(exc).__name__}") from None
+    return check_arrays(x, y, names, path)
+
+
+def check_arrays(x, y, names, path: str | Path):
+    """x in [0, 255] (N, H, W, C), y int32 class indices, class names and the scaling rule
+    applied, from arrays named ``path`` in messages (an .npz file, or arrays given in Python)."""
+    path = Path(path)
     if x.dtype.kind not in "uif":
         raise RunError(
             f"{path}: x must hold pixel values (numbers); received dtype {x.dtype}",

@@ -25,6 +25,8 @@ class SourceKind:
     matches: Callable[[str], bool]
     read: Callable[[str, Any], ArrayParts | FileParts]  # (source, load_data's request)
     path: bool = True  # a path on disk (checked against system folders), not a name
+    objects: bool = False  # reads Python objects (arrays in memory), never a name or a path
+    label: Callable[[Any], str] = str  # how messages and Data.source name a source
 
 
 @dataclass
@@ -50,9 +52,9 @@ class FileParts:
 
 def kinds() -> tuple[SourceKind, ...]:
     """Every source kind, in the order they are tried."""
-    from .kinds import digits, folder, keras, manifest, npz
+    from .kinds import digits, folder, keras, manifest, memory, npz
 
-    return (digits.KIND, keras.KIND, npz.KIND, manifest.KIND, folder.KIND)
+    return (digits.KIND, keras.KIND, npz.KIND, manifest.KIND, folder.KIND, memory.KIND)
 
 
 def accepted() -> str:
@@ -64,6 +66,13 @@ def accepted() -> str:
 def find(source: str) -> SourceKind:
     """The kind that reads ``source``; RunError naming what is accepted otherwise."""
     every = kinds()
+    if not isinstance(source, str):  # arrays or datasets given in Python
+        for kind in every:
+            if kind.objects and kind.matches(source):
+                return kind
+        raise RunError(
+            f"data of type {type(source).__name__} is not a data source", hint=f"use {accepted()}"
+        )
     for kind in every:
         if not kind.path and kind.matches(source):
             return kind

@@ -120,7 +120,9 @@ def load_data(
     mode = {True: "auto", False: "none"}.get(cache, cache) if isinstance(cache, bool) else cache
     req = Request(shape, validation_split, test_split, mode, seed, crop, echo, num_classes)
     kind = registry.find(source)
-    data = to_data(kind.read(source, req), source, req)
+    parts = kind.read(source, req)
+    source = kind.label(source)  # arrays in memory: a short description, not their repr
+    data = to_data(parts, source, req)
     if data.sizes.get("train", 0) == 0:
         raise RunError(f"data '{source}' has no training images")
     return data

@@ -1,0 +1,167 @@
+"""Data already in memory, given in Python (``cnnspec.train(spec, data=...)``): arrays
+``(x, y)``, a ``tf.data.Dataset`` of (image, label) (batched or not) or a Keras ``PyDataset``.
+
+Arrays pass the same checks and the same split as an ``.npz`` file holding them (so training
+on them equals ``cnnspec train --data file.npz``, bit for bit). A dataset is read once into
+arrays: memory that grows with the data, so it is bounded like an ``.npz`` (at most half of
+this machine's memory, checked from its size before reading when the size is known); larger
+data belongs in an image folder or a CSV manifest, which stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from typing import Any
+
+import numpy as np
+
+from ...errors import RunError
+from ..arrays import check_arrays
+from ..registry import ArrayParts, SourceKind
+from ..splits import split_arrays
+
+LARGER = "use an image folder or a CSV manifest, which stream, for data this large"
+
+
+def _tf_dataset(source: Any) -> bool:
+    tf = sys.modules.get("tensorflow")  # a tf.data.Dataset exists only once TF is imported
+    return tf is not None and isinstance(source, tf.data.Dataset)
+
+
+def _py_dataset(source: Any) -> bool:
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(source, keras.utils.PyDataset)
+
+
+def _pair(source: Any) -> bool:
+    return isinstance(source, tuple | list) and len(source) == 2
+
+
+def matches(source: Any) -> bool:
+    return not isinstance(source, str) and (
+        _pair(source) or _tf_dataset(source) or _py_dataset(source)
+    )
+
+
+def label(source: Any) -> str:
+    """How messages and the run's metadata name the data."""
+    if _pair(source):
+        shape = getattr(source[0], "shape", None)
+        return "arrays (x, y)" + (f" of {'x'.join(map(str, shape))}" if shape is not None else "")
+    return f"a {'tf.data.Dataset' if _tf_dataset(source) else type(source).__name__} in memory"
+
+
+def budget() -> int:
+    from ..cache import total_memory
+
+    return total_memory() // 2
+
+
+class Collector:
+    """Batches of (x, y) read from a dataset, within the memory budget."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.what, self.limit, self.nbytes = what, limit, 0
+        self.xs: list[np.ndarray] = []
+        self.ys: list[np.ndarray] = []
+
+    def add(self, element: Any, batched: bool) -> None:
+        if not isinstance(element, tuple | list) or len(element) != 2:
+            kind = type(element).__name__
+            size = f" of {len(element)}" if isinstance(element, tuple | list) else ""
+            raise RunError(
+                f"{self.what}: each element must be (image, label), received a {kind}{size}",
+                hint="map it to (x, y) pairs, e.g. ds.map(lambda x, y, w: (x, y))",
+            )
+        x, y = (np.asarray(v) for v in element)
+        if not batched:
+            x, y = x[None], y[None]
+        self.nbytes += x.nbytes + y.nbytes
+        if self.nbytes > self.limit:
+            raise RunError(
+                f"{self.what} holds more than {self.limit / 2**30:.1f} GiB, half of this "
+                "machine's memory, and is read whole into memory",
+                hint=LARGER,
+            )
+        self.xs.append(x)
+        self.ys.append(y)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.xs:
+            raise RunError(f"{self.what} holds no images")
+        return np.concatenate(self.xs), np.concatenate(self.ys)
+
+
+def from_tf_dataset(ds: Any, rank: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of every element; ``rank``: of one image as the spec takes it (H, W, C -> 3)."""
+    import tensorflow as tf
+
+    what = "data=<tf.data.Dataset>"
+    n = int(ds.cardinality())
+    if n == int(tf.data.INFINITE_CARDINALITY):
+        raise RunError(f"{what} is infinite (repeat()), so it cannot be read whole", hint=(
+            "pass the dataset without .repeat(): training repeats it by the recipe's epochs"
+        ))  # fmt: skip
+    spec = ds.element_spec
+    if not isinstance(spec, tuple) or len(spec) != 2:
+        raise RunError(
+            f"{what}: its elements must be (image, label), received {spec}",
+            hint="map it to (x, y) pairs",
+        )
+    shape = spec[0].shape
+    batched = shape.rank == rank + 1 or (shape.rank == rank and shape[0] is None)
+    if n > 0 and shape.is_fully_defined():  # refused from its size, before anything is read
+        per = int(np.prod(shape)) * spec[0].dtype.size
+        if n * per > limit:
+            raise RunError(
+                f"{what} holds {n * per / 2**30:.1f} GiB, more than half of this machine's "
+                "memory, and is read whole into memory",
+                hint=LARGER,
+            )
+    got = Collector(what, limit)
+    for element in ds.as_numpy_iterator():
+        got.add(element, batched)
+    return got.arrays()
+
+
+def from_py_dataset(ds: Any, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of every batch of a Keras PyDataset (``len(ds)`` batches, ``ds[i]`` each)."""
+    what = f"data=<{type(ds).__name__}>"
+    got = Collector(what, limit)
+    for i in range(len(ds)):
+        got.add(ds[i], batched=True)
+    return got.arrays()
+
+
+def read(source: Any, req) -> ArrayParts:
+    limit = budget()
+    if _tf_dataset(source):
+        x, y, what = *from_tf_dataset(source, len(req.shape), limit), "data=<tf.data.Dataset>"
+    elif _py_dataset(source):
+        x, y = from_py_dataset(source, limit)
+        what = f"data=<{type(source).__name__}>"
+    else:
+        x, y, what = np.asarray(source[0]), np.asarray(source[1]), "data=(x, y)"
+        if x.nbytes > limit:
+            raise RunError(f"{what}: x holds {x.nbytes / 2**30:.1f} GiB", hint=LARGER)
+    if y.ndim == 2 and y.shape[1] == 1 and y.shape[0] > 1:  # (N, 1) indices, not one-hot
+        y = y[:, 0]
+    x, y, names, scaling = check_arrays(x, y, None, what)
+    digest = hashlib.blake2b(digest_size=16)  # a disk cache's key: the content itself
+    for a in (x, y):
+        digest.update(str((a.dtype.str, a.shape)).encode())
+        digest.update(np.ascontiguousarray(a).data)
+    splits = split_arrays(x, y, req.validation_split, req.test_split)
+    return ArrayParts(splits, names, ["memory", digest.hexdigest()], [scaling])
+
+
+KIND = SourceKind(
+    "memory",
+    "(in Python) arrays (x, y), a tf.data.Dataset or a Keras PyDataset",
+    matches,
+    read,
+    path=False,
+    objects=True,
+    label=label,
+)
