@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from ..arrays import digits
 from ..registry import ArrayParts, SourceKind
-from ..splits import split_arrays
 
 
 def read(source: str, req) -> ArrayParts:
+    from ..arrays import digits
+    from ..splits import split_arrays
+
     x, y, names = digits()
     return ArrayParts(split_arrays(x, y, req.validation_split, req.test_split), names, ["digits"])
 

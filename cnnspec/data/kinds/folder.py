@@ -7,15 +7,14 @@ import os
 from pathlib import Path
 
 from ...errors import RunError
-from ..progress import progress
 from ..registry import FileParts, SourceKind
-from ..scan import class_folders, scan_classes
-from ..splits import split_files
 
 SPLIT_FOLDERS = ("train", "val", "validation", "test")
 
 
 def read(source: str, req) -> FileParts:
+    from ..progress import progress
+
     # Scanned from the real path: ./photos and /abs/photos list the same file names (one
     # disk cache, and messages name absolute paths).
     root = Path(os.path.realpath(source))
@@ -26,6 +25,9 @@ def read(source: str, req) -> FileParts:
 
 
 def _scan(root: Path, req):
+    from ..scan import class_folders, scan_classes
+    from ..splits import split_files
+
     sub = class_folders(root)
     if "train" not in sub:
         names, files = scan_classes(root)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..progress import progress
 from ..registry import FileParts, SourceKind
-from ..scan import read_manifest
-from ..splits import split_files
 
 
 def read(source: str, req) -> FileParts:
+    from ..progress import progress
+    from ..scan import read_manifest
+    from ..splits import split_files
+
     root = Path(os.path.realpath(source))
     with progress("scanning", None, unit="files", echo=req.echo) as bar:
         names, files = read_manifest(root)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..arrays import read_npz
 from ..registry import ArrayParts, SourceKind
-from ..splits import split_arrays
 
 
 def read(source: str, req) -> ArrayParts:
+    from ..arrays import read_npz
+    from ..splits import split_arrays
+
     x, y, names, scaling = read_npz(source)
     st = Path(source).stat()
     identity = [str(Path(source).resolve()), str(st.st_size), str(st.st_mtime_ns)]
