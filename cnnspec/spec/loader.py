@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from .. import yamlio
 from ..errors import Location, Problem, SpecError, did_you_mean
+from ..tasks.checks import task_problems
 from .expand import COMMON_KEYS, REGISTRY, SRC, Context, Expander
 from .model import ModelSpec
 from .overrides import apply_overrides
@@ -136,6 +137,7 @@ def from_document(
             problems.extend(exc.problems)
     if graph is not None and not any(e["loc"][:1] == ("train",) for e in errors):
         problems.extend(_monitor_problems(checked, graph, ctx))
+        problems.extend(task_problems(checked, graph, ctx))
     if problems:
         # Copies made by times: fail alike: one line each.
         problems = list({str(p): p for p in problems}.values())

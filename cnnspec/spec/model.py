@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PositiveInt, PrivateAttr, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .backbone import BackboneSpec
 from .base import StrictModel
@@ -12,7 +19,7 @@ from .blocks import LayerItem
 from .init import InitSpec
 from .scales import ParamValue, ScaleSpec
 from .search import SearchSpec
-from .train import TrainSpec
+from .train import LossSpec, TrainSpec
 from .types import NAME_RE
 
 if TYPE_CHECKING:
@@ -21,14 +28,54 @@ if TYPE_CHECKING:
 Scalar = int | float | str | bool | None
 
 
+def _known_task(value: str | None) -> str | None:
+    from ..errors import did_you_mean
+    from ..tasks.registry import accepted, names
+
+    if value is not None and value not in names():
+        near = did_you_mean(value, names())
+        raise ValueError(
+            f"unknown task '{value}'; use {accepted()}" + (f" ({near})" if near else "")
+        )
+    return value
+
+
 class HeadSpec(StrictModel):
-    """An auxiliary classifier fed from an inner layer (GoogLeNet); dropped at inference."""
+    """A second output fed from an inner layer.
+
+    Without ``task:`` an auxiliary classifier of the main task (GoogLeNet), trained with the
+    main loss and dropped at inference. With ``task:`` an output of its own (a count beside a
+    class), with its own loss and label column(s), kept in the exported model.
+    """
 
     from_: str = Field(alias="from", description="the inner layer it reads")
     loss_weight: float = Field(
         0.3, ge=0, description="weight of its loss in training (GoogLeNet: 0.3)"
     )
     layers: list[LayerItem] = Field(min_length=1)
+    task: str | None = Field(
+        None, description="its task (a head of its own); none: an auxiliary head of the main task"
+    )
+    loss: LossSpec | None = Field(None, description="its loss (default: its task's)")
+    label: list[str] | None = Field(
+        None, min_length=1, description="the data's label column(s) it learns, e.g. count"
+    )
+    metrics: list[str] | None = Field(None, description="its metrics (default: its task's)")
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _one_label(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: str | None) -> str | None:
+        return _known_task(value)
+
+    @property
+    def own(self) -> bool:
+        """A head with a task of its own (kept at inference), not an auxiliary classifier."""
+        return self.task is not None
 
 
 class DefineSpec(StrictModel):
@@ -74,6 +121,11 @@ class ModelSpec(StrictModel):
         "[-1, 1] (symmetric) or left as they are (none)",
     )
     description: str | None = None
+    task: str = Field(
+        "classification",
+        description="what the main output learns: classification (one class per example), "
+        "multilabel (a set of labels), regression (numbers); see cnnspec.tasks",
+    )
     params: dict[str, ParamValue] = Field(
         default_factory=dict, description="values of $name in any item (a scale may change them)"
     )
@@ -87,7 +139,8 @@ class ModelSpec(StrictModel):
         None, description="a pretrained network under the layers (transfer learning)"
     )
     init: InitSpec | None = Field(
-        None, description="pretrained weights loaded into this spec's layers (by name, then structure)"
+        None,
+        description="pretrained weights loaded into this spec's layers (by name, then structure)",
     )
     layers: list[LayerItem] = Field(min_length=1)
     heads: dict[str, HeadSpec] = Field(default_factory=dict)
@@ -95,6 +148,31 @@ class ModelSpec(StrictModel):
     search: SearchSpec | None = Field(
         None, description="what `cnnspec search` varies, and within which budget"
     )
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: str) -> str:
+        return _known_task(value) or "classification"
+
+    @model_validator(mode="after")
+    def _task_defaults(self) -> ModelSpec:
+        # A recipe that names no loss / metrics gets its task's (classification: as before).
+        from ..tasks.registry import get
+
+        task = get(self.task)
+        given = self.train.model_fields_set
+        if "loss" not in given and self.train.loss.kind != task.default_loss:
+            self.train.loss = LossSpec.model_validate(task.default_loss)
+        if "metrics" not in given and list(self.train.metrics) != list(task.default_metrics):
+            self.train.metrics = list(task.default_metrics)
+        for head in self.heads.values():
+            if head.own:
+                head_task = get(head.task)
+                if head.loss is None:
+                    head.loss = LossSpec.model_validate(head_task.default_loss)
+                if head.metrics is None:
+                    head.metrics = list(head_task.default_metrics)
+        return self
 
     _graph: Graph | None = PrivateAttr(None)
     _source: dict = PrivateAttr(default_factory=dict)
@@ -138,3 +216,8 @@ class ModelSpec(StrictModel):
         weights = {self.output_name: 1.0}
         weights.update({name: head.loss_weight for name, head in self.heads.items()})
         return weights
+
+    @property
+    def task_heads(self) -> dict[str, HeadSpec]:
+        """The heads with a task of their own (outputs kept at inference)."""
+        return {name: head for name, head in self.heads.items() if head.own}

@@ -199,12 +199,36 @@ class FocalSpec(StrictModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
 
 
+class BinaryFocalSpec(StrictModel):
+    """Binary focal crossentropy, per label (multilabel)."""
+
+    gamma: float = Field(2.0, ge=0)
+    alpha: float = Field(0.25, gt=0, le=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class PlainLossSpec(StrictModel):
+    """A loss without parameters (mse, mae)."""
+
+
+class HuberSpec(StrictModel):
+    delta: float = Field(1.0, gt=0)
+
+
 class LossSpec(OneOf):
-    """``{categorical_crossentropy|sparse_categorical_crossentropy|categorical_focal_crossentropy}``."""
+    """The loss, by name; which names fit is the output's task's (``cnnspec.tasks``):
+    classification ``categorical_crossentropy`` | ``sparse_categorical_crossentropy`` |
+    ``categorical_focal_crossentropy``; multilabel ``binary_crossentropy`` | ``focal``;
+    regression ``mse`` | ``mae`` | ``huber``."""
 
     categorical_crossentropy: CrossentropySpec | None = None
     sparse_categorical_crossentropy: SparseCrossentropySpec | None = None
     categorical_focal_crossentropy: FocalSpec | None = None
+    binary_crossentropy: CrossentropySpec | None = None
+    focal: BinaryFocalSpec | None = None
+    mse: PlainLossSpec | None = None
+    mae: PlainLossSpec | None = None
+    huber: HuberSpec | None = None
 
     @property
     def one_hot(self) -> bool:
@@ -308,9 +332,6 @@ class EarlyStoppingSpec(StrictModel):
     restore_best_weights: bool = True
 
 
-_METRIC = re.compile(r"^(accuracy|top([1-9][0-9]?))$")
-
-
 class TrainSpec(StrictModel):
     """How to train a spec: data, recipe, and how to use the hardware."""
 
@@ -336,7 +357,19 @@ class TrainSpec(StrictModel):
     loss: LossSpec = Field(
         default_factory=lambda: LossSpec(categorical_crossentropy=CrossentropySpec())
     )
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    metrics: list[str] = Field(
+        default_factory=lambda: ["accuracy"],
+        description="the main output's metrics (default: its task's; classification: accuracy)",
+    )
+    targets: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="the label columns the main output learns (regression: numeric columns "
+        "of a CSV manifest, e.g. [count]; default: every column the data has)",
+    )
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="multilabel: a label is predicted above this probability"
+    )
     augment: list[AugmentSpec] = Field(default_factory=list)
     early_stopping: EarlyStoppingSpec | None = None
     seed: int = Field(42, ge=0)
@@ -361,9 +394,11 @@ class TrainSpec(StrictModel):
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, value: list[str]) -> list[str]:
+        from ..tasks.registry import metric_known, metrics_text
+
         for name in value:
-            if not _METRIC.match(name):
-                raise ValueError(f"unknown metric '{name}'; use accuracy or topK (e.g. top3, top5)")
+            if not metric_known(name):
+                raise ValueError(f"unknown metric '{name}'; use {metrics_text()}")
         if len(set(value)) != len(value):
             raise ValueError(f"metrics are repeated: {value}")
         return value
@@ -393,7 +428,7 @@ class TrainSpec(StrictModel):
     @property
     def top_k(self) -> list[int]:
         """The k of every topK metric."""
-        return [int(m[3:]) for m in self.metrics if m.startswith("top")]
+        return [int(m[3:]) for m in self.metrics if re.match(r"^top[0-9]+$", m)]
 
     def monitor_names(self, outputs: list[str]) -> list[str]:
         """The names Keras logs for this recipe, which early stopping / plateau may monitor.

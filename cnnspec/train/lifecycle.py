@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data import Data, decode_crop, load_data, make_pipeline
 from ..errors import RunError
+from ..tasks import plan as task_plan
 from . import recipe, rundir
 from .callbacks import RunState, callback_states, checkpoint_record, restore_checkpoint
 from .report import class_report, describe_report
@@ -57,6 +58,7 @@ class Session:
     started: float
     echo: Echo
     init: dict[str, Any] | None = None  # the transfer table of init: (issue 17), for metrics.json
+    outputs: list[Any] = field(default_factory=list)  # OutputPlan per output (cnnspec.tasks)
 
     @property
     def recipe(self) -> Any:
@@ -75,26 +77,38 @@ class Restored:
 # --- prepare -------------------------------------------------------------------------------------
 
 
-def prepare(spec: Any, hw: Any, *, run_dir, resume: bool, echo: Echo, started: float) -> Session:
-    """Build the model, load the data, create (or reuse) the run directory."""
+def prepare(
+    spec: Any,
+    hw: Any,
+    *,
+    run_dir,
+    resume: bool,
+    echo: Echo,
+    started: float,
+    data: Data | None = None,
+) -> Session:
+    """Build the model, load the data (unless ``data`` is given: already loaded, e.g. arrays
+    from the Python API), create (or reuse) the run directory."""
     from .trainer import training_model
 
     with hw.strategy.scope():  # first: a backbone's missing weights cost no data loading
         model = training_model(spec)
         init = None if resume else apply_init(model, spec, echo if hw.is_chief else None)
-    data = load_training_data(spec, echo=echo if hw.is_chief else None)
+    if data is None:
+        data = load_training_data(spec, echo=echo if hw.is_chief else None)
     if hw.is_chief:
         run = prepare_run_dir(spec, data, hw, run_dir, resume)
     else:  # only the chief writes the run; the others' files are removed at the end
         run = Path(tempfile.mkdtemp(prefix=f"cnnspec-worker{hw.worker_index}-"))
-    names, skipped = recipe.active_metrics(spec.train, data.num_classes)
+    plans = task_plan.outputs(spec, data)  # RunError when the labels do not fit an output
+    names, skipped = plans[0].metrics, plans[0].skipped
     if skipped:
         echo(
             f"note: {', '.join(skipped)} left out: with {data.num_classes} classes top-k is 1.0 "
             "whenever k >= the number of classes"
         )
     steps = recipe.steps_per_epoch(spec.train, data.sizes["train"])
-    return Session(spec, hw, data, run, model, steps, names, skipped, started, echo, init)
+    return Session(spec, hw, data, run, model, steps, names, skipped, started, echo, init, plans)
 
 
 def apply_init(model: Any, spec: Any, echo: Echo | None) -> dict[str, Any] | None:
@@ -111,11 +125,12 @@ def apply_init(model: Any, spec: Any, echo: Echo | None) -> dict[str, Any] | Non
     return table.as_dict()
 
 
-def load_training_data(spec: Any, echo: Echo | None = None) -> Data:
-    """The recipe's data, converted to the spec's input and checked against its classes."""
+def load_training_data(spec: Any, echo: Echo | None = None, source: Any = None) -> Data:
+    """The recipe's data (or ``source``: any data source, arrays in memory included), converted
+    to the spec's input, split and checked against its classes as the recipe says."""
     r = spec.train
     return load_data(
-        r.data,
+        r.data if source is None else source,
         spec.input,
         seed=r.seed,
         validation_split=r.validation_split,
@@ -162,7 +177,7 @@ def meta(spec: Any, data: Data, hw: Any) -> dict[str, Any]:
         "preprocess": spec.preprocess,
         "output_name": spec.output_name,
         "heads": list(spec.heads),
-        "data": spec.train.data,
+        "data": data.source or spec.train.data,  # arrays in memory: what they were
         "input": "float32 pixels in [0, 255], channels-last; the model rescales",
         "hardware": hw.describe(),
         "versions": rundir.versions(),

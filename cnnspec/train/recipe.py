@@ -12,6 +12,12 @@ from typing import Any
 
 from ..spec.train import TrainSpec
 
+# Classification's losses and metrics (cnnspec/tasks/classification.py), kept here under their
+# old names for the callers of this module.
+from ..tasks.classification import LOSSES, METRIC_KINDS  # noqa: F401
+from ..tasks.classification import metric_kind as _metric_kind
+from ..tasks.classification import top_k_of as _top_k
+
 # --- learning-rate schedules (per step; epochs are converted with steps_per_epoch) ---------------
 
 
@@ -127,96 +133,15 @@ def optimizer(recipe: TrainSpec, steps_per_epoch: int):
     return OPTIMIZERS[opt.kind](opt.params, learning_rate(recipe, steps_per_epoch))
 
 
-# --- losses and metrics ----------------------------------------------------------------------------
+# --- losses and metrics: the task's (cnnspec.tasks; the recipe's main output) ------------------
 
 
-def _cce(p, reduction):
-    import keras
+def loss(recipe: TrainSpec, reduction: str | None = "sum_over_batch_size", task: str | None = None):
+    """The Keras loss of ``task`` (default classification) for the recipe's ``loss:``
+    (``reduction=None`` gives per-example losses for custom loops)."""
+    from ..tasks import get
 
-    return keras.losses.CategoricalCrossentropy(
-        label_smoothing=p.label_smoothing, reduction=reduction
-    )
-
-
-def _scce(p, reduction):
-    import keras
-
-    return keras.losses.SparseCategoricalCrossentropy(reduction=reduction)
-
-
-def _focal(p, reduction):
-    import keras
-
-    return keras.losses.CategoricalFocalCrossentropy(
-        alpha=p.alpha, gamma=p.gamma, label_smoothing=p.label_smoothing, reduction=reduction
-    )
-
-
-LOSSES: dict[str, Callable[..., Any]] = {
-    "categorical_crossentropy": _cce,
-    "sparse_categorical_crossentropy": _scce,
-    "categorical_focal_crossentropy": _focal,
-}
-
-
-def loss(recipe: TrainSpec, reduction: str | None = "sum_over_batch_size"):
-    """The Keras loss (``reduction=None`` gives per-example losses for custom loops)."""
-    return LOSSES[recipe.loss.kind](recipe.loss.params, reduction)
-
-
-def _accuracy_metric(name: str, one_hot: bool) -> Any:
-    import keras
-
-    cls = keras.metrics.CategoricalAccuracy if one_hot else keras.metrics.SparseCategoricalAccuracy
-    return cls(name=name)
-
-
-def _accuracy_hits(name: str) -> Callable[[Any, Any], Any]:
-    import tensorflow as tf
-
-    def hits(probs, truth):
-        return tf.cast(tf.equal(tf.argmax(probs, axis=-1), truth), tf.float32)
-
-    return hits
-
-
-def _top_k(name: str) -> int:
-    return int(name[3:])
-
-
-def _top_k_metric(name: str, one_hot: bool) -> Any:
-    import keras
-
-    cls = (
-        keras.metrics.TopKCategoricalAccuracy
-        if one_hot
-        else keras.metrics.SparseTopKCategoricalAccuracy
-    )
-    return cls(k=_top_k(name), name=name)
-
-
-def _top_k_hits(name: str) -> Callable[[Any, Any], Any]:
-    import tensorflow as tf
-
-    k = _top_k(name)
-
-    def hits(probs, truth):
-        return tf.cast(tf.math.in_top_k(truth, tf.cast(probs, tf.float32), k), tf.float32)
-
-    return hits
-
-
-#: Every metric kind the recipe may name, with its Keras metric (the fit path) and its
-#: per-example hits (the multi-worker step and the end-of-run evaluation): one place, so the
-#: two training loops log the same metrics under the same names.
-METRIC_KINDS: dict[str, tuple[Callable[[str, bool], Any], Callable[[str], Any]]] = {
-    "accuracy": (_accuracy_metric, _accuracy_hits),
-    "top": (_top_k_metric, _top_k_hits),
-}
-
-
-def _metric_kind(name: str) -> str:
-    return "top" if name.startswith("top") else name
+    return get(task).keras_loss(recipe.loss, reduction)
 
 
 def active_metrics(recipe: TrainSpec, num_classes: int) -> tuple[list[str], list[str]]:
@@ -260,5 +185,17 @@ def label_fn(recipe: TrainSpec, num_classes: int, outputs: list[str] | None):
     def labels(y):
         target = tf.one_hot(y, num_classes) if recipe.loss.one_hot else y
         return {name: target for name in outputs} if outputs else target
+
+    return labels
+
+
+def targets_fn(plans: list[Any], outputs: list[str] | None):
+    """Graph function turning a data label batch into every output's target (``plans``:
+    ``cnnspec.tasks.plan.outputs``; an auxiliary head learns the main output's target)."""
+
+    def labels(y):
+        made = {p.name: p.task.target(y, p) for p in plans}
+        main = made[plans[0].name]
+        return {o: made.get(o, main) for o in outputs} if outputs else main
 
     return labels

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..data import make_pipeline
+from ..data import Data, make_pipeline
 from ..data.images import read_errors
 from . import hardware, lifecycle, recipe, rundir
 from .callbacks import ResumableEarlyStopping, ResumableReduceLROnPlateau, RunState
@@ -30,6 +30,7 @@ def train(
     verbose: int | None = None,
     echo: Callable[[str], None] | None = None,
     callbacks: list[Any] | None = None,
+    data: Data | None = None,
 ) -> RunResult:
     """Train ``spec`` (a ModelSpec) by its ``train:`` recipe; write and return the run.
 
@@ -39,6 +40,8 @@ def train(
     ``run_dir``: the run directory (default ``runs/<name>/<timestamp>``); with ``resume`` it
     must be an earlier run's directory, and training continues from its last good epoch.
     ``verbose``: Keras progress (1 bar, 2 one line per epoch, 0 silent; default: 1 on a TTY).
+    ``data``: already loaded data (``load_training_data(spec, source=...)``) instead of the
+    recipe's ``train.data``.
     """
     echo = echo or (lambda text: print(text, flush=True))
     started = time.time()
@@ -52,7 +55,7 @@ def train(
         )
         return done
     session = lifecycle.prepare(
-        spec, hw, run_dir=run_dir, resume=resume, echo=echo, started=started
+        spec, hw, run_dir=run_dir, resume=resume, echo=echo, started=started, data=data
     )
     worker = f" [worker {hw.worker_index}/{hw.workers}]" if multi else ""
     echo(describe(session) + worker)
@@ -103,7 +106,7 @@ def describe(session: Session) -> str:
     r = spec.train
     sizes = data.sizes
     return (
-        f"training {spec.name} on {r.data} ({sizes['train']} train / {sizes.get('val', 0)} val / "
+        f"training {spec.name} on {data.source or r.data} ({sizes['train']} train / {sizes.get('val', 0)} val / "
         f"{sizes.get('test', 0)} test, {data.num_classes} classes) for {r.epochs} epochs, "
         f"batch {r.batch_size}, {r.optimizer.kind} + {r.schedule.kind}; "
         f"{hw.describe()['device']}, {hw.policy}, jit {'on' if hw.jit else 'off'}, "
@@ -134,25 +137,40 @@ def _output_names(model: Any) -> list[str] | None:
     return list(out) if isinstance(out, dict) else None
 
 
-def compile_model(model: Any, spec: Any, hw, steps: int, names: list[str]) -> None:
+def compile_model(
+    model: Any, spec: Any, hw, steps: int, names: list[str], plans: list[Any] | None = None
+) -> None:
     """Compile the training model from the recipe (loss weights for auxiliary heads);
-    ``names``: the metrics to log (``recipe.active_metrics``)."""
+    ``names``: the main output's metrics to log (``recipe.active_metrics``); ``plans``: every
+    output's task, loss and metrics (``cnnspec.tasks.plan.outputs``; default: classification)."""
     r = spec.train
     outputs = _output_names(model)
+    plans = {p.name: p for p in plans or []}
+    main = plans.get(spec.output_name)
+
+    def loss_of(name: str):  # an auxiliary head is trained with the main output's loss
+        plan = plans.get(name, main)
+        return recipe.loss(r) if plan is None else plan.task.keras_loss(plan.loss)
+
+    def metrics_of(plan) -> list[Any]:
+        return plan.task.keras_metrics(plan, plan.loss.one_hot)
+
+    main_metrics = recipe.metrics(r, names) if main is None else metrics_of(main)
     if outputs:
         weights = spec.loss_weights()
+        heads = {n: metrics_of(p) for n, p in plans.items() if n != spec.output_name}
         model.compile(
             optimizer=recipe.optimizer(r, steps),
-            loss={name: recipe.loss(r) for name in outputs},
+            loss={name: loss_of(name) for name in outputs},
             loss_weights={name: float(weights.get(name, 1.0)) for name in outputs},
-            metrics={spec.output_name: recipe.metrics(r, names)},
+            metrics={spec.output_name: main_metrics, **heads},
             jit_compile=hw.jit,
         )
     else:
         model.compile(
             optimizer=recipe.optimizer(r, steps),
-            loss=recipe.loss(r),
-            metrics=recipe.metrics(r, names),
+            loss=loss_of(spec.output_name),
+            metrics=main_metrics,
             jit_compile=hw.jit,
         )
 
@@ -214,7 +232,7 @@ def fit_epochs(session: Session, *, verbose: int | None, extra: list[Any] | None
 
     spec, hw, model, r = session.spec, session.hw, session.model, session.recipe
     with hw.strategy.scope():
-        compile_model(model, spec, hw, session.steps, session.metric_names)
+        compile_model(model, spec, hw, session.steps, session.metric_names, session.outputs)
         # Keras wraps the optimizer for mixed_float16 (dynamic loss scaling): record the fact.
         hw.loss_scaling = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         restored = lifecycle.restore(session)
@@ -226,7 +244,7 @@ def fit_epochs(session: Session, *, verbose: int | None, extra: list[Any] | None
         )
         hw.jit = False
     outputs = _output_names(model)
-    labels = recipe.label_fn(r, session.data.num_classes, outputs)
+    labels = recipe.targets_fn(session.outputs, outputs)
     train_ds = make_pipeline(
         session.data.train, r.batch_size, training=True, augment=r.augment, seed=r.seed,
         repeat=True, labels=labels, reading=session.data.reading("train"),

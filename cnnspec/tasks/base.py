@@ -1,0 +1,146 @@
+"""What every task is made of: its names (pure), its head checks (pure) and its Keras parts.
+
+A task is one object (``TASK`` in its module, listed in ``registry.py``) that owns, for one
+output of a model:
+
+- the label format its data must yield (``label_kind``, ``check_labels``);
+- its losses (names as written in ``train.loss`` / ``heads.<h>.loss``) and the default;
+- its metrics (names as in ``train.metrics`` and as keys in metrics.json) and the default;
+- the checks on its head, run on the spec before TensorFlow (``head_problems``);
+- the Keras loss, metrics and targets (imported lazily: the spec side never imports Keras);
+- the end-of-run scores, what ``evaluate`` reports and what ``predict`` writes.
+
+The pure half (names, checks) is imported by the spec package; keep it free of TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OutputView:
+    """What the spec says about one output, for the pure head checks."""
+
+    name: str  # the output's name (the main output's layer, or the head's name)
+    path: tuple  # where it is written in the spec: () for the main output, ("heads", h)
+    shape: tuple[int, ...]  # its inferred shape (no batch axis)
+    units: int | None  # units of the dense layer that makes it, else None
+    activation: str | None  # its final activation (None: linear)
+    loss: str  # the loss kind named for it
+    metrics: tuple[str, ...]
+    targets: tuple[str, ...] | None  # the label columns it learns (None: the data's labels)
+
+    @property
+    def where(self) -> str:
+        return "the main output" if not self.path else f"head '{self.name}'"
+
+
+@dataclass(frozen=True)
+class HeadIssue:
+    """A problem of one output: ``key`` is the spec key it is about (loss, layers, ...)."""
+
+    key: str
+    message: str
+    hint: str = ""
+
+
+@dataclass
+class OutputPlan:
+    """One output of a training run, as the run side needs it (typed, travels between modules).
+
+    ``columns``: the slice of the data's label vector this output learns (None: the whole
+    integer label of a classification source). ``stats``: (mean, std) per column of a
+    regression output, from the training split.
+    """
+
+    name: str
+    task: Task
+    loss: Any  # the LossSpec
+    weight: float
+    metrics: list[str]
+    classes: list[str]  # class / label / target names of this output
+    columns: list[int] | None = None
+    stats: tuple[np.ndarray, np.ndarray] | None = None
+    skipped: list[str] = field(default_factory=list)
+    threshold: float = 0.5
+
+
+class Task:
+    """One task. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    label_kind: ClassVar[str]  # what the data must yield, for messages
+    losses: ClassVar[tuple[str, ...]]
+    default_loss: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]
+    default_metrics: ClassVar[tuple[str, ...]]
+    monitor_max: ClassVar[frozenset[str]] = frozenset()  # metrics where higher is better
+
+    # --- pure: names and checks ------------------------------------------------------------------
+    def accepts_metric(self, name: str) -> bool:
+        return name in self.metrics
+
+    def metric_names(self) -> str:
+        return ", ".join(self.metrics)
+
+    def head_problems(self, out: OutputView) -> list[HeadIssue]:
+        """Problems of ``out`` for this task (its loss is checked here too)."""
+        if out.loss not in self.losses:
+            return [self.loss_issue(out)]
+        return []
+
+    def loss_issue(self, out: OutputView) -> HeadIssue:
+        return HeadIssue(
+            "loss",
+            f"loss {out.loss} does not fit the {self.name} task of {out.where}; "
+            f"received loss={out.loss}",
+            f"use {' or '.join(self.losses)}",
+        )
+
+    # --- data ----------------------------------------------------------------------------------
+    def check_labels(self, y: np.ndarray, where: str) -> None:
+        """RunError (exit 1) when ``y`` (one split's labels) is not this task's format."""
+
+    def label_stats(self, train: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Statistics of the training labels the targets are made with (regression: mean, std)."""
+        return None
+
+    # --- Keras (lazy) ------------------------------------------------------------------------------
+    def keras_loss(self, loss: Any, reduction: str | None = "sum_over_batch_size") -> Any:
+        raise NotImplementedError
+
+    def keras_metrics(self, plan: OutputPlan, one_hot: bool) -> list[Any]:
+        raise NotImplementedError
+
+    def target(self, y: Any, plan: OutputPlan) -> Any:
+        """Graph function: a batch of data labels -> what this output's loss wants."""
+        raise NotImplementedError
+
+    def active_metrics(self, metrics: list[str], plan: OutputPlan, monitored: set[str]):
+        """(the metrics that mean something for this data, the ones left out)."""
+        return list(metrics), []
+
+    # --- scores (numpy): end of run, evaluate, predict ----------------------------------------
+    def scores(self, pred: np.ndarray, truth: np.ndarray, plan: OutputPlan) -> dict[str, float]:
+        """The output's metrics on one split (``pred``: model outputs, ``truth``: its targets)."""
+        raise NotImplementedError
+
+    def report(self, pred: np.ndarray, truth: np.ndarray, plan: OutputPlan) -> dict[str, Any]:
+        """What ``evaluate`` reports beyond ``scores`` (per label / per target)."""
+        return {}
+
+    def describe(self, report: dict[str, Any]) -> list[str]:
+        """Lines of ``report`` for the terminal."""
+        return []
+
+    def predictions(self, pred: np.ndarray, plan: OutputPlan, k: int) -> list[dict[str, Any]]:
+        """One JSON-able record per row of model outputs (what ``predict`` writes)."""
+        raise NotImplementedError
+
+    def monitor_mode(self, metric: str) -> str:
+        return "max" if metric in self.monitor_max else "min"

@@ -1,0 +1,87 @@
+"""The outputs of a training run: which task, loss, metrics and label columns each one has.
+
+A data source yields either one integer class index per example (``Data.columns`` empty:
+class folders, ``path,label`` manifests, integer ``.npz``) or a label table: a float vector
+per example whose columns ``Data.columns`` names (multilabel k-hot rows, regression targets,
+a class column beside a count). Each output takes its columns: the main output
+``train.targets`` (default: every column), a head ``heads.<h>.label``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import RunError
+from .base import OutputPlan, Task
+from .registry import DEFAULT, get
+
+
+def outputs(spec: Any, data: Any) -> list[OutputPlan]:
+    """The main output's plan, then one per head with a task of its own; RunError (exit 1)
+    when the data's labels do not fit an output (missing column, class count, format)."""
+    r = spec.train
+    graph = spec.graph
+    plans = [
+        _plan(spec.output_name, get(spec.task), r.loss, 1.0, list(r.metrics), r.targets, data,
+              graph.num_classes(graph.output), "train.targets", r.threshold)
+    ]  # fmt: skip
+    for hname, head in spec.task_heads.items():
+        plans.append(
+            _plan(hname, get(head.task), head.loss, head.loss_weight, list(head.metrics or []),
+                  head.label, data, graph.num_classes(hname), f"heads.{hname}.label",
+                  r.threshold)
+        )  # fmt: skip
+    monitored = {m.removeprefix("val_") for m in r.monitors().values()}
+    main = plans[0]
+    main.metrics, main.skipped = main.task.active_metrics(main.metrics, main, monitored)
+    return plans
+
+
+def _plan(
+    name: str, task: Task, loss: Any, weight: float, metrics: list[str], wanted: Any,
+    data: Any, units: int | None, key: str, threshold: float,
+) -> OutputPlan:  # fmt: skip
+    columns = list(getattr(data, "columns", None) or [])
+    if not columns:  # one integer class index per example
+        if task.name != DEFAULT or wanted:
+            raise RunError(
+                f"data '{data.source}' has one class index per example, but the {task.name} "
+                f"output '{name}' needs label columns"
+                + (f" ({', '.join(wanted)})" if wanted else ""),
+                hint=f"give {task.label_kind} (a CSV manifest with those columns, or an .npz "
+                "whose y has one column per label)",
+            )
+        return OutputPlan(name, task, loss, weight, metrics, list(data.class_names),
+                          threshold=threshold)  # fmt: skip
+    chosen = list(wanted or columns)
+    missing = [c for c in chosen if c not in columns]
+    if missing:
+        raise RunError(
+            f"{key}: data '{data.source}' has no label column {', '.join(map(repr, missing))}; "
+            f"it has {', '.join(columns)}",
+            hint=f"name columns of the data in {key}",
+        )
+    idx = [columns.index(c) for c in chosen]
+    table = data.label_table
+    if task.name == DEFAULT:
+        if len(idx) != 1:
+            raise RunError(
+                f"{key}: a classification output learns one class column; received {chosen}"
+            )
+        named = (getattr(data, "column_classes", None) or {}).get(chosen[0])
+        classes = named or [str(i) for i in range(int(np.max(table[:, idx[0]])) + 1)]
+    else:
+        classes = chosen
+    task.check_labels(table[:, idx], f"data '{data.source}' column(s) {', '.join(chosen)}")
+    if units is not None and units != len(classes):
+        what = "classes" if task.name == DEFAULT else f"{task.name} columns"
+        raise RunError(
+            f"data '{data.source}' has {len(classes)} {what} ({', '.join(classes[:10])}) for "
+            f"output '{name}', but its final dense layer has {units} units",
+            hint=f"set that layer to {len(classes)} units, or choose columns with {key}",
+        )
+    plan = OutputPlan(name, task, loss, weight, metrics, classes, idx, threshold=threshold)
+    plan.stats = task.label_stats(table[:, idx])
+    return plan

@@ -1,0 +1,85 @@
+"""The task seam: every registered task has a sample, and its checks run before TensorFlow.
+
+Parametrised over the registry (``cnnspec.tasks.registry.tasks``): a task added without a
+sample here fails ``test_every_task_has_a_sample``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from cnnspec.errors import SpecError
+from cnnspec.spec import loads_spec
+from cnnspec.tasks import get, names
+
+# task -> (a valid spec of it, a mistake with the first words of its located message)
+SAMPLES = {
+    "classification": (
+        """\
+name: c
+input: [8, 8, 1]
+layers:
+  - flatten
+  - dense: 10, softmax
+""",
+        "train: {loss: mse}",
+        "loss mse does not fit the classification task",
+    ),
+}
+
+
+def test_every_task_has_a_sample():
+    assert sorted(SAMPLES) == sorted(names())
+
+
+@pytest.mark.parametrize("task", sorted(SAMPLES))
+def test_each_task_sample_validates_with_the_tasks_defaults(task):
+    text, _, _ = SAMPLES[task]
+    spec = loads_spec(text if "task:" in text or task == "classification" else text)
+    t = get(spec.task)
+    assert t.name == task
+    assert spec.train.loss.kind == t.default_loss
+    assert list(spec.train.metrics) == list(t.default_metrics)
+
+
+@pytest.mark.parametrize("task", sorted(SAMPLES))
+def test_each_task_refuses_a_mistake_located(task):
+    text, mistake, words = SAMPLES[task]
+    with pytest.raises(SpecError) as exc:
+        loads_spec(text + mistake + "\n", "net.yaml")
+    lines = str(exc.value).splitlines()
+    hit = [line for line in lines if words in line]
+    assert hit, lines
+    line_no = text.count("\n") + 1  # the mistake's line
+    assert hit[0].startswith(f"net.yaml:{line_no}:"), hit
+
+
+def test_classification_is_the_default_and_unchanged():
+    spec = loads_spec(SAMPLES["classification"][0])
+    assert spec.task == "classification"
+    assert spec.train.loss.kind == "categorical_crossentropy"
+    assert spec.train.metrics == ["accuracy"]
+
+
+def test_an_unknown_task_is_located_with_the_registered_names():
+    text = SAMPLES["classification"][0] + "task: multilable\n"
+    with pytest.raises(SpecError) as exc:
+        loads_spec(text, "net.yaml")
+    message = str(exc.value)
+    assert "net.yaml:6:" in message and "unknown task 'multilable'" in message
+    for name in names():
+        assert name in message
+
+
+def test_task_checks_never_import_tensorflow():
+    code = (
+        "import sys\n"
+        "from cnnspec.spec import loads_spec\n"
+        "from cnnspec.tasks import tasks\n"
+        f"loads_spec({SAMPLES['classification'][0]!r})\n"
+        "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
