@@ -73,7 +73,7 @@ def test_export_is_verified_and_runs_in_its_own_runtime(tmp_path, fmt, quantize,
     result = export_model(run, fmt, dest, quantize=quantize)
 
     assert result.path == dest and dest.exists()
-    tolerance = 1e-2 if quantize else 1e-4
+    tolerance = {None: 1e-4, "float16": 1e-2, "dynamic": 5e-2}[quantize]
     assert result.tolerance == tolerance
     assert 0.0 <= result.max_abs_diff <= tolerance
     meta = json.loads((tmp_path / (name + ".meta.json")).read_text())
@@ -94,9 +94,9 @@ def test_export_is_verified_and_runs_in_its_own_runtime(tmp_path, fmt, quantize,
     got = _own_runtime_predict(fmt, dest, x)
     assert got.shape == (len(x), len(CLASS_NAMES))
     # The export checked itself on 16 samples; on all 269 test digits a quantised export can
-    # stray a little further (measured up to 0.0127 with dynamic ranges): what matters there is
+    # stray a little further: what matters there is
     # that it stays close and classifies as well.
-    assert np.abs(got - reference).max() <= (5 * tolerance if quantize else tolerance)
+    assert np.abs(got - reference).max() <= (2 * tolerance if quantize else tolerance)
     keras_acc = (reference.argmax(1) == y).mean()
     export_acc = (got.argmax(1) == y).mean()
     assert keras_acc >= 0.9
