@@ -146,3 +146,12 @@ def test_a_full_disk_while_filling_is_one_line(tmp_path, cache_dir):
     assert "\n" not in text and str(cache_dir) in text
     assert not [p for p in cache_dir.iterdir() if p.name.startswith(".")]  # no leftovers
     assert os.path.isdir(cache_dir)
+
+
+def test_loading_the_same_cache_again_in_one_process_holds_no_more_files(tmp_path, cache_dir):
+    root = images(tmp_path / "p")
+    load(root)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):  # search trials in one process load the same data again and again
+        load(root)
+    assert len(os.listdir("/proc/self/fd")) <= before + 2

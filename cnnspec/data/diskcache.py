@@ -14,6 +14,7 @@ temporary folder whose process is dead (same host) or that is a week old is swep
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import json
 import os
@@ -34,6 +35,9 @@ _TMP = re.compile(r"^\.[0-9a-f]+\.tmp-(?:(?P<host>.+)-)?(?P<pid>\d+)-(?P<ns>\d+)
 STALE_SECONDS = 7 * 24 * 3600  # another host's fill (a shared cache folder): a week
 _CHUNK = 8 * 1024**2
 _held: list[int] = []  # file descriptors of opened entries, for the life of the process
+# entry folder -> (prefix through the held descriptors, identities of its files): a process
+# that loads the same data again (search trials) reuses them instead of opening more
+_opened: dict[str, tuple[str, dict]] = {}
 
 
 def _host() -> str:
@@ -105,6 +109,9 @@ def open_entry(folder: Path, info: dict) -> tuple[str | None, str]:
     through those open handles where the system allows it (Linux), so deleting the folder
     later changes nothing for this run.
     """
+    held = _opened.get(str(folder))
+    if held is not None and held[1] == _identity(folder, held[1]):
+        return held[0], ""  # opened and checked earlier in this process, unchanged since
     try:
         recorded = json.loads((folder / INFO).read_text())
         files = recorded["files"]
@@ -136,7 +143,32 @@ def open_entry(folder: Path, info: dict) -> tuple[str | None, str]:
             for fd in fds.values():
                 os.close(fd)
             fds.clear()
-    return (_linked(fds) if fds else str(folder / PREFIX)), ""
+    if not fds:
+        return str(folder / PREFIX), ""
+    prefix = _linked(fds)
+    ids = {name: _stat_id(os.fstat(fd)) for name, fd in fds.items()}
+    with contextlib.suppress(OSError):  # info.json too: a damaged one is rebuilt, not trusted
+        ids[INFO] = _stat_id(os.stat(folder / INFO))
+    _opened[str(folder)] = (prefix, ids)
+    return prefix, ""
+
+
+def _stat_id(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _identity(folder: Path, held: dict) -> dict:
+    """The files' identities now. A deleted entry counts as unchanged (this process holds its
+    files); a missing or rewritten file inside one does not."""
+    if not os.path.lexists(folder):
+        return held
+    now = {}
+    for name in held:
+        try:
+            now[name] = _stat_id(os.stat(folder / name))
+        except OSError:
+            now[name] = None
+    return now
 
 
 def _listdir(folder: Path) -> list[Path]:
