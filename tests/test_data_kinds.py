@@ -28,6 +28,8 @@ def _manifest(tmp):
 # name -> (a source of that kind, whether it loads offline)
 SAMPLES = {
     "digits": (lambda tmp: "digits", True),
+    "digits_multilabel": (lambda tmp: "digits_multilabel", True),  # label tables (tasks)
+    "digits_count": (lambda tmp: "digits_count", True),
     "keras": (lambda tmp: "mnist", False),  # a download: only found, not loaded
     "npz": (_npz, True),
     "manifest": (_manifest, True),

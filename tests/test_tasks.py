@@ -28,6 +28,30 @@ layers:
         "train: {loss: mse}",
         "loss mse does not fit the classification task",
     ),
+    "multilabel": (
+        """\
+name: m
+task: multilabel
+input: [8, 8, 1]
+layers:
+  - flatten
+  - dense: 10, sigmoid
+""",
+        "train: {loss: categorical_crossentropy}",
+        "loss categorical_crossentropy does not fit the multilabel task",
+    ),
+    "regression": (
+        """\
+name: r
+task: regression
+input: [8, 8, 1]
+layers:
+  - flatten
+  - dense: 1
+""",
+        "train: {loss: binary_crossentropy}",
+        "loss binary_crossentropy does not fit the regression task",
+    ),
 }
 
 
@@ -38,7 +62,7 @@ def test_every_task_has_a_sample():
 @pytest.mark.parametrize("task", sorted(SAMPLES))
 def test_each_task_sample_validates_with_the_tasks_defaults(task):
     text, _, _ = SAMPLES[task]
-    spec = loads_spec(text if "task:" in text or task == "classification" else text)
+    spec = loads_spec(text)
     t = get(spec.task)
     assert t.name == task
     assert spec.train.loss.kind == t.default_loss

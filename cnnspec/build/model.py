@@ -47,5 +47,13 @@ def build_model(spec: ModelSpec, heads: bool = False) -> keras.Model:
 
 
 def inference_model(model: keras.Model, spec: ModelSpec) -> keras.Model:
-    """The inference part of a training model built with ``heads=True`` (shares its weights)."""
-    return keras.Model(model.inputs, model.get_layer(spec.output_name).output, name=spec.name)
+    """The inference part of a training model built with ``heads=True`` (shares its weights).
+
+    Heads with a task of their own (``heads.<h>.task``) are outputs too: a dict of outputs.
+    """
+    main = model.get_layer(spec.output_name).output
+    if not spec.task_heads:
+        return keras.Model(model.inputs, main, name=spec.name)
+    outputs = {spec.output_name: main}
+    outputs.update({h: model.get_layer(h).output for h in spec.task_heads})
+    return keras.Model(model.inputs, outputs, name=spec.name)

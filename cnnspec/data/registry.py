@@ -37,6 +37,8 @@ class ArrayParts:
     names: list[str]
     identity: list[str]  # what determines the content (a disk cache's key)
     notes: list[str] = field(default_factory=list)  # e.g. the pixel-scaling rule applied
+    columns: list[str] = field(default_factory=list)  # a label table's columns (tables.py)
+    column_classes: dict[str, list[str]] = field(default_factory=dict)  # of class columns
 
 
 @dataclass
@@ -48,13 +50,17 @@ class FileParts:
     test: Files | None
     names: list[str]
     root: str  # the real path of the folder or manifest
+    columns: list[str] = field(default_factory=list)  # labels are rows of a table (tables.py)
 
 
 def kinds() -> tuple[SourceKind, ...]:
     """Every source kind, in the order they are tried."""
-    from .kinds import digits, folder, keras, manifest, memory, npz
+    from .kinds import canvas, digits, folder, keras, manifest, memory, npz
 
-    return (digits.KIND, keras.KIND, npz.KIND, manifest.KIND, folder.KIND, memory.KIND)
+    return (
+        digits.KIND, canvas.MULTILABEL, canvas.COUNTS, keras.KIND, npz.KIND, manifest.KIND,
+        folder.KIND, memory.KIND,
+    )  # fmt: skip
 
 
 def accepted() -> str:

@@ -268,3 +268,8 @@ def check_image_file(file: str, where: str = "") -> tuple[int, int]:
     if not os.access(file, os.R_OK):
         raise RunError(f"{at}cannot read {file}: permission denied")
     return info.st_dev, info.st_ino
+
+
+# Public names for the label-table manifests (tables.py), which share the row reading.
+PATH_COLUMNS = _PATH_COLUMNS
+manifest_rows = _manifest_rows

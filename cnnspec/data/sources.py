@@ -4,6 +4,7 @@ list, and turns that into splits cached as ``cache.py`` chooses."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,12 @@ class Data:
     notes: list[str] = field(default_factory=list)  # how the data is read: cache, scaling
     cache: str = "none"  # the cache mode chosen: memory | disk | none
     readings: dict[str, Reading] = field(default_factory=dict)  # how each split is read
+    # A label table (cnnspec/data/tables.py): labels are float32 rows with these columns, and
+    # the training split's rows are kept (statistics, label checks); else labels are int32.
+    columns: list[str] = field(default_factory=list)
+    label_table: Any = None
+    column_classes: dict[str, list[str]] = field(default_factory=dict)
+    masks: bool = False  # labels are a uint8 mask per image, 255 = ignore (data/masks.py)
 
     def reading(self, name: str) -> Reading:
         """How split ``name`` is read, for ``make_pipeline(..., reading=...)``."""
@@ -79,6 +86,7 @@ class Request:
     crop: tuple[tuple[float, float], tuple[float, float]] | None
     echo: Callable[[str], None] | None
     num_classes: int | None = None
+    table: bool = False  # labels are a table (multilabel, regression, label columns)
 
     def say(self, text: str) -> None:
         if self.echo is not None:
@@ -105,6 +113,7 @@ def load_data(
     cache: str | bool = "auto",
     crop: tuple[tuple[float, float], tuple[float, float]] | None = None,
     echo: Callable[[str], None] | None = None,
+    table: bool = False,
 ) -> Data:
     """Load ``source`` as train/val/test datasets converted to ``input_shape`` (see package doc).
 
@@ -118,7 +127,7 @@ def load_data(
     """
     shape = check_input_shape(input_shape)
     mode = {True: "auto", False: "none"}.get(cache, cache) if isinstance(cache, bool) else cache
-    req = Request(shape, validation_split, test_split, mode, seed, crop, echo, num_classes)
+    req = Request(shape, validation_split, test_split, mode, seed, crop, echo, num_classes, table)
     kind = registry.find(source)
     parts = kind.read(source, req)
     source = kind.label(source)  # arrays in memory: a short description, not their repr
@@ -161,7 +170,8 @@ def to_data(parts, source: str, req: Request) -> Data:
 def _(parts: ArrayParts, source: str, req: Request) -> Data:
     splits, names, identity, notes = parts.splits, parts.names, parts.identity, list(parts.notes)
     x = next(p[0] for p in splits if p is not None)
-    req.check_classes(source, names)
+    if not parts.columns:  # a label table's columns are checked per output (cnnspec.tasks)
+        req.check_classes(source, names)
     itemsize = 1 if x.dtype == np.uint8 else 4
     count = sum(len(p[1]) for p in splits if p is not None)
     what = f"{'uint8' if itemsize == 1 else 'float32'} images at {_dims(req.shape)}"
@@ -183,9 +193,11 @@ def _(parts: ArrayParts, source: str, req: Request) -> Data:
             on_error=lambda n: None, echo=req.echo,
         )  # fmt: skip
     readings = {name: Reading(in_memory=choice.mode == "memory") for name in datasets}
+    table = splits[0][1] if parts.columns and splits[0] is not None else None
     return Data(
         class_names=names, sizes=sizes, source=source, notes=notes, cache=choice.mode,
-        readings=readings, **datasets,
+        readings=readings, columns=list(parts.columns), label_table=table,
+        column_classes=dict(parts.column_classes), **datasets,
     )  # fmt: skip
 
 
@@ -196,7 +208,8 @@ def _dims(shape: Sequence[int]) -> str:
 def _from_arrays(x: np.ndarray, y: np.ndarray, shape):
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
+    labels = y.astype(np.int32) if y.ndim == 1 else y.astype(np.float32)  # a label table
+    ds = tf.data.Dataset.from_tensor_slices((x, labels))
     # Convert in batches (vectorised resize), then unbatch: no Python per image.
     ds = ds.batch(256).map(lambda a, b: (convert(a, shape), b), num_parallel_calls=tf.data.AUTOTUNE)
     # unbatch() hides the size; tell tf.data (Keras then knows where an epoch ends).
@@ -209,7 +222,9 @@ def _from_arrays(x: np.ndarray, y: np.ndarray, shape):
 @to_data.register
 def _(parts: FileParts, source: str, req: Request) -> Data:
     train, val, test, names, root = parts.train, parts.val, parts.test, parts.names, parts.root
-    req.check_classes(source, names)
+    columns = list(parts.columns)
+    if not columns:  # a label table's columns are checked per output (cnnspec.tasks)
+        req.check_classes(source, names)
     if train:
         # Once, with the split seed: a cache holds the training images in a random order (not
         # class by class), so a bounded shuffle buffer mixes them well.
@@ -220,14 +235,19 @@ def _(parts: FileParts, source: str, req: Request) -> Data:
     what = f"uint8 images at {_dims(req.shape)}"
     choice = caches.choose(req.cache, count * int(np.prod(req.shape)), what)
     req.say(choice.describe())
-    datasets, sizes, all_files, readings = {}, {}, [], {}
+    datasets, sizes, all_files, readings, tables = {}, {}, [], {}, {}
     for name, part in parts.items():
         sizes[name] = len(part or [])
         if not part:
             datasets[name] = None
             continue
         paths = [f for f, _ in part]
-        labels = np.fromiter((label for _, label in part), np.int32, len(part))
+        labels = (
+            np.stack([np.asarray(label, np.float32) for _, label in part])
+            if columns
+            else np.fromiter((label for _, label in part), np.int32, len(part))
+        )
+        tables[name] = labels
         all_files += paths
         streamed_train = name == "train" and choice.mode == "none"
         crop = req.crop if streamed_train else None
@@ -235,7 +255,11 @@ def _(parts: FileParts, source: str, req: Request) -> Data:
         readings[name] = Reading(
             in_memory=choice.mode == "memory", shuffled=streamed_train, cropped=crop is not None
         )
-        folder_key = caches.key([root, _dims(req.shape), name], paths, labels)
+        if columns:  # the label rows are part of what a cache holds
+            digest = hashlib.sha256(labels.tobytes()).hexdigest()
+            folder_key = caches.key([root, _dims(req.shape), name, *columns, digest], paths)
+        else:
+            folder_key = caches.key([root, _dims(req.shape), name], paths, labels)
         info = {"source": root, "split": name, "input": list(req.shape)}
         datasets[name] = caches.apply(
             ds, choice, name=name, count=sizes[name], folder_key=folder_key, info=info,
@@ -243,7 +267,8 @@ def _(parts: FileParts, source: str, req: Request) -> Data:
         )  # fmt: skip
     return Data(
         class_names=names, sizes=sizes, source=source, files=all_files,
-        notes=[choice.describe()], cache=choice.mode, readings=readings, **datasets,
+        notes=[choice.describe()], cache=choice.mode, readings=readings, columns=columns,
+        label_table=tables.get("train") if columns else None, **datasets,
     )  # fmt: skip
 
 

@@ -12,8 +12,10 @@ def split_arrays(x, y, validation_split, test_split):
     """Stratified, deterministic train/val/test split of arrays (None for an empty part)."""
     rng = np.random.default_rng(SPLIT_SEED)
     parts: list[list[int]] = [[], [], []]
-    for label in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == label))
+    # A label table (multilabel rows, regression targets) is split at random, not by class.
+    strata = y if y.ndim == 1 and y.dtype.kind in "iuO" else np.zeros(len(y), np.int64)
+    for label in np.unique(strata):
+        idx = rng.permutation(np.flatnonzero(strata == label))
         n_test = int(round(len(idx) * test_split))
         n_val = int(round(len(idx) * validation_split))
         parts[2] += idx[:n_test].tolist()
@@ -29,7 +31,9 @@ def split_arrays(x, y, validation_split, test_split):
 def split_files(files, validation_split, test_split):
     """(path, label) pairs split as ``split_arrays`` splits arrays."""
     paths = np.array([f for f, _ in files], dtype=object)
-    labels = np.array([label for _, label in files], dtype=np.int64)
+    rows = [label for _, label in files]
+    table = bool(rows) and isinstance(rows[0], np.ndarray)  # label-table rows (tables.py)
+    labels = np.stack(rows).astype(np.float32) if table else np.array(rows, dtype=np.int64)
     parts = split_arrays(paths, labels, validation_split, test_split)
     return tuple(
         None if p is None else list(zip(p[0].tolist(), p[1].tolist(), strict=True)) for p in parts

@@ -219,7 +219,8 @@ class LossSpec(OneOf):
     """The loss, by name; which names fit is the output's task's (``cnnspec.tasks``):
     classification ``categorical_crossentropy`` | ``sparse_categorical_crossentropy`` |
     ``categorical_focal_crossentropy``; multilabel ``binary_crossentropy`` | ``focal``;
-    regression ``mse`` | ``mae`` | ``huber``."""
+    regression ``mse`` | ``mae`` | ``huber``; segmentation ``sparse_categorical_crossentropy`` |
+    ``dice`` | ``focal`` | ``dice_ce``."""
 
     categorical_crossentropy: CrossentropySpec | None = None
     sparse_categorical_crossentropy: SparseCrossentropySpec | None = None
@@ -229,6 +230,8 @@ class LossSpec(OneOf):
     mse: PlainLossSpec | None = None
     mae: PlainLossSpec | None = None
     huber: HuberSpec | None = None
+    dice: PlainLossSpec | None = None
+    dice_ce: PlainLossSpec | None = None
 
     @property
     def one_hot(self) -> bool:

@@ -33,6 +33,7 @@ class OutputView:
     loss: str  # the loss kind named for it
     metrics: tuple[str, ...]
     targets: tuple[str, ...] | None  # the label columns it learns (None: the data's labels)
+    input_shape: tuple[int, ...] | None = None  # the model's input (segmentation: same size)
 
     @property
     def where(self) -> str:
@@ -80,6 +81,7 @@ class Task:
     metrics: ClassVar[tuple[str, ...]]
     default_metrics: ClassVar[tuple[str, ...]]
     monitor_max: ClassVar[frozenset[str]] = frozenset()  # metrics where higher is better
+    reads_masks: ClassVar[bool] = False  # its labels are a mask per image (segmentation)
 
     # --- pure: names and checks ------------------------------------------------------------------
     def accepts_metric(self, name: str) -> bool:
@@ -106,6 +108,20 @@ class Task:
     def check_labels(self, y: np.ndarray, where: str) -> None:
         """RunError (exit 1) when ``y`` (one split's labels) is not this task's format."""
 
+    def plan_masks(
+        self, name: str, loss: Any, weight: float, metrics: list[str], data: Any,
+        shape: tuple[int, ...], threshold: float,
+    ) -> OutputPlan:  # fmt: skip
+        """The plan of output ``name`` (of ``shape``) on data whose labels are masks, or of a
+        task that reads masks: RunError unless the task reads masks (segmentation overrides)."""
+        from ..errors import RunError
+
+        raise RunError(
+            f"data '{data.source}' has a mask per image, but the {self.name} output '{name}' "
+            f"needs {self.label_kind}",
+            hint="set task: segmentation (a head of the input's size, one channel per class)",
+        )
+
     def label_stats(self, train: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Statistics of the training labels the targets are made with (regression: mean, std)."""
         return None
@@ -126,6 +142,10 @@ class Task:
         return list(metrics), []
 
     # --- scores (numpy): end of run, evaluate, predict ----------------------------------------
+    def truth(self, labels: np.ndarray, plan: OutputPlan) -> np.ndarray:
+        """The part of the data's labels this output learns (its columns of a label table)."""
+        return labels if plan.columns is None else labels[:, plan.columns]
+
     def scores(self, pred: np.ndarray, truth: np.ndarray, plan: OutputPlan) -> dict[str, float]:
         """The output's metrics on one split (``pred``: model outputs, ``truth``: its targets)."""
         raise NotImplementedError

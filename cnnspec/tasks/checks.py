@@ -41,7 +41,7 @@ def views(spec: Any, graph: Any) -> list[OutputView]:
         out.append(
             OutputView(
                 graph.output, (), shape, units, act, r.loss.kind, tuple(r.metrics),
-                tuple(r.targets) if r.targets else None,
+                tuple(r.targets) if r.targets else None, tuple(spec.input),
             )
         )  # fmt: skip
     for hname, head in spec.heads.items():
@@ -53,7 +53,7 @@ def views(spec: Any, graph: Any) -> list[OutputView]:
         out.append(
             OutputView(
                 hname, ("heads", hname), shape, units, act, loss, tuple(head.metrics or ()),
-                tuple(head.label) if head.label else None,
+                tuple(head.label) if head.label else None, tuple(spec.input),
             )
         )  # fmt: skip
     return out

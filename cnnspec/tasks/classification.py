@@ -158,7 +158,7 @@ class Classification(Task):
         import tensorflow as tf
 
         if plan.columns is not None:  # one column of a label table
-            y = tf.cast(tf.reshape(y[:, plan.columns], [-1]), tf.int32)
+            y = tf.cast(tf.reshape(tf.gather(y, plan.columns, axis=1), [-1]), tf.int32)
         return tf.one_hot(y, len(plan.classes)) if plan.loss.one_hot else y
 
     def active_metrics(self, metrics: list[str], plan: OutputPlan, monitored: set[str]):

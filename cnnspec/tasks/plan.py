@@ -25,13 +25,14 @@ def outputs(spec: Any, data: Any) -> list[OutputPlan]:
     graph = spec.graph
     plans = [
         _plan(spec.output_name, get(spec.task), r.loss, 1.0, list(r.metrics), r.targets, data,
-              graph.num_classes(graph.output), "train.targets", r.threshold)
+              graph.num_classes(graph.output), "train.targets", r.threshold,
+              graph.nodes[graph.resolve(graph.output)].shape)
     ]  # fmt: skip
     for hname, head in spec.task_heads.items():
         plans.append(
             _plan(hname, get(head.task), head.loss, head.loss_weight, list(head.metrics or []),
                   head.label, data, graph.num_classes(hname), f"heads.{hname}.label",
-                  r.threshold)
+                  r.threshold, graph.nodes[graph.resolve(hname)].shape)
         )  # fmt: skip
     monitored = {m.removeprefix("val_") for m in r.monitors().values()}
     main = plans[0]
@@ -41,8 +42,10 @@ def outputs(spec: Any, data: Any) -> list[OutputPlan]:
 
 def _plan(
     name: str, task: Task, loss: Any, weight: float, metrics: list[str], wanted: Any,
-    data: Any, units: int | None, key: str, threshold: float,
+    data: Any, units: int | None, key: str, threshold: float, shape: Any = (),
 ) -> OutputPlan:  # fmt: skip
+    if getattr(data, "masks", False) or task.reads_masks:  # segmentation (tasks/segmentation.py)
+        return task.plan_masks(name, loss, weight, metrics, data, tuple(shape), threshold)
     columns = list(getattr(data, "columns", None) or [])
     if not columns:  # one integer class index per example
         if task.name != DEFAULT or wanted:
@@ -85,3 +88,23 @@ def _plan(
     plan = OutputPlan(name, task, loss, weight, metrics, classes, idx, threshold=threshold)
     plan.stats = task.label_stats(table[:, idx])
     return plan
+
+
+def needs_table(spec: Any) -> bool:
+    """Whether the spec's outputs read a label table (any task but classification, label
+    columns, or heads of their own) rather than one integer class index per example."""
+    return spec.task != DEFAULT or bool(spec.task_heads) or bool(spec.train.targets)
+
+
+def describe_outputs(plans: list[OutputPlan]) -> list[dict[str, Any]]:
+    """What meta.json keeps of each output, so predict/evaluate/export work without the spec."""
+    out = []
+    for p in plans:
+        entry: dict[str, Any] = {"name": p.name, "task": p.task.name, "classes": list(p.classes)}
+        if p.stats is not None:
+            entry["mean"] = [float(v) for v in p.stats[0]]
+            entry["std"] = [float(v) for v in p.stats[1]]
+        if p.task.name == "multilabel":
+            entry["threshold"] = p.threshold
+        out.append(entry)
+    return out

@@ -18,9 +18,9 @@ DEFAULT = "classification"
 @cache
 def tasks() -> dict[str, Task]:
     """Every task by name, in the order messages list them."""
-    from . import classification
+    from . import classification, multilabel, regression
 
-    every = (classification.TASK,)
+    every = (classification.TASK, multilabel.TASK, regression.TASK)
     return {t.name: t for t in every}
 
 

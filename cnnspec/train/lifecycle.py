@@ -96,11 +96,11 @@ def prepare(
         init = None if resume else apply_init(model, spec, echo if hw.is_chief else None)
     if data is None:
         data = load_training_data(spec, echo=echo if hw.is_chief else None)
+    plans = task_plan.outputs(spec, data)  # RunError when the labels do not fit an output
     if hw.is_chief:
-        run = prepare_run_dir(spec, data, hw, run_dir, resume)
+        run = prepare_run_dir(spec, data, hw, run_dir, resume, plans)
     else:  # only the chief writes the run; the others' files are removed at the end
         run = Path(tempfile.mkdtemp(prefix=f"cnnspec-worker{hw.worker_index}-"))
-    plans = task_plan.outputs(spec, data)  # RunError when the labels do not fit an output
     names, skipped = plans[0].metrics, plans[0].skipped
     if skipped:
         echo(
@@ -139,10 +139,13 @@ def load_training_data(spec: Any, echo: Echo | None = None, source: Any = None) 
         cache=r.cache,
         crop=decode_crop(r.augment),
         echo=echo,
+        table=task_plan.needs_table(spec),
     )
 
 
-def prepare_run_dir(spec: Any, data: Data, hw: Any, run_dir, resume: bool) -> Path:
+def prepare_run_dir(
+    spec: Any, data: Data, hw: Any, run_dir, resume: bool, plans: list[Any] | None = None
+) -> Path:
     """Create (or, resuming, reuse) the run directory; write spec.yaml and meta.json."""
     import yaml
 
@@ -163,13 +166,18 @@ def prepare_run_dir(spec: Any, data: Data, hw: Any, run_dir, resume: bool) -> Pa
     if hw.is_chief:
         text = yaml.safe_dump(spec.source_data, sort_keys=False, allow_unicode=True)
         rundir.write_text(run / rundir.SPEC, text)
-        rundir.write_json(run / rundir.META, meta(spec, data, hw))
+        rundir.write_json(run / rundir.META, meta(spec, data, hw, plans))
     return run
 
 
-def meta(spec: Any, data: Data, hw: Any) -> dict[str, Any]:
+def meta(spec: Any, data: Data, hw: Any, plans: list[Any] | None = None) -> dict[str, Any]:
     """meta.json: what export/predict need to use model.keras without the spec."""
+    tasks = {}
+    if plans and (spec.task != "classification" or spec.task_heads or data.columns):
+        # every output's task, classes and target statistics (predict prints the data's units)
+        tasks = {"task": spec.task, "outputs": task_plan.describe_outputs(plans or [])}
     return {
+        **tasks,
         "name": spec.name,
         "input_shape": list(spec.input),
         "class_names": list(data.class_names),
@@ -274,6 +282,10 @@ def evaluate_split(stats: Callable, ds: Any, session: Session) -> tuple[dict, np
 def evaluate_splits(model: Any, session: Session) -> tuple[dict[str, dict], dict[str, Any]]:
     """Metrics of the val and test splits, and the per-class report of the test split (else
     val)."""
+    from ..tasks import scoring
+
+    if not scoring.plain(session):  # multilabel, regression, heads of their own
+        return scoring.evaluate_outputs(model, session)
     stats = split_stats(model, session)
     scores: dict[str, dict] = {"val": {}, "test": {}}
     report: dict[str, Any] = {}
@@ -355,11 +367,19 @@ def summary(result: RunResult) -> str:
     """The end-of-run lines: scores, the per-class report, and where the files went."""
     m, run = result.metrics, result.run_dir
     parts = [f"{m['epochs_done']} epochs"]
+    names = m.get("metrics") or ["accuracy"]
+    first = "accuracy" if "accuracy" in names else names[0]
     for split in ("train", "val", "test"):
-        if m.get(split) and "accuracy" in m[split]:
-            parts.append(f"{split} accuracy {m[split]['accuracy']:.4f}")
+        if m.get(split) and first in m[split]:
+            parts.append(f"{split} {first} {m[split][first]:.4f}")
     parts.append(f"{m['images_per_s']:.0f} images/s")
     lines = [f"done: {', '.join(parts)} -> {run}"]
-    lines += describe_report(m.get("per_class") or {})
+    report = m.get("per_class") or {}
+    if "outputs" in report:
+        from ..tasks.scoring import describe
+
+        lines += describe(report)
+    else:
+        lines += describe_report(report)
     lines.append(f"files: {run}/ (model: {run / rundir.MODEL}, metrics: {run / rundir.METRICS})")
     return "\n".join(lines)

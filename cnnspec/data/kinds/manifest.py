@@ -15,10 +15,15 @@ def read(source: str, req) -> FileParts:
 
     root = Path(os.path.realpath(source))
     with progress("scanning", None, unit="files", echo=req.echo) as bar:
-        names, files = read_manifest(root)
+        if req.table:  # multilabel / regression / label columns: a header names them
+            from ..tables import read_table_manifest
+
+            names, files = read_table_manifest(root)
+        else:
+            names, files = read_manifest(root)
         bar.advance(len(files))
     train, val, test = split_files(files, req.validation_split, req.test_split)
-    return FileParts(train, val, test, names, str(root))
+    return FileParts(train, val, test, names, str(root), list(names) if req.table else [])
 
 
 def matches(source: str) -> bool:

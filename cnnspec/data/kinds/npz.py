@@ -7,15 +7,24 @@ from pathlib import Path
 from ..registry import ArrayParts, SourceKind
 
 
-def read(source: str, req) -> ArrayParts:
+def read(source: str, req):
     from ..arrays import read_npz
     from ..splits import split_arrays
 
-    x, y, names, scaling = read_npz(source)
+    if req.table:  # y as a label table: k-hot rows, target vectors
+        from ..tables import read_npz_table
+
+        x, y, names, scaling = read_npz_table(source)
+    else:
+        x, y, names, scaling = read_npz(source)
     st = Path(source).stat()
     identity = [str(Path(source).resolve()), str(st.st_size), str(st.st_mtime_ns)]
     splits = split_arrays(x, y, req.validation_split, req.test_split)
-    return ArrayParts(splits, names, identity, [scaling])
+    parts = ArrayParts(splits, names, identity, [scaling])
+    if req.table:
+        parts.columns = list(names)
+        identity.append("table")
+    return parts
 
 
 KIND = SourceKind("npz", "an .npz file (x, y)", lambda s: s.lower().endswith(".npz"), read)
