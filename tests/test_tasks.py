@@ -107,3 +107,70 @@ def test_task_checks_never_import_tensorflow():
         "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- mismatched heads, losses and labels: located, all at once, exit 2 ---------------------------
+
+MULTI_SOFTMAX = """\
+name: m
+task: multilabel
+input: [8, 8, 1]
+layers:
+  - flatten
+  - dense: 10, softmax
+train:
+  loss: categorical_crossentropy
+"""
+
+
+def test_a_softmax_multilabel_head_and_a_categorical_loss_are_both_refused_located():
+    with pytest.raises(SpecError) as exc:
+        loads_spec(MULTI_SOFTMAX, "m.yaml")
+    lines = str(exc.value).splitlines()
+    assert any(
+        line.startswith("m.yaml:4:") and "ends in softmax" in line and "sigmoid" in line
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith("m.yaml:8:") and "categorical_crossentropy" in line for line in lines
+    )
+
+
+def test_a_regression_head_must_be_linear_with_one_unit_per_target():
+    text = SAMPLES["regression"][0].replace("dense: 1", "dense: 2, relu") + (
+        "train: {targets: [count]}\n"
+    )
+    with pytest.raises(SpecError) as exc:
+        loads_spec(text, "r.yaml")
+    message = str(exc.value)
+    assert "r.yaml:4:" in message and "ends in relu" in message
+    assert "has 2 units but learns 1 target(s) (count)" in message
+
+
+def test_a_head_of_its_own_is_checked_against_its_task_located():
+    text = SAMPLES["classification"][0].replace("  - flatten\n", "  - flatten: {name: feat}\n") + (
+        "heads:\n"
+        "  count:\n"
+        "    from: feat\n"
+        "    task: regression\n"
+        "    label: count\n"
+        "    loss: binary_crossentropy\n"
+        "    layers: ['dense: 1, sigmoid']\n"
+    )
+    with pytest.raises(SpecError) as exc:
+        loads_spec(text, "h.yaml")
+    message = str(exc.value)
+    assert (
+        "h.yaml:11:" in message
+        and "loss binary_crossentropy does not fit the regression" in message
+    )
+    assert "head 'count' ends in sigmoid" in message
+
+
+def test_the_tasks_metric_names_are_what_early_stopping_may_monitor():
+    ok = SAMPLES["multilabel"][0] + "train: {early_stopping: {monitor: val_map}}\n"
+    assert loads_spec(ok).train.early_stopping.monitor == "val_map"
+    bad = SAMPLES["regression"][0] + "train: {early_stopping: {monitor: val_accuracy}}\n"
+    with pytest.raises(SpecError) as exc:
+        loads_spec(bad, "r.yaml")
+    assert "val_mae" in str(exc.value)
