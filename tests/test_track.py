@@ -86,6 +86,60 @@ def test_a_tracked_run_logs_spec_analysis_data_metrics_and_files(server, tmp_pat
     assert steps == [1, 2, 3]
 
 
+SEARCH_SPEC = """\
+name: tracked_search
+input: [8, 8, 1]
+layers:
+  - conv: 3x3, 8, p=same, relu
+  - maxpool: 2x2
+  - flatten
+  - dense: 10, softmax
+train:
+  data: digits
+  epochs: 1
+  batch_size: 64
+search:
+  trials: 3
+  objective: val_accuracy
+  budget: {max_params: 1.0e4}
+  space:
+    layers.0.conv: ["3x3, 8, p=same, relu", "3x3, 600, p=same, relu"]
+    train.optimizer.adam.lr: {loguniform: [1.0e-3, 1.0e-2]}
+"""
+
+
+@pytest.mark.slow
+def test_a_tracked_search_is_a_parent_run_with_a_child_per_trained_trial(server, tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SEARCH_SPEC)
+    out = tmp_path / "out"
+    args = ["search", str(spec), "--out", str(out), "--set"]
+    args += [f"train.track={{mlflow: {{uri: '{server.uri}', experiment: ts}}}}"]
+    assert main(args) == 0
+    client = _client(server.uri)
+    exp = client.get_experiment_by_name("ts")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1, [r.info.run_name for r in runs]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.params["search.objective"] == (
+        "val_accuracy"
+    )
+    with open(out / "search.csv", newline="") as fh:
+        import csv
+
+        rows = list(csv.DictReader(fh))
+    trained = sorted(int(r["number"]) for r in rows if r["state"] == "COMPLETE")
+    # one child per trained trial (over-budget ones are pruned before any training or tracking)
+    assert trained and sorted(int(r.info.run_name.split()[1]) for r in children) == trained
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    best = max(float(r["value"]) for r in rows if r["state"] == "COMPLETE")
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(best)
+    files = {a.path for a in client.list_artifacts(parent.info.run_id, "search")}
+    assert {"search/search.csv", "search/best.yaml"} <= files
+
+
 @pytest.mark.slow
 def test_server_killed_mid_run_warns_once_and_the_run_finishes(server, tmp_path):
     """Last in this file: it kills the module's server."""

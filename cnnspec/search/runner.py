@@ -16,7 +16,7 @@ from ..spec import load_spec
 from . import folder, report, storage
 from .check import fingerprint, search_problems
 from .storage import check_url, shown
-from .study import LOCK_NAME, Plan, open_study, planned_count, work
+from .study import LOCK_NAME, Plan, candidate, open_study, planned_count, work
 
 
 def prepare(
@@ -87,7 +87,10 @@ def run(plan: Plan, workers: int, echo: Callable[[str], None], *, fresh: bool = 
     folder.claim(plan.out)
     if fresh:
         start_afresh(plan)
-    open_study(plan)
+    study = open_study(plan)
+    from ..track.search import open_parent
+
+    open_parent(candidate(plan, {}), plan, study)  # a tracked search: its parent run, once
     echo(
         f"search {plan.name}: {plan.search.trials} trials of {len(plan.paths)} values, "
         f"objective {plan.search.objective} "
@@ -188,6 +191,9 @@ def finish(plan: Plan, console: Any) -> dict[str, Any]:
     )
     for path in written:
         console.print(f"wrote {path}", highlight=False)
+    from ..track.search import close_parent
+
+    close_parent(study, best, plan.search.objective, written)
     if best is None:
         raise nothing_succeeded(plan, table)
     console.print(f"train it: cnnspec train {plan.out / report.BEST_NAME}", highlight=False)

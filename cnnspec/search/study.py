@@ -303,18 +303,10 @@ def run_trial(plan: Plan, trial: Any, release: Callable[[], None]) -> float:
     if why:
         trial.set_user_attr("note", why)
         raise optuna.TrialPruned(why)
-    from ..train.trainer import train
-
     run_dir = plan.out / TRIALS / str(trial.number)
     trial.set_user_attr("run_dir", str(run_dir))
     try:
-        result = train(
-            spec,
-            run_dir=run_dir,
-            verbose=0,
-            echo=lambda text: None,
-            callbacks=[pruning_callback(trial, plan.search.objective)],
-        )
+        result = train_tracked(spec, trial, run_dir, plan.search.objective)
     except RunError as exc:
         if not _stop.requested:
             trial.set_user_attr("note", f"failed: {exc}"[:500])
@@ -331,6 +323,29 @@ def run_trial(plan: Plan, trial: Any, release: Callable[[], None]) -> float:
         trial.set_user_attr("note", f"the run logged no {plan.search.objective}")
         raise RunError(f"trial {trial.number}: the run logged no {plan.search.objective}")
     return value
+
+
+def train_tracked(spec: ModelSpec, trial: Any, run_dir: Path, objective: str) -> Any:
+    """Train one trial; when the recipe tracks, as a child run of the search's parent run."""
+    from ..track import tracking
+    from ..track.search import parent_run_id
+    from ..train.trainer import train
+
+    parent = parent_run_id(trial.study)
+    with tracking(spec, run_name=f"trial {trial.number}", parent_run_id=parent) as tracker:
+        result = train(
+            spec,
+            run_dir=run_dir,
+            verbose=0,
+            echo=lambda text: None,
+            callbacks=[
+                pruning_callback(trial, objective),
+                *(tracker.callbacks() if tracker else []),
+            ],
+        )
+        if tracker:
+            tracker.finished(result)
+    return result
 
 
 def _interrupted(trial: Any) -> NoReturn:

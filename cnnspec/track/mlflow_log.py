@@ -46,6 +46,20 @@ def require_mlflow() -> None:
         )
 
 
+def experiment_id(client: Any, name: str) -> str:
+    """The id of the MLflow experiment ``name``, created when missing (races tolerated)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name)
+    except Exception:  # noqa: BLE001 - another process created it at the same moment
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
 @dataclass
 class Sender:
     """One MLflow run fed from a queue by a daemon thread."""
@@ -126,17 +140,7 @@ class Sender:
         if self.run_id is not None:
             client.update_run(self.run_id, status="RUNNING")
             return client
-        exp = client.get_experiment_by_name(self.experiment)
-        if exp is None:
-            try:
-                exp_id = client.create_experiment(self.experiment)
-            except Exception:  # noqa: BLE001 - another process created it at the same moment
-                exp = client.get_experiment_by_name(self.experiment)
-                if exp is None:
-                    raise
-                exp_id = exp.experiment_id
-        else:
-            exp_id = exp.experiment_id
+        exp_id = experiment_id(client, self.experiment)
         run = client.create_run(exp_id, run_name=self.run_name, tags=self.run_tags)
         self.run_id = run.info.run_id
         return client
