@@ -156,13 +156,13 @@ def evaluate_model(
             np.array(s["confusion"]),
             meta["class_names"],
             confusion_png,
-            title=f"{meta.get('name', 'model')} on {data_source} [{split}] "
+            title=f"{meta.get('name', 'model')} on {data.source} [{split}] "
             f"accuracy {s['accuracy']:.3f}",
         )
         png = str(confusion_png)
     return Evaluation(
         model=str(find_model(model).path),
-        data=data_source,
+        data=data.source,  # arrays given in Python: what they are, not their repr
         split=split,
         class_names=list(meta["class_names"]),
         n=int(len(y)),

@@ -42,13 +42,6 @@ def _kb(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1024**2 else f"{n / 1024**2:.2f} MiB"
 
 
-def _quiet_tensorflow() -> None:
-    """Import TensorFlow without its start-up noise, once the cheap checks have passed."""
-    from ..tfquiet import import_tensorflow
-
-    import_tensorflow()
-
-
 @app.command()
 def export(
     source: KerasModelArg,
@@ -69,11 +62,11 @@ def export(
     ] = None,
 ) -> None:
     """Export the inference model, verified against Keras in its own runtime, written atomically."""
-    from ..export import export_model
+    from ..api import export as export_run  # cnnspec.export: one path with the Python API
 
-    # export_model checks the request, the destination and the model before importing TensorFlow
-    r = export_model(
-        source, format.lower(), output, quantize=quantize, overwrite=overwrite, tolerance=tolerance
+    # it checks the request, the destination and the model before importing TensorFlow
+    r = export_run(
+        source, format, output, quantize=quantize, overwrite=overwrite, tolerance=tolerance
     )
     q = f", quantised {r.quantize}" if r.quantize else ""
     typer.echo(f"wrote {r.path} ({r.format}{q}, {_kb(r.size_bytes)}) and {r.meta_path.name}")
@@ -91,9 +84,9 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Predict the classes of images with a .keras, SavedModel, TFLite or ONNX model."""
-    from ..predict import predict_files
+    from ..api import predict as predict_images  # cnnspec.predict: one path with the API
 
-    preds = predict_files(model, list(inputs), top_k)  # checks first, then TensorFlow
+    preds = predict_images(model, list(inputs), top_k=top_k)  # checks first, then TensorFlow
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in preds], indent=2))
         return
@@ -150,15 +143,12 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Accuracy, top-k, per-class precision/recall/F1 and a confusion-matrix PNG."""
-    from ..evaluate import evaluate_model
+    from ..api import evaluate as evaluate_model  # cnnspec.evaluate: one path with the API
     from ..outpaths import check_output
 
     png = check_output(output if output is not None else _default_eval_png(model, split))
-    from ..modelio import check_model_source
-
-    check_model_source(model)  # archive limits, code, metadata digest: before TensorFlow
-    _quiet_tensorflow()
-    ev = evaluate_model(model, data, split=split, k=top_k, confusion_png=png)
+    # the model's checks (archive limits, code, metadata digest) come before TensorFlow
+    ev = evaluate_model(model, data, split=split, top_k=top_k, confusion_png=png)
     if as_json:
         typer.echo(json.dumps(ev.to_dict(), indent=2))
         return

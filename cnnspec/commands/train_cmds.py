@@ -7,24 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import RunError
 from . import app
 from .spec_cmds import ScaleOption
-
-
-def overrides_from(
-    epochs: int | None, batch_size: int | None, data: str | None, sets: list[str] | None
-) -> list[str]:
-    """The --epochs/--batch-size/--data shortcuts as ``--set`` overrides (then the --set ones)."""
-    out = []
-    if epochs is not None:
-        out.append(f"train.epochs={epochs}")
-    if batch_size is not None:
-        out.append(f"train.batch_size={batch_size}")
-    if data is not None:
-        # quoted: a path like 'data/cats: v2' or 'on' must stay a string
-        out.append("train.data=" + "'" + data.replace("'", "''") + "'")
-    return out + list(sets or [])
 
 
 @app.command()
@@ -70,45 +54,9 @@ def train(
     ] = None,
 ) -> None:
     """Train a spec by the recipe in its train: section and write a run directory."""
-    from ..spec import load_spec
+    from ..api import train as train_run  # the Python API's cnnspec.train: one path
 
-    overrides = overrides_from(epochs, batch_size, data, sets)
-    if init is not None:
-        overrides.append("init.from='" + init.replace("'", "''") + "'")
-    if track is not None:
-        overrides.append("train.track.mlflow.uri='" + track.replace("'", "''") + "'")
-    if resume is not None:
-        if spec is not None or out is not None or scale is not None:
-            raise RunError(
-                "--resume continues a run from its own spec.yaml (its scale included)",
-                hint="drop the SPEC argument and --out (use --set/--epochs to change the recipe)",
-            )
-        if not (resume / "spec.yaml").is_file():
-            raise RunError(f"{resume} is not a run directory (it has no spec.yaml)")
-        spec_path, run_dir = resume / "spec.yaml", resume
-    elif spec is None:
-        raise RunError("give a spec file to train, or --resume RUN_DIR")
-    else:
-        spec_path, run_dir = spec, out
-    if run_dir is not None:  # before the spec, the data or any training: a bad --out costs nothing
-        from ..outpaths import check_output
-
-        check_output(run_dir, "--resume" if resume is not None else "--out", "dir")
-    model_spec = load_spec(spec_path, overrides=overrides, scale=scale)
-    from ..track import tracking
-
-    with tracking(model_spec, resume_dir=resume) as tracker:  # None: the recipe tracks nothing
-        from ..tfquiet import import_tensorflow
-
-        import_tensorflow()  # only now: a bad spec or --set is refused in milliseconds
-        from ..train import train as train_spec
-
-        result = train_spec(
-            model_spec,
-            run_dir=run_dir,
-            resume=resume is not None,
-            verbose=2 if quiet else None,
-            callbacks=tracker.callbacks() if tracker else None,
-        )
-        if tracker:
-            tracker.finished(result)
+    train_run(
+        spec, data, out=out, epochs=epochs, batch_size=batch_size, set=sets, scale=scale,
+        resume=resume, init=init, track=track, verbose=2 if quiet else None,
+    )  # fmt: skip

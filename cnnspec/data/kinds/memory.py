@@ -48,7 +48,8 @@ def label(source: Any) -> str:
     """How messages and the run's metadata name the data."""
     if _pair(source):
         shape = getattr(source[0], "shape", None)
-        return "arrays (x, y)" + (f" of {'x'.join(map(str, shape))}" if shape is not None else "")
+        size = f" of {'x'.join(map(str, shape))}" if shape is not None else ""
+        return f"arrays (x, y){size} in memory"
     return f"a {'tf.data.Dataset' if _tf_dataset(source) else type(source).__name__} in memory"
 
 
