@@ -8,15 +8,22 @@ from typing import Annotated
 import typer
 
 from ..errors import RunError
+from ..importer.check import SourceWeights
 from . import app
 
 
 def source_config(source: str, size: int | None) -> dict:
+    """The functional config of a .keras file or a keras.applications model."""
+    return read_source(source, size)[0]
+
+
+def read_source(source: str, size: int | None) -> tuple[dict, list[SourceWeights]]:
     """The functional config of a .keras file (read as JSON) or a keras.applications model
-    (built with weights=None: only its architecture is read)."""
+    (built with weights=None: only its architecture is read), and its weight-bearing layers."""
     from ..init.source import KERAS_PREFIX
 
     if not source.startswith(KERAS_PREFIX):
+        from ..init.source import keras_file_index
         from ..modelio import read_keras_config
 
         if not Path(source).is_file():
@@ -24,9 +31,11 @@ def source_config(source: str, size: int | None) -> dict:
                 f"import: {source}: no such file", hint="give a .keras file or keras:<Application>"
             )
         try:
-            return read_keras_config(source)
+            config = read_keras_config(source)
         except ValueError as exc:
             raise RunError(f"import: {source} is not a Keras 3 .keras file ({exc})") from None
+        index = keras_file_index(Path(source))
+        return config, [SourceWeights(w.name, w.cls, w.shapes) for w in index.layers]
     from ..spec.backbone_info import applications
 
     name, apps = source[len(KERAS_PREFIX) :], applications()
@@ -46,7 +55,14 @@ def source_config(source: str, size: int | None) -> dict:
     shape = (size, size, 3) if size else tuple(entry["default_input"])
     cls = getattr(keras.applications, entry["class"])
     model = cls(weights=None, input_shape=shape, **entry.get("kwargs", {}))
-    return keras.saving.serialize_keras_object(model)
+    weights = [
+        SourceWeights(
+            layer.name, type(layer).__name__, tuple(tuple(w.shape) for w in layer.weights)
+        )
+        for layer in model.layers
+        if layer.weights
+    ]
+    return keras.saving.serialize_keras_object(model), weights
 
 
 @app.command("import")
@@ -61,17 +77,14 @@ def import_(
     ] = None,
 ) -> None:
     """Turn a Keras model into an editable spec, with init: {from: SOURCE} (exact or refused)."""
-    import yaml
-
-    from ..importer import convert
+    from ..importer import import_text
     from ..outpaths import atomic_path, check_output
-    from ..spec import load_spec
 
     check_output(output)
     label = source if source.startswith("keras:") else str(Path(source).resolve())
-    data = convert(source_config(source, size), label)
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    config, weights = read_source(source, size)
+    text, spec = import_text(config, weights, label, header=f"imported from {source}")
     with atomic_path(output) as tmp:
-        Path(tmp).write_text(f"# imported from {source} by cnnspec import\n" + text)
-    spec = load_spec(output)
-    print(f"wrote {output}: {len(data['layers'])} rows, {spec.graph.total_params:,} params")
+        Path(tmp).write_text(text)
+    rows = sum(1 for line in text.splitlines() if line.strip())
+    print(f"wrote {output}: {rows} non-blank lines, {spec.graph.total_params:,} params (exact)")

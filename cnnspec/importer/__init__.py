@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RunError
-from ..init.source import output_names, tensor_refs
-from .layers import Refused, rule_for
+from ..init.source import flatten_nested, output_names, tensor_refs
+from .check import SourceWeights, check_exact
+from .layers import IDENTITY, Refused, rule_for
+from .ops import constant_of, fuse_hard_sigmoid
 
 _FOLDS_ACT = ("conv", "dwconv", "sepconv", "dense")
 _PREPROCESS = {(1 / 255, 0.0): "unit", (1 / 127.5, -1.0): "symmetric"}
@@ -25,7 +27,16 @@ def _layers(config: dict) -> list[dict]:
             f"import: a {config.get('class_name')} model is not a functional model",
             hint="save a functional model (keras.Model(inputs, outputs)) as .keras",
         )
-    return config["config"]["layers"]
+    return flatten_nested(config["config"]["layers"])
+
+
+def input_rank(item: dict) -> int | None:
+    """The rank (batch included) of the first tensor a layer reads, when the config says."""
+    for node in item.get("inbound_nodes", []):
+        for arg in node.get("args", []):
+            if isinstance(arg, dict) and isinstance(arg.get("config", {}).get("shape"), list):
+                return len(arg["config"]["shape"])
+    return None
 
 
 def _input_shape(item: dict) -> list[int]:
@@ -41,7 +52,7 @@ def _input_shape(item: dict) -> list[int]:
 
 def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any]:
     """The spec (as YAML data) of a functional model's config; RunError naming a refused layer."""
-    layers = _layers(config)
+    layers = fuse_hard_sigmoid(_layers(config))
     inputs = [item for item in layers if item["class_name"] == "InputLayer"]
     if len(inputs) != 1:
         raise RunError(f"import: the model has {len(inputs)} inputs; a spec has one")
@@ -66,6 +77,13 @@ def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any
         lname, cls = item["name"], item["class_name"]
         if cls == "InputLayer":
             continue
+        constant = constant_of(item)
+        if constant is not None:
+            raise RunError(
+                f"import: layer '{lname}' ({cls}): arithmetic with the constant {constant} "
+                "cannot be written in a spec",
+                hint="nearest supported form: a layer (rescale:, act:) that computes it",
+            )
         try:
             row = rule_for(cls)(item["config"])
         except Refused as exc:
@@ -77,6 +95,8 @@ def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any
             raise RunError(f"import: layer '{lname}' ({cls}): unreadable config ({exc})") from None
         srcs = [alias.get(p, p) for p in parents[lname]]
         kind = next(iter(row))
+        if kind == "dense" and (input_rank(item) or 2) > 2:
+            row["dense"]["pointwise"] = True  # a Dense on a feature map: at every position
         # Preprocessing straight after the input: the spec's own preprocess: field.
         if kind == "rescale" and srcs == ["input"] and not rows and preprocess == "none":
             key = (round(row[kind]["scale"], 9), row[kind]["offset"])
@@ -99,8 +119,11 @@ def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any
                 alias[lname] = last["name"]
                 previous = last["name"]
                 continue
+        if kind == IDENTITY and len(srcs) == 1:
+            alias[lname] = srcs[0]
+            continue
         fields = row[kind]
-        row = {kind: _compact(fields) if isinstance(fields, dict) else fields, "name": lname}
+        row = {kind: _compact(kind, fields) if isinstance(fields, dict) else fields, "name": lname}
         if srcs != [previous]:
             row["from"] = srcs[0] if len(srcs) == 1 else srcs
         rows.append(row)
@@ -120,9 +143,12 @@ def _keras_name(row: dict) -> str:
     return row["name"]
 
 
-def _compact(fields: dict) -> dict:
-    """Leave out settings at their spec default (no activation, bias/center/scale on, s=1)."""
-    defaults = {"act": None, "bias": True, "center": True, "scale": True, "s": 1}
+def _compact(kind: str, fields: dict) -> dict:
+    """Leave out settings at their spec default (no activation, bias/center/scale on, s=1 but
+    for pooling, whose stride defaults to its window)."""
+    defaults = {"act": None, "bias": True, "center": True, "scale": True}
+    if not kind.endswith("pool"):
+        defaults["s"] = 1
     return {k: v for k, v in fields.items() if not (k in defaults and v == defaults[k])}
 
 
@@ -131,3 +157,25 @@ def _spec_name(name: str) -> str:
 
     out = re.sub(r"[^A-Za-z0-9_]", "_", name).lower()
     return out if out[:1].isalpha() else f"m_{out}"
+
+
+def import_text(
+    config: dict, weights: list[SourceWeights], source: str, header: str = ""
+) -> tuple[str, Any]:
+    """The YAML text of the spec of ``config`` and the loaded spec, checked exact against the
+    source's ``weights`` (RunError naming the first layer that differs; nothing is written)."""
+    import yaml
+
+    from ..errors import SpecError
+    from ..spec import loads_spec
+
+    data = convert(config, source)
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    text = (f"# {header} by cnnspec import\n" if header else "") + text
+    try:
+        spec = loads_spec(text, "<imported spec>")
+    except SpecError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid"
+        raise RunError(f"import: {source}: the spec made from it does not load ({first})") from None
+    check_exact(spec, weights, source)
+    return text, spec

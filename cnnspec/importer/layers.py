@@ -120,11 +120,13 @@ def _bn(cfg: dict) -> dict:
     }
 
 
+#: A layer that computes its input unchanged (a linear Activation): left out of the spec.
+IDENTITY = "identity"
+
+
 def _activation(cfg: dict) -> dict:
     name = act(cfg["activation"])
-    if name is None:
-        raise Refused("a linear activation layer", "leave it out")
-    return {"act": name}
+    return {IDENTITY: {}} if name is None else {"act": name}
 
 
 def _relu(cfg: dict) -> dict:
@@ -168,12 +170,22 @@ def _rescale(cfg: dict) -> dict:
 
 
 def _normalize(cfg: dict) -> dict:
-    if cfg.get("mean") is None or cfg.get("invert"):
-        raise Refused(
-            "a Normalization layer without a fixed mean/variance", "normalize: {mean, variance}"
-        )
+    if cfg.get("invert"):
+        raise Refused("an inverting Normalization layer", "normalize: {mean, variance}")
+    if cfg.get("axis") not in (-1, [-1], 3, [3], None):
+        raise Refused(f"normalisation over axis {cfg['axis']}", "the channel axis (-1)")
+    if cfg.get("mean") is None:
+        # Adapted statistics live in the layer's weights (EfficientNet): init: loads them.
+        return {"normalize": {}}
+    # Given in the constructor: Keras keeps them as constants, not weights (EfficientNetV2).
     flat = lambda v: [float(x) for x in _flatten(v)]  # noqa: E731
-    return {"normalize": {"mean": flat(cfg["mean"]), "variance": flat(cfg["variance"])}}
+    return {
+        "normalize": {
+            "mean": flat(cfg["mean"]),
+            "variance": flat(cfg["variance"]),
+            "constants": True,
+        }
+    }
 
 
 def _flatten(v: Any) -> list:
@@ -211,6 +223,7 @@ RULES: dict[str, Callable[[dict], dict]] = {
     "Normalization": _normalize,
     "Reshape": lambda cfg: {"reshape": {"shape": list(cfg["target_shape"])}},
     "LayerNormalization": lambda cfg: {"layernorm": {"eps": cfg.get("epsilon", 1e-3)}},
+    "LayerScale": lambda cfg: {"layerscale": {"init": cfg.get("init_values", 1e-6)}},
     "Add": _merge("add"),
     "Multiply": _merge("multiply"),
     "Concatenate": _merge("concat"),
@@ -220,7 +233,7 @@ RULES: dict[str, Callable[[dict], dict]] = {
 NEAREST = {
     "Lambda": "a built-in layer (a Lambda's code is never imported)",
     "Conv2DTranspose": "convT: (padding rules differ: not imported yet)",
-    "LayerScale": "layerscale:",
+    "Sequential": "its layers written in the model itself",
     "StochasticDepth": "droppath:",
     "TFOpLambda": "a built-in layer",
 }

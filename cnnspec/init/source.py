@@ -88,10 +88,59 @@ class WeightIndex:
             with h5py.File(self.file, "r") as h5:
                 yield h5
             return
-        with zipfile.ZipFile(self.file) as zf, zf.open(self.member) as raw:
-            data = io.BytesIO(raw.read())  # h5py needs a seekable file
-        with h5py.File(data, "r") as h5:
-            yield h5
+        with open(self.file, "rb") as fh:
+            view = stored_member(fh, self.member)
+            if view is None:  # compressed: h5py needs a seekable file, so read it whole
+                with zipfile.ZipFile(self.file) as zf, zf.open(self.member) as raw:
+                    view = io.BytesIO(raw.read())
+            with h5py.File(view, "r") as h5:
+                yield h5
+
+
+class MemberView(io.RawIOBase):
+    """A read-only, seekable window on an uncompressed zip member: h5py reads only the bytes it
+    needs (a weight index reads kilobytes of a 100 MB file, not all of it)."""
+
+    def __init__(self, fh: Any, start: int, size: int) -> None:
+        self.fh, self.start, self.size, self.pos = fh, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self.size - self.pos))
+        self.fh.seek(self.start + self.pos)
+        data = self.fh.read(n)
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+def stored_member(fh: Any, member: str) -> MemberView | None:
+    """A view on ``member`` of the zip file ``fh`` when it is stored uncompressed (as Keras
+    saves model.weights.h5), else None."""
+    import struct
+
+    info = zipfile.ZipFile(fh).getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    fh.seek(info.header_offset)
+    header = fh.read(30)  # the local file header: its name and extra field lengths at 26..30
+    if header[:4] != b"PK\x03\x04":
+        return None
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    return MemberView(fh, info.header_offset + 30 + name_len + extra_len, info.file_size)
 
 
 def kind_of(cls: str) -> str | None:
@@ -187,16 +236,13 @@ def keras_file_index(path: Path) -> WeightIndex:
             hint="save the model with model.save('file.keras')",
         ) from None
     index = WeightIndex(str(path), path, "model.weights.h5", config=config)
-    used: dict[str, int] = {}
     parents: dict[str, list[str]] = {}
     previous: list[str] = []
     with index.arrays() as h5:
-        for item in layers:
+        for item in flatten_nested(layers):
             cls = item.get("class_name", "")
             name = item.get("config", {}).get("name") or item.get("name", "")
-            key = snake(cls)
-            used[key] = used.get(key, -1) + 1
-            group = f"layers/{key}" + (f"_{used[key]}" if used[key] else "")
+            group = item[H5_GROUP]
             refs = [t for node in item.get("inbound_nodes", []) for t in tensor_refs(node)]
             # A Sequential config has no inbound nodes: each layer reads the one before.
             parents[name] = list(dict.fromkeys(refs)) if "inbound_nodes" in item else previous
@@ -208,6 +254,66 @@ def keras_file_index(path: Path) -> WeightIndex:
     order = topological(parents, outputs)
     index.layers.sort(key=lambda layer: order.get(layer.name, len(order)))
     return index
+
+
+#: Where a layer of a nested Sequential keeps its weights (set by :func:`flatten_nested`).
+H5_GROUP = "__h5_group__"
+NESTED = ("Sequential",)
+
+
+def _counter_name(used: dict[str, int], cls: str, prefix: str) -> str:
+    key = snake(cls)
+    used[key] = used.get(key, -1) + 1
+    return f"{prefix}{key}" + (f"_{used[key]}" if used[key] else "")
+
+
+def _retarget(value: Any, names: dict[str, str]) -> Any:
+    """A copy of a node's arguments with tensors of renamed layers pointing at the new name."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            history = list(value["config"]["keras_history"])
+            history[0] = names.get(history[0], history[0])
+            return {**value, "config": {**value["config"], "keras_history": history}}
+        return {k: _retarget(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_retarget(v, names) for v in value]
+    return value
+
+
+def flatten_nested(layers: list[dict]) -> list[dict]:
+    """A functional config's layers with each nested Sequential (ConvNeXt's stem) replaced by
+    its own layers in a chain, under their own names; whatever read the Sequential reads its
+    last layer. Each inner layer carries :data:`H5_GROUP`, where model.weights.h5 keeps it."""
+    used: dict[str, int] = {}
+    out: list[dict] = []
+    last: dict[str, str] = {}  # Sequential name -> its last layer's name
+    for item in layers:
+        cls = item.get("class_name", "")
+        group = _counter_name(used, cls, "layers/")
+        if "inbound_nodes" not in item:  # a Sequential model's own layers: nothing to rewire
+            out.append({**item, H5_GROUP: group})
+            continue
+        nodes = _retarget(item["inbound_nodes"], last)
+        if cls not in NESTED:
+            out.append({**item, "inbound_nodes": nodes, H5_GROUP: group})
+            continue
+        inner_used: dict[str, int] = {}
+        previous = None
+        for inner in item["config"]["layers"]:
+            if inner.get("class_name") == "InputLayer":
+                continue
+            name = inner["config"]["name"]
+            reads = nodes if previous is None else [{"args": [_tensor(previous)], "kwargs": {}}]
+            inner_group = _counter_name(inner_used, inner["class_name"], f"{group}/layers/")
+            out.append({**inner, "name": name, "inbound_nodes": reads, H5_GROUP: inner_group})
+            previous = name
+        if previous is not None:
+            last[item["name"]] = previous
+    return out
+
+
+def _tensor(name: str) -> dict:
+    return {"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}}
 
 
 def _vars(h5: Any, group: str) -> tuple[tuple[tuple[int, ...], ...], tuple[str, ...]]:

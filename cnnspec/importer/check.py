@@ -1,0 +1,73 @@
+"""The exactness check of an import, before the spec file is written (pure Python, no TensorFlow).
+
+An imported spec must hold exactly the source's weights: the same total number of parameters,
+and for every weight-bearing source layer a spec layer of the same name whose weights have the
+same shapes (so ``init:`` loads all of them by name). Anything else is refused in one line that
+names the first layer that differs: an import is exact or it is not written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+from ..errors import RunError
+
+Shapes = tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class SourceWeights:
+    """One weight-bearing layer of the source model, in the source's order."""
+
+    name: str
+    cls: str
+    shapes: Shapes
+
+    @property
+    def params(self) -> int:
+        return sum(prod(s) for s in self.shapes)
+
+
+def _fmt(shapes: Shapes) -> str:
+    return "[" + ", ".join("x".join(map(str, s)) or "()" for s in shapes) + "]"
+
+
+def first_difference(spec: Any, weights: list[SourceWeights]) -> str | None:
+    """What differs first between the spec's weights and the source's, or None when equal."""
+    from ..init.targets import spec_targets
+
+    targets, uncovered = spec_targets(spec)
+    if uncovered:
+        return f"spec layer '{uncovered[0]}' has parameters no source weight can fill"
+    by_name = {t.name: t for t in targets}
+    for w in weights:
+        target = by_name.pop(w.name, None)
+        if target is None:
+            return f"layer '{w.name}' ({w.cls}): its weights {_fmt(w.shapes)} have no spec layer"
+        if target.shapes != w.shapes:
+            return (
+                f"layer '{w.name}' ({w.cls}): weights {_fmt(w.shapes)} in the source, "
+                f"{_fmt(target.shapes)} in the spec"
+            )
+    if by_name:
+        extra = next(iter(by_name.values()))
+        return (
+            f"spec layer '{extra.name}' ({extra.kind}) has {extra.params:,} parameters "
+            "the source does not have"
+        )
+    total, source_total = spec.graph.total_params, sum(w.params for w in weights)
+    if total != source_total:
+        return f"the spec has {total:,} parameters, the source {source_total:,}"
+    return None
+
+
+def check_exact(spec: Any, weights: list[SourceWeights], source: str) -> None:
+    """RunError (one line) unless ``spec`` holds exactly the source's weights."""
+    problem = first_difference(spec, weights)
+    if problem is not None:
+        raise RunError(
+            f"import: {source} cannot be imported exactly: {problem}",
+            hint="nothing was written; an imported spec is exact or refused",
+        )
