@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_data_rows import images
+from test_segmentation_data import mask_folder, mask_manifest
 
 from cnnspec.data import Reading, accepted_sources, load_data, make_pipeline
 from cnnspec.data.registry import find, kinds
@@ -30,6 +31,9 @@ SAMPLES = {
     "digits": (lambda tmp: "digits", True),
     "digits_multilabel": (lambda tmp: "digits_multilabel", True),  # label tables (tasks)
     "digits_count": (lambda tmp: "digits_count", True),
+    "digits_segmentation": (lambda tmp: "digits_segmentation", True),  # masks (segmentation)
+    "mask_folder": (lambda tmp: str(mask_folder(tmp / "seg")), True),
+    "mask_manifest": (mask_manifest, True),
     "keras": (lambda tmp: "mnist", False),  # a download: only found, not loaded
     "npz": (_npz, True),
     "manifest": (_manifest, True),

@@ -52,6 +52,18 @@ layers:
         "train: {loss: binary_crossentropy}",
         "loss binary_crossentropy does not fit the regression task",
     ),
+    "segmentation": (
+        """\
+name: s
+task: segmentation
+input: [8, 8, 1]
+layers:
+  - conv: 3x3, 4, p=same, relu
+  - conv: 1x1, 3, softmax
+""",
+        "train: {loss: mse}",
+        "loss mse does not fit the segmentation task",
+    ),
 }
 
 

@@ -119,6 +119,23 @@ def resample(images, matrices) -> tf.Tensor:
     return tf.reshape(top * (1 - wy) + bottom * wy, shape)
 
 
+def resample_nearest(masks, matrices) -> tf.Tensor:
+    """Class masks [n, h, w] through the same [n, 3, 3] output->input matrices as
+    :func:`resample`, by nearest neighbour (a class index is never blended), reflected borders."""
+    shape = tf.shape(masks)
+    n, h, w = shape[0], shape[1], shape[2]
+    ys, xs = tf.meshgrid(tf.range(h), tf.range(w), indexing="ij")
+    ones = tf.ones([h * w], tf.int32)
+    grid = tf.cast(tf.stack([tf.reshape(xs, [-1]), tf.reshape(ys, [-1]), ones]), tf.float32)
+    coords = tf.linalg.matmul(tf.cast(matrices, tf.float32), grid)  # [n, 3, h*w]
+    x = tf.cast(tf.round(coords[:, 0] / coords[:, 2]), tf.int32)
+    y = tf.cast(tf.round(coords[:, 1] / coords[:, 2]), tf.int32)
+    flat = tf.reshape(tf.cast(masks, tf.int32), [-1])
+    first = (tf.range(n) * h * w)[:, None]
+    picked = tf.gather(flat, first + _reflect(y, h) * w + _reflect(x, w))
+    return tf.cast(tf.reshape(picked, shape), masks.dtype)
+
+
 # --- the registries -------------------------------------------------------------------------------
 
 
@@ -243,7 +260,9 @@ def _uniforms(images, augment: Sequence[Any], seed) -> tf.Tensor:
     return tf.random.stateless_uniform([n, max(sum(_draws(augment)), 1)], tf.cast(seed, tf.int64))
 
 
-def _apply(images, augment: Sequence[Any], u) -> tf.Tensor:
+def _apply(images, augment: Sequence[Any], u, masks=None):
+    """Augmented images; with ``masks`` [n, h, w], (images, masks): the masks go through the
+    same geometric transform (nearest), never through the photometric kinds."""
     images = tf.cast(images, tf.float32)
     n = tf.shape(images)[0]
     h, w = images.shape[1], images.shape[2]
@@ -257,9 +276,11 @@ def _apply(images, augment: Sequence[Any], u) -> tf.Tensor:
         for _, a in geometric:
             matrix = matrix @ GEOMETRIC[a.kind][1](a.params, next(columns), h, w)
         images = resample(images, matrix)
+        if masks is not None:
+            masks = resample_nearest(masks, matrix)
     for _, a in _stage(augment, PHOTOMETRIC):
         images = PHOTOMETRIC[a.kind][1](a.params, images, next(columns))
-    return images
+    return images if masks is None else (images, masks)
 
 
 def transform_images(images, augment: Sequence[Any], seed) -> tf.Tensor:
@@ -298,6 +319,38 @@ def compiled_transform(augment: Sequence[Any]):
     return transform
 
 
+def compiled_mask_transform(augment: Sequence[Any]):
+    """:func:`compiled_transform` for (images, masks, seed) -> (images, masks): segmentation's
+    masks move with their images (one matrix per image, nearest sampling for the mask)."""
+    key = ("masks", *((a.kind, repr(a.params)) for a in augment))
+    if key not in _FUSED:
+        kinds = tuple(augment)
+        _FUSED[key] = tf.function(lambda x, m, u: _apply(x, kinds, u, m), jit_compile=True)
+    fused = _FUSED[key]
+
+    def transform(images, masks, seed):
+        return fused(images, masks, _uniforms(images, augment, seed))
+
+    return transform
+
+
+def _augment_masks(ds, augment: Sequence[Any], seed: int):
+    """Batches of (images, masks [n, h, w]): the geometric and photometric kinds only."""
+    from ..errors import RunError
+
+    other = [a.kind for a in augment if a.kind not in GEOMETRIC and a.kind not in PHOTOMETRIC]
+    if other:
+        raise RunError(
+            f"augment {other[0]} cannot move a segmentation mask with its image",
+            hint=f"use the geometric and photometric kinds: {', '.join([*GEOMETRIC, *PHOTOMETRIC])}",
+        )
+    transform = compiled_mask_transform(augment)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip((ds, seeds)).map(
+        lambda xy, s: transform(xy[0], xy[1], s), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
 def augment_batches(ds, augment: Sequence[Any], seed: int = 0, labels=None):
     """Augment a batched (images, int labels) dataset; images come out float32 in [0, 255].
 
@@ -307,6 +360,11 @@ def augment_batches(ds, augment: Sequence[Any], seed: int = 0, labels=None):
     the same mixed label).
     """
     own = _stage(augment, GEOMETRIC) + _stage(augment, PHOTOMETRIC)
+    if ds.element_spec[1].shape.rank == 3:  # a mask per image (segmentation): moved with it
+        ds = _augment_masks(ds, augment, seed)
+        if labels is not None:
+            ds = ds.map(lambda x, y: (x, labels(y)), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds
     if own:
         transform = compiled_transform(augment)
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)

@@ -55,11 +55,12 @@ class FileParts:
 
 def kinds() -> tuple[SourceKind, ...]:
     """Every source kind, in the order they are tried."""
-    from .kinds import canvas, digits, folder, keras, manifest, memory, npz
+    from .kinds import canvas, digits, folder, keras, manifest, memory, npz, segmentation
 
     return (
-        digits.KIND, canvas.MULTILABEL, canvas.COUNTS, keras.KIND, npz.KIND, manifest.KIND,
-        folder.KIND, memory.KIND,
+        digits.KIND, canvas.MULTILABEL, canvas.COUNTS, segmentation.DIGITS, keras.KIND,
+        npz.KIND, segmentation.MANIFEST, manifest.KIND, segmentation.FOLDER, folder.KIND,
+        memory.KIND,
     )  # fmt: skip
 
 

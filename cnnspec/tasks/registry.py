@@ -18,9 +18,9 @@ DEFAULT = "classification"
 @cache
 def tasks() -> dict[str, Task]:
     """Every task by name, in the order messages list them."""
-    from . import classification, multilabel, regression
+    from . import classification, multilabel, regression, segmentation
 
-    every = (classification.TASK, multilabel.TASK, regression.TASK)
+    every = (classification.TASK, multilabel.TASK, regression.TASK, segmentation.TASK)
     return {t.name: t for t in every}
 
 

@@ -9,8 +9,13 @@ from ..registry import ArrayParts, SourceKind
 
 def read(source: str, req):
     from ..arrays import read_npz
+    from ..masks import npz_has_masks
     from ..splits import split_arrays
 
+    if npz_has_masks(source):  # y (N, H, W): a mask per image (segmentation)
+        from ..masks import read_npz as read_npz_masks
+
+        return read_npz_masks(source, req)
     if req.table:  # y as a label table: k-hot rows, target vectors
         from ..tables import read_npz_table
 
