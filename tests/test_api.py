@@ -150,6 +150,12 @@ def test_bad_input_raises_the_located_errors_the_cli_prints(tmp_path):
         cnnspec.train(LENET, data={"x": 1}, out=tmp_path / "r", verbose=0)
     with pytest.raises(cnnspec.RunError, match="a Run, a run folder"):
         cnnspec.evaluate(object())
+    run = tmp_path / "arrays_run"  # a run trained on arrays: resuming needs them again
+    run.mkdir()
+    (run / "spec.yaml").write_text(Path(LENET).read_text())
+    (run / "meta.json").write_text('{"data": "arrays (x, y) of 10x8x8 in memory"}')
+    with pytest.raises(cnnspec.RunError, match="not saved with the run"):
+        cnnspec.train(resume=run)
 
 
 def digits_arrays():

@@ -60,6 +60,24 @@ def quoted(key: str, value: str) -> str:
     return f"{key}='" + value.replace("'", "''") + "'"
 
 
+def check_data_on_disk(run: Path) -> None:
+    """Refuse to resume a run trained on data given in memory without that data: its
+    spec.yaml names the recipe's data, which is not what it was trained on."""
+    import json
+
+    from ..errors import RunError
+
+    try:
+        trained_on = str(json.loads((run / "meta.json").read_text()).get("data", ""))
+    except (OSError, ValueError, AttributeError):
+        return  # the trainer reports an unreadable run its own way
+    if trained_on.endswith(" in memory"):  # the memory source's label
+        raise RunError(
+            f"{run} was trained on {trained_on}, which is not saved with the run",
+            hint="resume it from Python with the same data: cnnspec.train(resume=..., data=...)",
+        )
+
+
 def train(
     spec: Spec | str | os.PathLike | None = None,
     data: Any = None,
@@ -106,6 +124,8 @@ def train(
         if not (resume / "spec.yaml").is_file():
             raise RunError(f"{resume} is not a run directory (it has no spec.yaml)")
         spec, out = resume / "spec.yaml", resume
+        if data is None:
+            check_data_on_disk(resume)
     elif spec is None:
         raise RunError("give a spec file to train, or --resume RUN_DIR")
     if out is not None:  # before the spec, the data or any training: a bad --out costs nothing
