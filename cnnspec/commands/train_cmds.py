@@ -21,7 +21,10 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="Override train.batch_size.")] = None,
     data: Annotated[
         str | None,
-        typer.Option(help="Override train.data: digits, mnist, cifar10, a folder or an .npz."),
+        typer.Option(
+            help="Override train.data: a built-in name (digits, mnist, ...), an image folder, "
+            "a CSV manifest or an .npz."
+        ),
     ] = None,
     out: Annotated[
         Path | None,

@@ -341,7 +341,7 @@ class TrainSpec(StrictModel):
     data: str = Field(
         "digits",
         min_length=1,
-        description="digits | mnist | fashion_mnist | cifar10 | cifar100 | an image folder | an .npz file",
+        description="a data source: a built-in name (digits, mnist, ...), an image folder, a CSV manifest or an .npz; every kind: cnnspec.data.accepted_sources()",
     )
     validation_split: float = Field(0.15, ge=0, lt=1)
     test_split: float = Field(0.15, ge=0, lt=1)
