@@ -30,6 +30,9 @@ FAMILIES = {
 }
 #: Cheap enough for every run (the others are slow-marked, still run in CI).
 FAST = {"MobileNetV3"}
+#: Most non-blank lines of the imported spec (issue 17's targets: ResNet-50 80, EfficientNet-B0
+#: 100; measured 107 and 179 with conv+bn+act folded into defines, without residual: blocks).
+LINES = {"ResNet": 107, "EfficientNet": 179}
 
 
 def source_model(app: str, size: int):
@@ -85,6 +88,8 @@ def test_round_trip(family, tmp_path, capsys):
         return
     assert code == 0, err
     assert "(exact)" in captured.out
+    lines = [line for line in out.read_text().splitlines() if line.strip()]
+    assert len(lines) <= LINES.get(family, 10_000), len(lines)
     spec = load_spec(out)
     assert spec.graph.total_params == source.count_params()
     model = build_model(spec)
@@ -273,3 +278,28 @@ def test_nested_sequential_and_dense_on_a_feature_map(tmp_path):
 
     text = _round_trip(tmp_path, build)
     assert "stem_conv" in text and "stem_ln" in text and "pointwise: true" in text
+
+
+def test_conv_bn_act_chains_fold_into_one_define_keeping_every_name(tmp_path):
+    """Two conv -> bn -> relu chains named <prefix>_conv/_bn/_relu become two uses of one
+    generated define (named by prefix, differing only in n); the shortcut's conv -> bn, created
+    before the body's bn as in keras.applications, is reordered next to its conv and folded."""
+    import keras
+
+    def chain(x, prefix, n, relu=True):
+        x = keras.layers.Conv2D(n, 3, padding="same", use_bias=False, name=f"{prefix}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+        return keras.layers.ReLU(name=f"{prefix}_relu")(x) if relu else x
+
+    def build(x):
+        body = chain(chain(x, "b1", 4), "b2", 6)
+        short = keras.layers.Conv2D(6, 1, use_bias=False, name="s1_conv")(x)
+        body = keras.layers.Conv2D(6, 1, use_bias=False, name="b3_conv")(body)
+        short = keras.layers.BatchNormalization(name="s1_bn")(short)
+        body = keras.layers.BatchNormalization(name="b3_bn")(body)
+        return keras.layers.Add(name="add")([short, body])
+
+    text = _round_trip(tmp_path, build)
+    assert "conv_bn_relu:" in text and "conv_bn:" in text
+    assert "{conv_bn_relu: {}, name: b1}" in text and "{conv_bn_relu: {n: 6}, name: b2}" in text
+    assert "name: b3}" in text and "name: s1, from: input}" in text

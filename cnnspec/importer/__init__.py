@@ -144,9 +144,11 @@ def _keras_name(row: dict) -> str:
 
 
 def _compact(kind: str, fields: dict) -> dict:
-    """Leave out settings at their spec default (no activation, bias/center/scale on, s=1 but
-    for pooling, whose stride defaults to its window)."""
-    defaults = {"act": None, "bias": True, "center": True, "scale": True}
+    """Leave out settings at their spec default (no activation, bias/center/scale on, p=valid,
+    Keras' batch-norm momentum; s=1 but for pooling, whose stride defaults to its window)."""
+    defaults = {"act": None, "bias": True, "center": True, "scale": True, "p": "valid"}
+    if kind == "bn":
+        defaults.update(momentum=0.99, eps=1e-3)
     if not kind.endswith("pool"):
         defaults["s"] = 1
     return {k: v for k, v in fields.items() if not (k in defaults and v == defaults[k])}
@@ -163,15 +165,28 @@ def import_text(
     config: dict, weights: list[SourceWeights], source: str, header: str = ""
 ) -> tuple[str, Any]:
     """The YAML text of the spec of ``config`` and the loaded spec, checked exact against the
-    source's ``weights`` (RunError naming the first layer that differs; nothing is written)."""
-    import yaml
+    source's ``weights`` (RunError naming the first layer that differs; nothing is written).
 
+    The compact form (conv + bn + act rows as uses of generated defines) is written when it
+    loads and is exact; else the plain one-row-per-layer form, under the same check."""
+    from .compact import fold, to_text
+
+    data = convert(config, source)
+    head = f"# {header} by cnnspec import\n" if header else ""
+    defines, rows = fold(data["layers"])
+    if defines:
+        compact = {**data, "define": defines, "layers": rows}
+        try:
+            return _checked(to_text(compact, head), weights, source)
+        except RunError:
+            pass  # the plain form below says what is wrong, or is exact
+    return _checked(to_text(data, head), weights, source)
+
+
+def _checked(text: str, weights: list[SourceWeights], source: str) -> tuple[str, Any]:
     from ..errors import SpecError
     from ..spec import loads_spec
 
-    data = convert(config, source)
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
-    text = (f"# {header} by cnnspec import\n" if header else "") + text
     try:
         spec = loads_spec(text, "<imported spec>")
     except SpecError as exc:
