@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .data.registry import accepted
 from .errors import RunError
 
 SPLITS = ("test", "val", "train", "all")
@@ -50,6 +51,7 @@ class Evaluation:
             "class_names": self.class_names,
             "confusion_matrix": self.confusion,
             "confusion_png": self.confusion_png,
+            **self.extra,  # a task's own scores (segmentation: mean_iou, dice)
         }
 
 
@@ -135,10 +137,12 @@ def evaluate_model(
         if not isinstance(data_source, str) or not data_source:
             raise RunError(
                 "no --data given and the model's metadata does not say what it was trained on",
-                hint="pass --data digits, an image folder or an .npz file",
+                hint=f"pass --data: {accepted()}",
             )
     data = load_data(data_source, meta["input_shape"])
     names = split_names(data, split)
+    if data.masks:  # a mask per image: scored per pixel (cnnspec/tasks/segmentation_io.py)
+        return _evaluate_masks(runtime, meta, data, names, model, data_source, split, confusion_png)
     batches, labels = [], []  # one batch of images in memory at a time, never the split
     for _, x, y in labelled_batches(data, names, meta["input_shape"], BATCH, what="evaluating"):
         batches.append(predict_batch(runtime, x))
@@ -174,3 +178,26 @@ def evaluate_model(
         confusion=s["confusion"],
         confusion_png=png,
     )
+
+
+def _evaluate_masks(runtime, meta, data, names, model, data_source, split, png) -> Evaluation:
+    from .modelio import find_model
+    from .tasks.segmentation_io import evaluate_masks, evaluation_of
+
+    report, n = evaluate_masks(runtime, meta, data, names)
+    if not n:
+        raise RunError(f"data '{data.source}' has no images in split '{split}'")
+    if png is not None:
+        from .viz.confusion import plot_confusion
+
+        plot_confusion(
+            np.array(report["confusion_matrix"]),
+            [r["class"] for r in report["per_class"]],
+            png,
+            title=f"{meta.get('name', 'model')} on {data_source} [{split}] pixels, "
+            f"mean IoU {report['mean_iou']:.3f}",
+        )
+    return evaluation_of(
+        report, n, model=str(find_model(model).path), data=data_source, split=split,
+        confusion_png=None if png is None else str(png),
+    )  # fmt: skip

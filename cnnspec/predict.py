@@ -107,8 +107,19 @@ def top_k(probs: np.ndarray, class_names: list[str], k: int) -> list[list[tuple[
     ]
 
 
-def predict_files(model: str | Path, inputs: list[str | Path], k: int = 3) -> list[Prediction]:
-    """Predict the top-k classes of image files and folders with any model source."""
+def predict_files(
+    model: str | Path,
+    inputs: list[str | Path],
+    k: int = 3,
+    *,
+    out: str | Path | None = None,
+    tile: bool = False,
+) -> list[Prediction]:
+    """Predict the top-k classes of image files and folders with any model source.
+
+    A segmentation model writes a mask PNG and an overlay per image into ``out`` (default:
+    the run's ``predictions/``, else ./predictions) and returns ``MaskPrediction`` records;
+    ``tile``: images larger than its input are predicted in blended overlapping tiles."""
     from .data import load_images
     from .data.progress import progress
     from .export.runtime import open_model
@@ -121,13 +132,27 @@ def predict_files(model: str | Path, inputs: list[str | Path], k: int = 3) -> li
     check_model_source(model)  # a zip bomb or a foreign model costs milliseconds, not TensorFlow
     import_tensorflow()  # images are decoded with it (and quietly)
     runtime, meta = open_model(model)
-    out: list[Prediction] = []
+    if meta.get("task") == "segmentation":  # masks: cnnspec/tasks/segmentation_io.py
+        return _predict_masks(runtime, meta, model, files, out, tile)
+    if tile:
+        raise RunError("--tile predicts a segmentation model's masks; this model classifies")
+    found: list[Prediction] = []
     # A folder of any size: one batch of decoded images in memory at a time.
     with progress("predicting", len(files)) as bar:
         for i in range(0, len(files), BATCH):
             images, names = load_images(files[i : i + BATCH], meta["input_shape"])
             probs = predict_probabilities(runtime, images)
             tops = top_k(probs, meta["class_names"], k)
-            out += [Prediction(n, top) for n, top in zip(names, tops, strict=True)]
+            found += [Prediction(n, top) for n, top in zip(names, tops, strict=True)]
             bar.advance(len(names))
-    return out
+    return found
+
+
+def _predict_masks(runtime, meta, model, files, out, tile):
+    from .modelio import find_model
+    from .tasks.segmentation_io import predict_masks
+
+    if out is None:
+        run = find_model(model).run_dir
+        out = (run if run is not None else Path.cwd()) / "predictions"
+    return predict_masks(runtime, meta, files, Path(out), tile)

@@ -83,11 +83,15 @@ def evaluate(
     return evaluate_model(path, data, split=split, k=top_k, confusion_png=png)
 
 
-def predict(model: Any, inputs: Any, *, top_k: int = 3) -> list[Any]:
+def predict(
+    model: Any, inputs: Any, *, top_k: int = 3, out: Any = None, tile: bool = False
+) -> list[Any]:
     """The top-k classes of images: image files and folders (as ``cnnspec predict``), or an
     array of images (N, H, W[, C]) in [0, 255] (uint8) or [0, 1] (float), resized to the
     model's input as training does. Returns one ``Prediction`` (``.top``: (class,
-    probability) pairs, best first) per image."""
+    probability) pairs, best first) per image. A segmentation model writes mask PNGs and
+    overlays into ``out`` (``tile``: large images in blended tiles) and returns one
+    ``MaskPrediction`` per image file."""
     import numpy as np
 
     from ..predict import predict_files
@@ -96,7 +100,7 @@ def predict(model: Any, inputs: Any, *, top_k: int = 3) -> list[Any]:
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     if isinstance(inputs, list | tuple) and all(isinstance(i, str | os.PathLike) for i in inputs):
-        return predict_files(path, list(inputs), top_k)
+        return predict_files(path, list(inputs), top_k, out=out, tile=tile)
     return predict_arrays(path, np.asarray(inputs), top_k)
 
 

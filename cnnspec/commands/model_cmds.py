@@ -82,13 +82,28 @@ def predict(
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes to show per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Segmentation: folder for mask PNGs and overlays."),
+    ] = None,
+    tile: Annotated[
+        bool,
+        typer.Option("--tile", help="Segmentation: larger images in overlapping, blended tiles."),
+    ] = False,
 ) -> None:
-    """Predict the classes of images with a .keras, SavedModel, TFLite or ONNX model."""
+    """Predict the classes of images (segmentation: their masks) with a .keras, SavedModel,
+    TFLite or ONNX model."""
     from ..api import predict as predict_images  # cnnspec.predict: one path with the API
 
-    preds = predict_images(model, list(inputs), top_k=top_k)  # checks first, then TensorFlow
+    preds = predict_images(model, list(inputs), top_k=top_k, out=out, tile=tile)
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in preds], indent=2))
+        return
+    if preds and hasattr(preds[0], "mask"):  # segmentation (tasks/segmentation_io.py)
+        for p in preds:
+            top = sorted(p.pixels.items(), key=lambda kv: -kv[1])[:4]
+            shares = ", ".join(f"{name} {share:.1%}" for name, share in top)
+            typer.echo(f"{_short(p.file)} -> {_short(p.mask)} ({shares}; {p.tiles} tiles)")
         return
     from rich.console import Console
     from rich.markup import escape
@@ -130,7 +145,7 @@ def evaluate(
         typer.Option(
             "--data",
             "-d",
-            help="digits | mnist | cifar10 | ... | image folder | .npz file "
+            help="A built-in name (digits, mnist, ...), an image folder, a CSV manifest or an .npz "
             "(default: the data the run was trained on).",
         ),
     ] = None,
@@ -157,6 +172,21 @@ def evaluate(
     from rich.table import Table
 
     console = Console()
+    if ev.extra.get("task") == "segmentation":  # pixels: IoU beside P/R/F1
+        console.print(
+            f"{ev.model} on {ev.data} [{ev.split}]: {ev.n} images, mean IoU "
+            f"{ev.extra['mean_iou']:.4f}, Dice {ev.extra['dice']:.4f}, pixel accuracy "
+            f"{ev.accuracy:.4f}",
+            markup=False,
+            highlight=False,
+        )
+        from ..tasks.segmentation import describe_report
+
+        report = {"per_class": ev.per_class, "pixel_accuracy": ev.accuracy, **ev.extra}
+        for line in describe_report(report):
+            console.print(line, markup=False, highlight=False)
+        console.print(f"confusion matrix: {ev.confusion_png}", markup=False, highlight=False)
+        return
     console.print(
         f"{ev.model} on {ev.data} [{ev.split}]: {ev.n} images, accuracy {ev.accuracy:.4f}, "
         + (f"top-{ev.top_k} {ev.top_k_accuracy:.4f}, " if ev.top_k else "")

@@ -230,7 +230,7 @@ class Segmentation(Task):
                 "whose y is (N, H, W), or data: digits_segmentation",
             )
         k = classes_of(channels_of(shape))
-        found = int(getattr(data, "mask_max", 0))
+        found = len(data.class_names) - 1  # the data's classes: 0..the largest index found
         if found >= k:
             raise RunError(
                 f"data '{data.source}' has masks with class index {found} (classes 0..{found}), "
