@@ -223,3 +223,16 @@ def test_a_user_folder_trains_and_resumes_bit_identically(tmp_path):
     assert len(a) == len(b) and all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
     assert meta["task"] == "segmentation" and len(meta["class_names"]) == 11
+
+
+def test_a_unet_whose_input_does_not_divide_is_refused_with_sizes_that_fit():
+    text = UNET.read_text().replace("input: [32, 32, 1]", "input: [30, 30, 1]")
+    with pytest.raises(SpecError) as exc:
+        loads_spec(text, "unet.yaml")
+    line = str(exc.value).splitlines()[0]
+    assert line.startswith("unet.yaml:") and "received 15x15x32, 14x14x32" in line, line
+    assert "input sizes that fit: 28x28x1 or 32x32x1" in line, line
+    # the paper's valid-convolution U-Net fits other sizes: found by the same shape inference
+    paper = (ROOT / "specs" / "unet.yaml").read_text().replace("[572, 572, 1]", "[570, 570, 1]")
+    with pytest.raises(SpecError, match="input sizes that fit: 556x556x1 or 572x572x1"):
+        loads_spec(paper, "unet.yaml")

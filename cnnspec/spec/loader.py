@@ -134,7 +134,9 @@ def from_document(
         try:
             graph = compile_graph(checked, ctx.location)
         except SpecError as exc:
-            problems.extend(exc.problems)
+            from .input_sizes import with_hint  # merges of mismatched sizes: inputs that fit
+
+            problems.extend(with_hint(checked, exc.problems) if checked is spec else exc.problems)
     if graph is not None and not any(e["loc"][:1] == ("train",) for e in errors):
         problems.extend(_monitor_problems(checked, graph, ctx))
         problems.extend(task_problems(checked, graph, ctx))
