@@ -27,7 +27,7 @@ class Entry:
         return self.__wrapped__(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # probes (inspect, pickle, IPython): never import the module
+        if name.startswith("_"):  # probes (inspect, pickle, pytest, IPython): no import
             raise AttributeError(name)
         return getattr(importlib.import_module(self.module_name), name)
 
