@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _keras_sources import saved_application
 from _model_fixtures import run_cli
 
 #: family -> (application, input size, expected: None (round-trips) or the refusal's words)
@@ -35,24 +36,6 @@ FAST = {"MobileNetV3"}
 LINES = {"ResNet": 107, "EfficientNet": 179}
 
 
-def source_model(app: str, size: int):
-    """keras.applications ``app`` with weights=None, logits out, random BN statistics."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    kwargs = {"include_preprocessing": False} if app.startswith("MobileNetV3") else {}
-    model = getattr(keras.applications, app)(
-        weights=None, input_shape=(size, size, 3), classifier_activation=None, **kwargs
-    )
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.1, c).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, c).astype("float32"))
-    return model
-
-
 def _family(family):
     marks = () if family in FAST else (pytest.mark.slow,)
     return pytest.param(family, id=family, marks=marks)
@@ -75,9 +58,7 @@ def test_round_trip(family, tmp_path, capsys):
     from cnnspec.spec import load_spec
 
     app, size, refusal = FAMILIES[family]
-    source = source_model(app, size)
-    path = tmp_path / "source.keras"
-    source.save(path)
+    source, path = saved_application(app, size)
     out = tmp_path / "spec.yaml"
     code = run_cli(["import", path, "-o", out])
     captured = capsys.readouterr()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _keras_sources import saved_application
 from _model_fixtures import run_cli
 
 from cnnspec.init import plan
@@ -21,21 +22,9 @@ SIZE = 32  # keras.applications' smallest ResNet input: cheap to build
 
 
 @pytest.fixture(scope="module")
-def resnet50_file(tmp_path_factory):
-    """keras.applications.ResNet50(weights=None) with random BN statistics, saved as .keras."""
-    import keras
-
-    keras.utils.set_random_seed(1)
-    model = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3))
-    rng = np.random.default_rng(0)
-    for layer in model.layers:  # non-trivial BN statistics: a wrong pairing shows in outputs
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.1, c).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, c).astype("float32"))
-    path = tmp_path_factory.mktemp("init") / "resnet50.keras"
-    model.save(path)
-    return model, path
+def resnet50_file():
+    """keras.applications.ResNet50(weights=None), logits out, random BN statistics, as .keras."""
+    return saved_application("ResNet50", SIZE)
 
 
 def _spec(tmp_path: Path, source: Path, edits: dict | None = None, init: str = "") -> Path:
@@ -64,7 +53,7 @@ def test_resnet50_spec_loads_every_keras_application_weight(resnet50_file, tmp_p
     from cnnspec.init import apply
 
     source_model, path = resnet50_file
-    spec = load_spec(_spec(tmp_path, path))
+    spec = load_spec(_spec(tmp_path, path, {"dense: 1000, softmax": "dense: 1000"}))
     table, _ = plan(spec)
     assert table.counts() == {LOADED: 107}  # 53 conv + 53 bn + 1 dense
     assert table.share == 1.0 and table.source_share == 1.0
@@ -217,3 +206,60 @@ def test_keras_application_source_offline_is_one_line(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot get the ImageNet weights of ResNet50 (offline)" in err[0]
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in err[0]
+
+
+# --- a trained run as the source: train --init RUN_DIR, features --init ------------------------
+
+LENET5 = ROOT / "specs" / "lenet5.yaml"
+
+
+@pytest.fixture(scope="module")
+def lenet5_run(tmp_path_factory):
+    """specs/lenet5.yaml trained 1 epoch on digits: a run folder."""
+    out = tmp_path_factory.mktemp("run") / "lenet5"
+    assert run_cli(["train", LENET5, "--epochs", "1", "--out", out, "-q"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_train_from_a_run_with_another_head(lenet5_run, tmp_path):
+    """An edited lenet5 (a 32-unit layer instead of 84) trained from the run: the table is in
+    metrics.json, the convs and the first dense load by name, the changed head is a mismatch."""
+    spec = tmp_path / "edited.yaml"
+    spec.write_text(LENET5.read_text().replace("dense: 84, tanh", "dense: 32, tanh"))
+    out = tmp_path / "edited"
+    assert run_cli(["train", spec, "--init", lenet5_run, "--epochs", "1", "--out", out, "-q"]) == 0
+    init = json.loads((out / "metrics.json").read_text())["init"]
+    status = {r["layer"]: r["status"] for r in init["rows"]}
+    assert status == {
+        "conv_1": LOADED,
+        "conv_2": LOADED,
+        "dense_1": LOADED,
+        "dense_2": MISMATCH,
+        "dense_3": MISMATCH,
+    }
+    loaded = 156 + 2_416 + 48_120
+    assert init["loaded_params"] == loaded
+    assert init["total_params"] == loaded + 120 * 32 + 32 + 32 * 10 + 10
+    assert init["share"] == pytest.approx(loaded / init["total_params"], abs=1e-6)
+    assert init["source"] == str(lenet5_run / "model.keras")
+
+
+@pytest.mark.slow
+def test_features_init_from_a_run_equal_the_runs_features(lenet5_run, tmp_path, capsys):
+    """features SPEC --init RUN: every weight loads, so the features (the last dense layer's
+    input) are the ones the trained run itself gives."""
+    ours, theirs = tmp_path / "ours.npz", tmp_path / "theirs.npz"
+    assert run_cli(["features", LENET5, "--init", lenet5_run, "-o", ours]) == 0
+    assert "61,706 of 61,706 parameters initialised (100.00%" in capsys.readouterr().out
+    assert run_cli(["features", lenet5_run, "-o", theirs]) == 0
+    with np.load(ours) as a, np.load(theirs) as b:
+        assert a["features"].shape == (len(b["labels"]), 84)
+        assert np.abs(a["features"] - b["features"]).max() <= 1e-5
+        assert (a["labels"] == b["labels"]).all()
+
+
+def test_features_of_a_spec_without_backbone_or_init_is_one_line(tmp_path, capsys):
+    assert run_cli(["features", LENET5, "-o", tmp_path / "f.npz"]) == 1
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "no backbone" in line and "init:" in line

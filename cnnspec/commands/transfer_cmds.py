@@ -29,7 +29,8 @@ def features(
     data: Annotated[
         str | None,
         typer.Option(
-            help="digits, mnist, cifar10, a folder or an .npz (default: the spec's / run's)."
+            help="A built-in name (digits, mnist, ...), an image folder, a CSV manifest or an .npz "
+            "(default: the spec's / run's)."
         ),
     ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The .npz to write.")] = Path(
@@ -43,6 +44,15 @@ def features(
         list[str] | None, typer.Option("--set", help="Override a spec value (specs only).")
     ] = None,
     scale: ScaleOption = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="Start the spec from these weights (init.from): a .keras file, a run folder or "
+            "keras:Name; features are the input of its last dense layer.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write the fixed-length feature vector of every image (with labels, splits, class names)."""
     import numpy as np
@@ -60,17 +70,27 @@ def features(
     if _is_spec(source):
         from ..build import build_model
         from ..spec import load_spec
+        from .spec_cmds import init_override
 
-        spec = load_spec(source, overrides=sets or [], scale=scale)
-        if spec.backbone is None:
+        spec = load_spec(source, overrides=[*(sets or []), *init_override(init)], scale=scale)
+        if spec.backbone is None and spec.init is None:
             raise RunError(
                 f"{source} has no backbone: an untrained spec has no features worth extracting",
-                hint="add backbone: to the spec, or pass a trained run directory / .keras file",
+                hint="add backbone: or init: to the spec (or --init), or pass a trained run "
+                "directory / .keras file",
             )
         model, trained = build_model(spec), False
+        if spec.init is not None:  # issue 17: started from a source's weights, as trained
+            from ..init import apply
+            from ..init.report import total_line
+
+            typer.echo(total_line(apply(model, spec)))
+            trained = spec.backbone is None
         shape, default_data = tuple(spec.input), spec.train.data
         split = (spec.train.validation_split, spec.train.test_split)
     else:
+        if init is not None:
+            raise RunError("--init applies to a spec", hint=f"{source} is a trained model already")
         from ..modelio import load_run_model
 
         model, meta, _ = load_run_model(source)
