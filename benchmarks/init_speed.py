@@ -37,8 +37,8 @@ def main() -> None:
     import keras
 
     from cnnspec.build import build_model
-    from cnnspec.commands.import_cmds import source_config
-    from cnnspec.importer import convert
+    from cnnspec.commands.import_cmds import read_source
+    from cnnspec.importer import import_text
     from cnnspec.init import apply
     from cnnspec.spec import load_spec, loads_spec
 
@@ -62,12 +62,10 @@ def main() -> None:
         keras.backend.clear_session()
         build_model(load_spec(ROOT / "specs" / "resnet152.yaml"))
 
-    def imported():
-        import yaml
-
+    def imported():  # what `cnnspec import` does (read, convert, compact, check), then build
         keras.backend.clear_session()
-        data = convert(source_config(str(r152), None), str(r152))
-        build_model(loads_spec(yaml.safe_dump(data, sort_keys=False)))
+        config, weights = read_source(str(r152), None)
+        build_model(loads_spec(import_text(config, weights, str(r152))[0]))
 
     t_spec = best(from_spec, args.repeats)
     t_import = best(imported, args.repeats)

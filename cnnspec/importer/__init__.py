@@ -56,16 +56,7 @@ def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any
     inputs = [item for item in layers if item["class_name"] == "InputLayer"]
     if len(inputs) != 1:
         raise RunError(f"import: the model has {len(inputs)} inputs; a spec has one")
-    parents = {
-        item["name"]: list(
-            dict.fromkeys(t for n in item.get("inbound_nodes", []) for t in tensor_refs(n))
-        )
-        for item in layers
-    }
-    consumers: dict[str, int] = {}
-    for ps in parents.values():
-        for p in ps:
-            consumers[p] = consumers.get(p, 0) + 1
+    parents, consumers = _graph(layers)
     outputs = output_names(config["config"].get("output_layers"))
     if len(outputs) != 1:
         raise RunError(f"import: the model has {len(outputs)} outputs; a spec has one main output")
@@ -77,22 +68,7 @@ def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any
         lname, cls = item["name"], item["class_name"]
         if cls == "InputLayer":
             continue
-        constant = constant_of(item)
-        if constant is not None:
-            raise RunError(
-                f"import: layer '{lname}' ({cls}): arithmetic with the constant {constant} "
-                "cannot be written in a spec",
-                hint="nearest supported form: a layer (rescale:, act:) that computes it",
-            )
-        try:
-            row = rule_for(cls)(item["config"])
-        except Refused as exc:
-            raise RunError(
-                f"import: layer '{lname}' ({cls}): {exc.reason} cannot be written in a spec",
-                hint=f"nearest supported form: {exc.nearest}" if exc.nearest else "",
-            ) from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RunError(f"import: layer '{lname}' ({cls}): unreadable config ({exc})") from None
+        row = _row(item)
         srcs = [alias.get(p, p) for p in parents[lname]]
         kind = next(iter(row))
         if kind == "dense" and (input_rank(item) or 2) > 2:
@@ -137,6 +113,42 @@ def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any
         "init": {"from": source},
         "layers": rows,
     }
+
+
+def _graph(layers: list[dict]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Each layer's parents (layer names, in order) and how many layers read each one."""
+    parents = {
+        item["name"]: list(
+            dict.fromkeys(t for n in item.get("inbound_nodes", []) for t in tensor_refs(n))
+        )
+        for item in layers
+    }
+    consumers: dict[str, int] = {}
+    for ps in parents.values():
+        for p in ps:
+            consumers[p] = consumers.get(p, 0) + 1
+    return parents, consumers
+
+
+def _row(item: dict) -> dict:
+    """One layer's spec item by its class's rule; RunError naming it when it is refused."""
+    lname, cls = item["name"], item["class_name"]
+    constant = constant_of(item)
+    if constant is not None:
+        raise RunError(
+            f"import: layer '{lname}' ({cls}): arithmetic with the constant {constant} "
+            "cannot be written in a spec",
+            hint="nearest supported form: a layer (rescale:, act:) that computes it",
+        )
+    try:
+        return rule_for(cls)(item["config"])
+    except Refused as exc:
+        raise RunError(
+            f"import: layer '{lname}' ({cls}): {exc.reason} cannot be written in a spec",
+            hint=f"nearest supported form: {exc.nearest}" if exc.nearest else "",
+        ) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"import: layer '{lname}' ({cls}): unreadable config ({exc})") from None
 
 
 def _keras_name(row: dict) -> str:
