@@ -105,6 +105,10 @@ def test_npz_source(tmp_path):
     f = load_data(str(tmp_path / "f.npz"), (10, 10, 1))
     xf, _ = arrays(f.train)
     assert xf.max() > 200 and f.num_classes == 3
+    # a column of class indices (N, 1) is not one-hot (it was read as all class 0)
+    np.savez(tmp_path / "c.npz", x=x, y=y[:, None])
+    c = load_data(str(tmp_path / "c.npz"), (10, 10, 1), validation_split=0.0, test_split=0.0)
+    assert c.num_classes == 3 and sorted(arrays(c.train)[1].tolist()) == sorted(y.tolist())
 
 
 def test_pipeline_batches_repeats_and_augments_training_only():

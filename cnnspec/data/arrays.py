@@ -98,7 +98,9 @@ def check_arrays(x, y, names, path: str | Path):
         raise RunError(f"{path} holds no images (x has shape {x.shape})")
     if 0 in x.shape[1:3]:
         raise RunError(f"{path}: the images are empty (zero size); x has shape {x.shape}")
-    if y.ndim == 2:  # one-hot
+    if y.ndim == 2 and y.shape[1] == 1:  # a column of class indices (N, 1), not one-hot
+        y = y[:, 0]
+    elif y.ndim == 2:  # one-hot
         y = y.argmax(axis=1)
     if y.ndim != 1 or len(y) != len(x):
         raise RunError(f"{path}: y must have shape ({len(x)},); received {y.shape}")
