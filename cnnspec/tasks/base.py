@@ -16,9 +16,10 @@ The pure half (names, checks) is imported by the spec package; keep it free of T
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: loading a spec never pays for numpy
+    import numpy as np
 
 
 @dataclass(frozen=True)
