@@ -58,7 +58,17 @@ class HeadSpec(StrictModel):
     )
     loss: LossSpec | None = Field(None, description="its loss (default: its task's)")
     label: list[str] | None = Field(
-        None, min_length=1, description="the data's label column(s) it learns, e.g. count"
+        None,
+        min_length=1,
+        description="the data's label column(s) it learns, e.g. count",
+        # one column may be written alone (label: count): the schema says so too
+        json_schema_extra={
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                {"type": "null"},
+            ]
+        },
     )
     metrics: list[str] | None = Field(None, description="its metrics (default: its task's)")
 
