@@ -28,7 +28,8 @@ from ..data import Data, decode_crop, load_data, make_pipeline
 from ..errors import RunError
 from ..tasks import plan as task_plan
 from . import recipe, rundir
-from .callbacks import RunState, callback_states, checkpoint_record, restore_checkpoint
+from .callbacks import RunState
+from .checkpoints import callback_states, checkpoint_record, restore_checkpoint
 from .report import class_report, describe_report
 
 Echo = Callable[[str], None]
