@@ -127,7 +127,7 @@ def test_the_small_unet_learns_the_digit_masks(run):
     baseline = _background_baseline()
     got = m["test"]["mean_iou"]
     print(f"test mean_iou {got:.4f} vs all-background {baseline:.4f}, dice {m['test']['dice']:.4f}")
-    assert got > 3 * baseline and got > 0.25, (got, baseline)
+    assert got > 3 * baseline and got > 0.3, (got, baseline)
     assert set(m["test"]) >= {"loss", "mean_iou", "dice"}
     report = m["per_class"]["outputs"]["segmentation"]
     assert [r["class"] for r in report["per_class"]][:2] == ["background", "0"]
@@ -188,7 +188,23 @@ def test_export_onnx_verifies_the_dense_output(run, tmp_path, capsys):
     dest = tmp_path / "unet.onnx"
     assert main(["export", str(out), "--format", "onnx", "--output", str(dest)]) == 0
     text = capsys.readouterr().out
-    assert dest.is_file() and "agree" in text.lower(), text
+    # the dense outputs compared: max abs diff over every pixel's probabilities, and the
+    # argmax agreement over every pixel of the samples
+    assert dest.is_file() and "same top-1 class on 100%" in text, text
+    diff = float(text.split("max abs diff ")[1].split()[0])
+    assert diff < 1e-4
+    from PIL import Image
+
+    from cnnspec.data.kinds.segmentation import canvases
+
+    Image.fromarray(canvases(1, seed=7)[0][0, ..., 0]).save(tmp_path / "c.png")
+    masks = []
+    for i, model in enumerate((out, dest)):  # the run (Keras) and the export (onnxruntime)
+        folder = tmp_path / f"predicted{i}"
+        assert main(["predict", str(model), str(tmp_path / "c.png"), "--out", str(folder)]) == 0
+        with Image.open(folder / "c_mask.png") as img:
+            masks.append(np.asarray(img))
+    assert np.array_equal(masks[0], masks[1])
 
 
 # --- a user folder -----------------------------------------------------------------------------------
@@ -214,7 +230,7 @@ def test_a_user_folder_trains_and_resumes_bit_identically(tmp_path):
     import keras
 
     folder = str(user_folder(tmp_path / "data"))
-    common = ["--data", folder]
+    common = ["--data", folder, "--set", "train.schedule=constant"]  # cosine spans --epochs
     _train(tmp_path / "a", *common, "--epochs", "2")
     _train(tmp_path / "b", *common, "--epochs", "1")
     assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2", "--quiet"]) == 0

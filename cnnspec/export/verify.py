@@ -39,7 +39,9 @@ def verify_export(
     """Run the export in its own runtime on sample inputs and compare with the Keras model.
 
     Returns the max absolute difference of the probabilities and the share of samples whose
-    most probable class agrees.
+    most probable class agrees. Dense outputs (a segmentation map, N x H x W x C) are compared
+    whole: the max difference over every pixel's probabilities, the argmax agreement over
+    every pixel.
     """
     import numpy as np
 
