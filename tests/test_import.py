@@ -285,3 +285,14 @@ def test_conv_bn_act_chains_fold_into_one_define_keeping_every_name(tmp_path):
     assert "conv_bn_relu:" in text and "conv_bn:" in text
     assert "{conv_bn_relu: {}, name: b1}" in text and "{conv_bn_relu: {n: 6}, name: b2}" in text
     assert "name: b3}" in text and "name: s1, from: input}" in text
+
+
+def test_keras_application_source_by_name(tmp_path, capsys):
+    """keras:Name (built here with weights=None, its config read in memory, where Keras keeps
+    node arguments as tuples: MobileNetV3's x + 3.0 was refused as constant arithmetic)."""
+    out = tmp_path / "v3.yaml"
+    assert run_cli(["import", "keras:MobileNetV3Small", "--size", "32", "-o", out]) == 0
+    assert "2,554,968 params (exact)" in capsys.readouterr().out
+    text = out.read_text()
+    assert "act: hard_sigmoid" in text and "from: 'keras:MobileNetV3Small'" in text
+    assert "preprocess: symmetric" in text

@@ -187,7 +187,7 @@ def tensor_refs(value: Any) -> list[str]:
         if value.get("class_name") == "__keras_tensor__":
             return [value["config"]["keras_history"][0]]
         return [t for v in value.values() for t in tensor_refs(v)]
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):  # tuples in an in-memory config (keras:Name)
         return [t for v in value for t in tensor_refs(v)]
     return []
 
@@ -275,7 +275,7 @@ def _retarget(value: Any, names: dict[str, str]) -> Any:
             history[0] = names.get(history[0], history[0])
             return {**value, "config": {**value["config"], "keras_history": history}}
         return {k: _retarget(v, names) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_retarget(v, names) for v in value]
     return value
 
