@@ -95,11 +95,12 @@ def by_hand(spec, folder: Path, epochs: int) -> float:
     return len(images) / min(times[1:] or times)
 
 
-def by_cnnspec(folder: Path, epochs: int) -> float:
+def by_cnnspec(folder: Path, epochs: int, deterministic: str) -> float:
     from cnnspec.spec import load_spec
     from cnnspec.train import train
 
-    sets = [*SETS, f"train.epochs={epochs}", f"train.data={folder}", "train.cache=memory"]
+    sets = [*SETS, f"train.epochs={epochs}", f"train.data={folder}", "train.cache=memory",
+            f"train.deterministic={deterministic}"]  # fmt: skip
     spec = load_spec(SPEC, sets)
     with tempfile.TemporaryDirectory() as tmp:
         result = train(spec, run_dir=Path(tmp) / "run", verbose=0, echo=lambda _: None)
@@ -111,6 +112,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=1500)
+    parser.add_argument(
+        "--deterministic", default="auto", choices=("auto", "on", "off"),
+        help="cnnspec's train.deterministic (auto: on without a GPU; the by-hand side never "
+        "turns op determinism on)",
+    )  # fmt: skip
     args = parser.parse_args()
     from cnnspec.spec import load_spec
 
@@ -119,11 +125,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_folder(Path(tmp) / "canvases", args.images)
         for _ in range(args.repeats):
-            ours.append(by_cnnspec(folder, args.epochs))
+            ours.append(by_cnnspec(folder, args.epochs, args.deterministic))
             theirs.append(by_hand(spec, folder, args.epochs))
     best_ours, best_theirs = max(ours), max(theirs)
     print(f"small U-Net, {SPEC.name} on {args.images} canvases (a folder of PNGs), batch "
-          f"{spec.train.batch_size}")  # fmt: skip
+          f"{spec.train.batch_size}, cnnspec deterministic {args.deterministic}")  # fmt: skip
     print(f"  cnnspec train : {best_ours:8.0f} images/s (runs: {[round(v) for v in ours]})")
     print(f"  Keras by hand : {best_theirs:8.0f} images/s (runs: {[round(v) for v in theirs]})")
     print(f"  ratio         : {best_ours / best_theirs:.3f} (target >= 0.95)")

@@ -172,3 +172,33 @@ def test_scores_honour_the_ignore_label():
     assert got == pytest.approx({"mean_iou": 0.5, "dice": 2 / 3})
     report = TASK.report(pred, truth, plan)
     assert report["confusion_matrix"] == [[1, 0], [1, 1]]
+
+
+def test_masks_are_cached_on_disk_with_their_images_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNSPEC_CACHE", str(tmp_path / "cache"))
+    root = mask_folder(tmp_path / "d")
+    lines: list[str] = []
+    first = load_data(str(root), (12, 12, 3), cache="disk", test_split=0, echo=lines.append)
+    again = load_data(str(root), (12, 12, 3), cache="disk", test_split=0, echo=lines.append)
+    assert any("reusing the disk cache" in line for line in lines), lines
+    (x1, m1), (x2, m2) = _first(first), _first(again)
+    assert np.array_equal(x1, x2) and np.array_equal(m1, m2) and m1.dtype == np.uint8
+
+
+def test_a_binary_sigmoid_head_is_scored_and_trained_as_two_classes():
+    import keras
+
+    from cnnspec.tasks.base import OutputPlan
+    from cnnspec.tasks.segmentation import TASK, keras_parts
+
+    truth = np.array([[[0, 1], [1, 255]]], np.uint8)
+    prob = np.array([[[[0.1], [0.9]], [[0.8], [0.99]]]], np.float32)  # > 0.5: foreground
+    plan = OutputPlan("seg", TASK, None, 1.0, ["mean_iou", "dice"], ["0", "1"])
+    assert TASK.scores(prob, truth, plan) == pytest.approx({"mean_iou": 1.0, "dice": 1.0})
+    loss, iou = keras_parts()
+    good = float(keras.ops.convert_to_numpy(loss("dice_ce")(truth, prob)))
+    bad = float(keras.ops.convert_to_numpy(loss("dice_ce")(truth, 1 - prob)))
+    assert good < bad
+    metric = iou(2, score="mean_iou")
+    metric.update_state(truth, prob)
+    assert float(metric.result()) == pytest.approx(1.0)
