@@ -21,6 +21,7 @@ from typing import Any
 from .. import yamlio
 from ..errors import Problem, SpecError
 from ..spec import ModelSpec, load_spec
+from ..spec.monitors import logged, unknown_name
 from ..spec.search import IntSpec, LogUniformSpec, SearchSpec, UniformSpec, override_text
 
 
@@ -49,16 +50,10 @@ def search_problems(
         return []
     doc = yamlio.load(spec_path)
     problems = []
-    known = spec.train.monitor_names([spec.graph.output, *spec.graph.heads])
+    known = logged(spec, spec.graph)
     if s.objective not in known:
-        problems.append(
-            Problem(
-                doc.location(("search", "objective")),
-                f"'{s.objective}' is not a metric this recipe logs, received objective={s.objective}",
-                f"one of {', '.join(known)}",
-                "search",
-            )
-        )
+        where = doc.location(("search", "objective"))
+        problems.append(unknown_name(s.objective, "objective", known, where, "search"))
     for path, dim in s.space.items():
         text = override_text(path, sample(dim))
         try:

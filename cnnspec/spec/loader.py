@@ -20,10 +20,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .. import yamlio
-from ..errors import Location, Problem, SpecError, did_you_mean
+from ..errors import Location, SpecError
 from ..tasks.checks import task_problems
 from .expand import COMMON_KEYS, REGISTRY, SRC, Context, Expander
 from .model import ModelSpec
+from .monitors import monitor_problems, resolve_modes
 from .overrides import apply_overrides
 from .problems import problems_from
 from .scales import apply_scale
@@ -138,7 +139,7 @@ def from_document(
 
             problems.extend(with_hint(checked, exc.problems) if checked is spec else exc.problems)
     if graph is not None and not any(e["loc"][:1] == ("train",) for e in errors):
-        problems.extend(_monitor_problems(checked, graph, ctx))
+        problems.extend(monitor_problems(checked, graph, ctx.location))
         problems.extend(task_problems(checked, graph, ctx))
     if problems:
         # Copies made by times: fail alike: one line each.
@@ -150,6 +151,7 @@ def from_document(
     spec._file = doc.file
     spec._scaling = scaling.report() if scaling else None
     spec._graph = graph
+    resolve_modes(spec, graph)
     return spec
 
 
@@ -219,23 +221,6 @@ def _partial(normalised: dict, data: dict, errors: list[dict]) -> ModelSpec | No
     for j, stand_in in unchecked.items():
         spec.layers[j] = stand_in
     return spec
-
-
-def _monitor_problems(spec: ModelSpec, graph, ctx: Context) -> list[Problem]:
-    """Early stopping / plateau must monitor a name Keras will log, or they never act."""
-    found = []
-    known = spec.train.monitor_names([graph.output, *graph.heads])
-    for path, name in spec.train.monitors().items():
-        if name not in known:
-            found.append(
-                Problem(
-                    ctx.location(("train", *path)),
-                    f"'{name}' is not a metric this recipe logs, received monitor={name}",
-                    did_you_mean(name, known) or f"one of {', '.join(known)}",
-                    "train." + ".".join(path[:-1]),
-                )
-            )
-    return found
 
 
 def load_spec(

@@ -26,6 +26,7 @@ from pydantic import (
     Discriminator,
     Field,
     PlainValidator,
+    PrivateAttr,
     Tag,
     WithJsonSchema,
     model_validator,
@@ -146,10 +147,13 @@ class SearchSpec(StrictModel):
 
     trials: int = Field(20, ge=1, le=MAX_TRIALS, description="trials to run in all")
     objective: str = Field(
-        "val_accuracy", min_length=1, description="a name the recipe logs (val_loss, val_top3)"
+        "val_accuracy",
+        min_length=1,
+        description="a name the recipe logs (val_loss, val_top3, val_map, val_mae, val_count_mae)",
     )
     direction: Literal["auto", "maximize", "minimize"] = Field(
-        "auto", description="auto: minimize losses, maximize the rest"
+        "auto",
+        description="auto: as the objective's task says (minimize losses, mae, rmse; maximize the rest)",
     )
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     space: dict[str, Dimension] = Field(
@@ -178,10 +182,18 @@ class SearchSpec(StrictModel):
                 raise ValueError(f"{path} needs 1 to {MAX_CHOICES} choices, received {len(dim)}")
         return self
 
+    _objective_mode: str | None = PrivateAttr(None)
+
+    def set_objective_mode(self, mode: str | None) -> None:
+        """min or max for the objective, from its output's task (``spec.monitors``)."""
+        self._objective_mode = mode
+
     @property
     def maximize(self) -> bool:
         if self.direction != "auto":
             return self.direction == "maximize"
+        if self._objective_mode is not None:
+            return self._objective_mode == "max"
         return not self.objective.endswith("loss")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, StrictBool, field_validator, model_validator
+from pydantic import Field, PrivateAttr, StrictBool, field_validator, model_validator
 
 from .base import StrictModel
 from .track import TrackSpec
@@ -433,19 +433,20 @@ class TrainSpec(StrictModel):
         """The k of every topK metric."""
         return [int(m[3:]) for m in self.metrics if re.match(r"^top[0-9]+$", m)]
 
-    def monitor_names(self, outputs: list[str]) -> list[str]:
-        """The names Keras logs for this recipe, which early stopping / plateau may monitor.
+    _monitor_modes: dict[str, str] = PrivateAttr(default_factory=dict)
 
-        One output (``outputs`` = [its name]): ``loss`` and the metrics (``accuracy``, ``top3``).
-        With auxiliary heads every output's loss is ``<output>_loss`` and the main output's
-        metrics are ``<output>_accuracy``. Each has its ``val_`` form.
-        """
-        names = ["loss"]
-        if len(outputs) > 1:
-            names += [f"{o}_loss" for o in outputs] + [f"{outputs[0]}_{m}" for m in self.metrics]
-        else:
-            names += list(self.metrics)
-        return names + [f"val_{n}" for n in names]
+    def set_monitor_modes(self, modes: dict[str, str]) -> None:
+        """Which way each name the run logs is better (``spec.monitors.logged``: the loader
+        records it, from each output's task)."""
+        self._monitor_modes = dict(modes)
+
+    def monitor_mode(self, name: str, mode: str = "auto") -> str:
+        """``mode`` unless auto: then min or max as the monitored metric's task says (a loss
+        is minimised; a name the loader did not record: min for losses, max for the rest)."""
+        if mode != "auto":
+            return mode
+        found = self._monitor_modes.get(name)
+        return found or ("min" if name.endswith("loss") else "max")
 
     def monitors(self) -> dict[tuple[str, ...], str]:
         """Every metric name the recipe monitors, by its path in ``train:``."""

@@ -192,7 +192,7 @@ def recipe_callbacks(r: Any, restored: dict[str, dict] | None = None) -> list[An
                 monitor=es.monitor,
                 patience=es.patience,
                 min_delta=es.min_delta,
-                mode=_mode(es.monitor, es.mode),
+                mode=r.monitor_mode(es.monitor, es.mode),
                 restore_best_weights=es.restore_best_weights,
             )
         )
@@ -206,17 +206,10 @@ def recipe_callbacks(r: Any, restored: dict[str, dict] | None = None) -> list[An
                 patience=p.patience,
                 min_delta=p.min_delta,
                 min_lr=p.min_lr,
-                mode=_mode(p.monitor, "auto"),
+                mode=r.monitor_mode(p.monitor),
             )
         )
     return cbs
-
-
-def _mode(monitor: str, mode: str) -> str:
-    """min for losses, max for the rest (accuracy, topK): our metrics say which way is better."""
-    if mode != "auto":
-        return mode
-    return "min" if monitor.endswith("loss") else "max"
 
 
 def tensorboard_available() -> bool:
