@@ -202,3 +202,23 @@ def test_a_binary_sigmoid_head_is_scored_and_trained_as_two_classes():
     metric = iou(2, score="mean_iou")
     metric.update_state(truth, prob)
     assert float(metric.result()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("orientation", "upright"), [(1, (20, 40)), (6, (40, 20)), (8, (40, 20))])
+def test_a_phone_photo_is_predicted_at_its_upright_size(tmp_path, orientation, upright):
+    """A JPEG stored 40 wide x 20 high with EXIF orientation 6 or 8 is shown 20 wide x 40 high:
+    the image predicted (and the mask written) must have that size, not the stored one."""
+    from PIL import Image
+
+    from cnnspec.data.images import decode_file
+    from cnnspec.tasks.segmentation_io import image_size
+
+    path = tmp_path / "photo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :20] = 255  # the left half white: turned upright, the white half is on top/bottom
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())
+    assert image_size(path) == upright
+    decoded = decode_file(path, [*upright, 3])
+    assert decoded.shape == (*upright, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,6 +71,103 @@ def convert(images, input_shape: Sequence[int]):
     return x
 
 
+#: The most pixels one image may decode to: PIL's own decompression-bomb limit (twice its warning
+#: size, 179 M pixels: a 13,000 x 13,000 photo). A 389 KB PNG of zeros can say 20,000 x 20,000 and
+#: take 2 GB to decode; a folder of them would exhaust memory in parallel decoding.
+MAX_IMAGE_PIXELS = 178_956_970
+
+
+def padded_bytes(contents, pos, n: int, pad: bytes):
+    """``n`` bytes of a string tensor from ``pos`` as int32 values, zero past the end: graph ops."""
+    import tensorflow as tf
+
+    pos = tf.clip_by_value(pos, 0, tf.strings.length(contents))
+    padded = tf.strings.join([tf.strings.substr(contents, pos, n), pad])
+    return tf.cast(tf.io.decode_raw(padded, tf.uint8)[:n], tf.int32)
+
+
+def header_pixels(contents):
+    """The pixel count an image's header announces (int64), read without decoding: JPEG (its
+    SOF marker), PNG (IHDR), GIF (logical screen), BMP (info header); 0 for anything else (the
+    decoder refuses it). Graph ops only."""
+    import tensorflow as tf
+
+    def at(pos, n):
+        return tf.cast(padded_bytes(contents, pos, n, b"\0" * 8), tf.int64)
+
+    def jpeg():
+        hw = tf.cast(tf.image.extract_jpeg_shape(contents), tf.int64)
+        return hw[0] * hw[1]
+
+    def png():  # width, height: big-endian uint32 at 16 and 20
+        b = at(16, 8)
+        width = ((b[0] * 256 + b[1]) * 256 + b[2]) * 256 + b[3]
+        height = ((b[4] * 256 + b[5]) * 256 + b[6]) * 256 + b[7]
+        return width * height
+
+    def gif():  # little-endian uint16 at 6 and 8
+        b = at(6, 4)
+        return (b[0] + 256 * b[1]) * (b[2] + 256 * b[3])
+
+    def bmp():  # little-endian int32 at 18 and 22; a negative height means top-down rows
+        b = at(18, 8)
+        width = b[0] + 256 * (b[1] + 256 * (b[2] + 256 * b[3]))
+        height = b[4] + 256 * (b[5] + 256 * (b[6] + 256 * b[7]))
+        height = tf.where(height >= 2**31, 2**32 - height, height)
+        width = tf.where(width >= 2**31, 2**32 - width, width)
+        return width * height
+
+    magic = tf.strings.substr(contents, 0, 4)
+    zero = lambda: tf.constant(0, tf.int64)  # noqa: E731
+    return tf.case(
+        [
+            (tf.io.is_jpeg(contents), jpeg),
+            (tf.equal(magic, b"\x89PNG"), png),
+            (tf.equal(tf.strings.substr(magic, 0, 3), b"GIF"), gif),
+            (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
+        ],
+        default=zero,
+        exclusive=False,
+    )
+
+
+def bounded(contents):
+    """``contents`` once its header is known to announce at most MAX_IMAGE_PIXELS (else an
+    InvalidArgumentError, which the callers turn into a line naming the file)."""
+    import tensorflow as tf
+
+    check = tf.debugging.assert_less_equal(
+        header_pixels(contents),
+        tf.constant(MAX_IMAGE_PIXELS, tf.int64),
+        message=f"the image is larger than {MAX_IMAGE_PIXELS:,} pixels",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(contents)
+
+
+def check_image_pixels(path: str | Path) -> None:
+    """RunError when the image file's header announces more than MAX_IMAGE_PIXELS (read by
+    PIL from the header alone; a file PIL cannot identify is left to the decoder)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:
+        width, height = MAX_IMAGE_PIXELS + 1, 1  # PIL refused the header itself
+    except Exception:  # noqa: BLE001 - not identifiable: the decoder says why
+        return
+    if width * height > MAX_IMAGE_PIXELS:
+        raise RunError(
+            f"image file {path} is {width} x {height} pixels; an image may have at most "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} M pixels (a decompression bomb, or a scan too large "
+            "to decode whole)",
+            hint="remove it, or downscale it before training",
+        )
+
+
 _EXIF_ORIENTATION = 0x0112
 _MAX_IFD_ENTRIES = 32
 # EXIF (APP1) comes first, or after a small APP0 (JFIF): look in the first 4 KiB only.
@@ -92,9 +190,7 @@ def exif_orientation(contents):
     size = tf.strings.length(contents)
 
     def raw(pos, n):
-        pos = tf.clip_by_value(pos, 0, size)
-        padded = tf.strings.join([tf.strings.substr(contents, pos, n), _PAD])
-        return tf.cast(tf.io.decode_raw(padded, tf.uint8)[:n], tf.int32)
+        return padded_bytes(contents, pos, n, _PAD)
 
     def find_app1():  # the TIFF block's offset (after "Exif\0\0"), or -1
         parts = tf.strings.split(tf.strings.substr(contents, 0, _EXIF_WINDOW), _EXIF, 1)
@@ -154,7 +250,7 @@ def decode(contents, input_shape: Sequence[int]):
     import tensorflow as tf
 
     # Always decode to RGB (every format supports it) so the channel count is static.
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    image = tf.io.decode_image(bounded(contents), channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     image = orient(image, exif_orientation(contents))
     # (A zero-size image is refused by the decoders themselves, with a reason.)
@@ -196,6 +292,7 @@ def decode_random_crop(contents, input_shape: Sequence[int], seed, scale, ratio)
         begin, extent = window(tf.shape(image))
         return tf.slice(image, begin, extent)
 
+    contents = bounded(contents)
     image = tf.cond(tf.io.is_jpeg(contents), jpeg, other)
     image.set_shape([None, None, 3])
     # Cropped as stored, then turned upright: a random window of the upright photo (the ratio
@@ -214,6 +311,7 @@ def decode_file(path: str | Path, input_shape: Sequence[int]) -> np.ndarray:
     if not os.path.lexists(path):
         raise RunError(f"image file not found: {path}")
     check_image_file(str(path))  # regular, readable, bounded: before opening it
+    check_image_pixels(path)  # its header: a few bytes, before decoding megapixels
     try:
         with open(path, "rb") as fh:
             contents = fh.read()

@@ -87,6 +87,9 @@ def read_mask_file(path: str, height: int, width: int) -> np.ndarray:
     naming the file when it is unreadable or not class indices (a colour image)."""
     from PIL import Image, UnidentifiedImageError
 
+    from .images import check_image_pixels
+
+    check_image_pixels(path)
     try:
         with Image.open(path) as img:
             mode = img.mode

@@ -155,16 +155,22 @@ def _decode(path: Path, input_shape) -> np.ndarray:
     """An image file at its own size, with the model's channels (uint8 -> float32)."""
     from ..data.images import decode_file
 
-    return np.asarray(decode_file(path, [*_size(path), int(input_shape[-1])]), np.float32)
+    return np.asarray(decode_file(path, [*image_size(path), int(input_shape[-1])]), np.float32)
 
 
-def _size(path: Path) -> tuple[int, int]:
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of the image as viewers show it (a JPEG's EXIF orientation 5-8 turns it
+    a quarter: decode_file turns it upright too), read from the header."""
     from PIL import Image
 
+    from ..data.images import check_image_pixels
+
+    check_image_pixels(path)
     try:
         with Image.open(path) as img:
-            return img.height, img.width
-    except OSError as exc:
+            quarter = img.getexif().get(0x0112) in (5, 6, 7, 8)
+            return (img.width, img.height) if quarter else (img.height, img.width)
+    except (OSError, ValueError) as exc:
         raise RunError(f"{path}: cannot read the image: {exc}") from None
 
 
