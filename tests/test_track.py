@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _servers import MlflowServer
+from _servers import MlflowServer, free_port
 
 from cnnspec.cli import main
 from cnnspec.spec import loads_spec
@@ -141,6 +141,69 @@ def test_a_tracked_search_is_a_parent_run_with_a_child_per_trained_trial(server,
 
 
 @pytest.mark.slow
+def test_a_two_worker_run_is_one_mlflow_run_with_the_chiefs_history(server, tmp_path):
+    """The step loop (multi-worker) logs each epoch through the run's lifecycle, chief only:
+    one MLflow run whose per-epoch metrics are history.csv (it used to log none, and the other
+    worker opened a second, empty run)."""
+    from cnnspec.train.rundir import read_history
+
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    runs = [tmp_path / "chief", tmp_path / "worker1"]
+    procs = []
+    for i in range(2):
+        cmd = [sys.executable, "-m", "cnnspec.cli", "train", LENET, "--epochs", "2", "--out"]
+        cmd += [str(runs[i]), "--track", server.uri, "--set", "train.track.mlflow.experiment=t4"]
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
+        env["CNNSPEC_WORKER_TIMEOUT"] = "180"
+        procs.append(subprocess.Popen([*cmd, *SHORT], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))  # fmt: skip
+    outs = []
+    for proc in procs:
+        try:
+            outs.append(proc.communicate(timeout=600)[0])
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            outs.append(proc.communicate()[0] + "\n[killed by the test after its timeout]")
+    assert [p.returncode for p in procs] == [0, 0], [o[-3000:] for o in outs]
+    client = _client(server.uri)
+    run = _only_run(client, "t4")  # the chief's only
+    assert run.info.status == "FINISHED"
+    assert run.data.params["hardware.distribute"] == "multi_worker"
+    history = read_history(runs[0] / "history.csv")
+    assert [row["epoch"] for row in history] == [1, 2]
+    names = set(history[0]) - {"epoch"}
+    assert {"loss", "accuracy", "val_accuracy", "lr"} <= names
+    for name in names:
+        logged = client.get_metric_history(run.info.run_id, content.key(name))
+        assert [(m.step, m.value) for m in logged] == [
+            (row["epoch"], pytest.approx(row[name], rel=1e-9)) for row in history
+        ], name
+
+
+@pytest.mark.slow
+def test_a_run_on_arrays_in_memory_logs_the_arrays_not_the_recipes_data(server, tmp_path):
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    import cnnspec
+
+    d = load_digits()
+    x, y = (d.images * (255 / 16)).astype(np.uint8), d.target
+    overrides = {"train.track.mlflow.experiment": "t3", "train.steps_per_epoch": 3}
+    cnnspec.train(LENET, data=(x, y), out=tmp_path / "run", epochs=1, track=server.uri,
+                  set=overrides, verbose=0)  # fmt: skip
+    p = _only_run(_client(server.uri), "t3").data.params
+    assert p["data.source"] == "arrays (x, y) of 1797x8x8 in memory"  # not the recipe's digits
+    assert p["data.kind"] == "arrays" and "track.error" not in p
+    assert (p["data.x_shape"], p["data.x_dtype"]) == ("1797x8x8", "uint8")
+    assert (p["data.y_shape"], p["data.y_dtype"]) == ("1797", str(y.dtype))
+    assert p["data.hash"] == content.memory_fingerprint((x.copy(), y.copy()))["data.hash"]
+    x[0, 0, 0] ^= 1  # one bit of one pixel: another data set
+    assert content.memory_fingerprint((x, y))["data.hash"] != p["data.hash"]
+
+
+@pytest.mark.slow
 def test_server_killed_mid_run_warns_once_and_the_run_finishes(server, tmp_path):
     """Last in this file: it kills the module's server."""
     run_dir = tmp_path / "run"
@@ -197,3 +260,25 @@ def test_data_fingerprint_follows_the_file_list(tmp_path):
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
     assert content.data_fingerprint("digits") == {"data.kind": "builtin"}
+
+
+def test_arrays_in_memory_are_fingerprinted_by_shape_dtype_and_content():
+    import numpy as np
+
+    x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    y = np.array([0, 1])
+    first = content.data_fingerprint((x, y))
+    assert first["data.kind"] == "arrays" and first["data.x_shape"] == "2x3x4"
+    assert (first["data.y_shape"], first["data.y_dtype"]) == ("2", str(y.dtype))
+    assert content.data_fingerprint([x.copy(), y.copy()]) == first  # a list, copies: the same
+    wide = np.zeros((2, 3, 8), np.uint8)
+    wide[:, :, ::2] = x
+    assert content.data_fingerprint((wide[:, :, ::2], y)) == first  # a strided view: the same
+    for other in (x.reshape(2, 12), x.astype(np.int8), x[::-1]):  # same bytes or values
+        assert content.data_fingerprint((other, y))["data.hash"] != first["data.hash"]
+    names = content.data_fingerprint((x, np.array(["cat", "dog"], dtype=object)))
+    assert names["data.kind"] == "arrays" and names["data.hash"] != first["data.hash"]
+    assert (
+        content.start_params(loads_spec(Path(LENET).read_text(), LENET), (x, y))["data.source"]
+        == "arrays (x, y) of 2x3x4 in memory"
+    )

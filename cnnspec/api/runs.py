@@ -153,7 +153,7 @@ def run_training(
     from ..track import tracking
 
     resume_dir = Path(out) if resume else None
-    with tracking(model_spec, resume_dir=resume_dir) as tracker:  # None: nothing tracked
+    with tracking(model_spec, resume_dir=resume_dir, data=data) as tracker:  # None: untracked
         from ..tfquiet import import_tensorflow
 
         import_tensorflow()  # only now: a bad spec or --set is refused in milliseconds

@@ -44,15 +44,17 @@ class Tracker:
     sender: Sender
     spec: Any
     run_dir: Path | None = None
+    data: Any = None  # data given in memory (the Python API) instead of the recipe's train.data
 
     def callbacks(self) -> list[Any]:
         """The Keras callback that queues each epoch's metrics (step = the epoch, 1-based)."""
         return [epoch_logger(self.sender)]
 
     def begin(self) -> None:
-        spec = self.spec
-        self.sender.params(content.start_params(spec))
-        self.sender.params_from(lambda: content.data_fingerprint(spec.train.data))
+        spec, source = self.spec, self.spec.train.data if self.data is None else self.data
+        self.sender.params(content.start_params(spec, self.data))
+        # hashing a folder's file list or the arrays' bytes: in the sending thread, not here
+        self.sender.params_from(lambda: content.data_fingerprint(source))
         import yaml
 
         text = yaml.safe_dump(spec.source_data, sort_keys=False, allow_unicode=True)
@@ -109,6 +111,15 @@ def settings(spec: Any) -> Any | None:
     return getattr(track, "mlflow", None) if track is not None else None
 
 
+def chief() -> bool:
+    """Whether this process reports the run: every process but a multi-worker run's other
+    workers (TF_CONFIG's task index above 0), which write no run directory either."""
+    from ..train.hardware import tf_config
+
+    cluster = tf_config()
+    return cluster is None or cluster["index"] == 0
+
+
 def _resumed_run(resume_dir: Path | None, uri: str) -> str | None:
     if resume_dir is None:
         return None
@@ -126,15 +137,19 @@ def tracking(
     resume_dir: Path | None = None,
     run_name: str | None = None,
     parent_run_id: str | None = None,
+    data: Any = None,
     warn: Callable[[str], None] = _warn,
 ) -> Iterator[Tracker | None]:
-    """Track the training done inside the block (None: the recipe tracks nothing).
+    """Track the training done inside the block (None: the recipe tracks nothing, or this
+    process is not a multi-worker run's chief).
+
+    ``data``: data given in memory (arrays, a dataset), logged instead of ``train.data``.
 
     The MLflow run ends FINISHED, FAILED (an error: re-raised) or KILLED (Ctrl-C); a resumed
     run directory with a ``track.json`` continues its MLflow run.
     """
     cfg = settings(spec)
-    if cfg is None:
+    if cfg is None or not chief():
         yield None
         return
     require_mlflow()
@@ -149,7 +164,7 @@ def tracking(
         run_id=_resumed_run(resume_dir, cfg.uri),
         warn=warn,
     ).start()
-    tracker = Tracker(sender, spec)
+    tracker = Tracker(sender, spec, data=data)
     resumed = sender.run_id is not None
     if not resumed:
         tracker.begin()

@@ -3,7 +3,7 @@
 Parameters are strings under keys MLflow accepts (letters, digits, ``_ - . / space``): the
 resolved spec flattened (``train.optimizer.adam.lr``, ``layers.0.conv``), its hash, the static
 analysis (params, MACs, training-memory estimate at the recipe's batch size) and the data
-source with a hash of its file list or file.
+source with a hash of its file list or file (arrays given in memory: shapes, dtypes, bytes).
 """
 
 from __future__ import annotations
@@ -93,19 +93,30 @@ def analysis(spec: Any) -> dict[str, Any]:
     }
 
 
-def start_params(spec: Any) -> dict[str, str]:
-    """Every parameter known before training: spec, hash, analysis, data source."""
+def start_params(spec: Any, data: Any = None) -> dict[str, str]:
+    """Every parameter known before training: spec, hash, analysis, data source (``data``:
+    data given in memory, which the run trains on instead of the recipe's ``train.data``)."""
     params = spec_params(spec)
     params["spec_hash"] = spec_hash(spec.source_data)
     params.update({f"analysis.{k}": str(v) for k, v in analysis(spec).items()})
-    params["data.source"] = value(spec.train.data)
+    params["data.source"] = value(spec.train.data if data is None else in_memory_label(data))
     return params
 
 
-def data_fingerprint(source: str) -> dict[str, str]:
+def in_memory_label(data: Any) -> str:
+    """How the run's metadata names data given in memory ('arrays (x, y) of 100x8x8 in
+    memory'): the memory source's own label."""
+    from ..data.kinds.memory import label
+
+    return label(data)
+
+
+def data_fingerprint(source: Any) -> dict[str, str]:
     """How the data can be recognised again: a folder by the hash of its file list (relative
-    paths and sizes), a file (manifest, .npz) by the hash of its bytes, a built-in data set by
-    its name."""
+    paths and sizes), a file (manifest, .npz) by the hash of its bytes, arrays in memory by
+    their shapes, dtypes and the hash of their bytes, a built-in data set by its name."""
+    if not isinstance(source, str | os.PathLike):
+        return memory_fingerprint(source)
     path = Path(source)
     if path.is_dir():
         h = hashlib.sha256()
@@ -137,6 +148,39 @@ def data_fingerprint(source: str) -> dict[str, str]:
                 h.update(block)
         return {"data.kind": "file", "data.bytes": str(st.st_size), "data.hash": h.hexdigest()}
     return {"data.kind": "builtin"}
+
+
+def memory_fingerprint(data: Any) -> dict[str, str]:
+    """Arrays ``(x, y)``: shape, dtype and one sha256 of both (each array's dtype and shape,
+    then its bytes in C order). A dataset object is read by training, not here: its type only."""
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        return {"data.kind": "memory", "data.type": type(data).__name__}
+    import numpy as np
+
+    h = hashlib.sha256()
+    out = {"data.kind": "arrays"}
+    for name, a in zip("xy", data, strict=True):
+        a = np.asarray(a)
+        out[f"data.{name}_shape"] = "x".join(map(str, a.shape))
+        out[f"data.{name}_dtype"] = str(a.dtype)
+        h.update(f"{a.dtype.str}{a.shape}\n".encode())
+        hash_array(h, a)
+    out["data.hash"] = h.hexdigest()
+    return out
+
+
+def hash_array(h: Any, a: Any) -> None:
+    """Feed ``a``'s bytes (C order) to ``h`` in slices of ~64 MiB: no full copy of a
+    non-contiguous array."""
+    import numpy as np
+
+    if a.dtype.hasobject:  # Python objects (e.g. label strings): their text
+        h.update(json.dumps(a.tolist(), default=str).encode())
+        return
+    rows = a.reshape(1, -1) if a.ndim < 2 else a
+    step = max(1, (64 << 20) // max(1, rows[:1].nbytes))
+    for i in range(0, len(rows), step):
+        h.update(np.ascontiguousarray(rows[i : i + step]).data)
 
 
 def result_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -153,7 +153,7 @@ class Sender:
             if kind == "params":
                 params.update(payload)
             elif kind == "params_from":
-                params.update(payload())
+                params.update(computed(payload))
             elif kind == "metrics":
                 values, step, stamp = payload
                 metrics += [Metric(k, float(v), stamp, step) for k, v in values.items()]
@@ -188,6 +188,15 @@ class Sender:
                 f"warning: tracking to {self.uri} stopped ({why}); training goes on and the "
                 "run directory keeps everything"
             )
+
+
+def computed(compute: Callable[[], dict[str, str]]) -> dict[str, str]:
+    """``compute()``'s parameters; a failure (an unreadable data file) is logged as a parameter
+    instead of stopping the tracking of the run."""
+    try:
+        return compute()
+    except Exception as exc:  # noqa: BLE001 - a missing fingerprint never costs the run its log
+        return {"track.error": f"{type(exc).__name__}: {_first_line(exc)}"[:500]}
 
 
 def _first_line(exc: BaseException) -> str:

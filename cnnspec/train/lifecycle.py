@@ -214,12 +214,18 @@ def restore(session: Session) -> Restored:
 
 
 def epoch_callbacks(
-    session: Session, state: RunState, recipe_cbs: list[Any], output_name: str | None
+    session: Session,
+    state: RunState,
+    recipe_cbs: list[Any],
+    output_name: str | None,
+    extra: list[Any] | None = None,
 ) -> list[Any]:
     """The per-epoch bookkeeping, in the order it must run (see callbacks.py).
 
     ``recipe_cbs``: early stopping / plateau, before the checkpoint that keeps their state.
     ``output_name``: the main output's name when the model has auxiliary heads.
+    ``extra``: callbacks that see each finished epoch after history.csv has it (tracking, a
+    caller's own), on the chief only: one worker reports the run, as one writes its folder.
     """
     from .callbacks import Checkpoint, History, LogNames, NanGuard, Timer
 
@@ -232,6 +238,7 @@ def epoch_callbacks(
     if session.hw.is_chief:
         cbs.append(Checkpoint(session.run / rundir.CHECKPOINTS, state, recipe_cbs))
         cbs.append(History(session.run / rundir.HISTORY))
+        cbs += extra or []
     return cbs
 
 

@@ -79,8 +79,11 @@ class Watchdog:
         self.process = None
 
 
-def train_epochs(session: Any) -> RunState:
+def train_epochs(session: Any, extra: list[Any] | None = None) -> RunState:
     """Train the session's epochs as worker ``hw.worker_index`` of ``hw.workers`` (TF_CONFIG).
+
+    ``extra``: callbacks driven with the run's own on the chief only (e.g. tracking's epoch
+    logger; see ``lifecycle.epoch_callbacks``).
 
     Resume: restart the chief with ``--resume RUN_DIR`` and the other workers with their first
     command; the chief restores its checkpoint and broadcasts the state and epoch to everyone.
@@ -90,7 +93,7 @@ def train_epochs(session: Any) -> RunState:
     hw = session.hw
     opt = _optimizer(session)
     step = _train_step(session, opt)
-    callbacks, state, first = _start(session, opt)
+    callbacks, state, first = _start(session, opt, extra)
     r = session.recipe
     last = first if any(getattr(cb, "stopped_epoch", 0) for cb in callbacks.callbacks) else r.epochs
     train_ds = make_pipeline(
@@ -136,7 +139,7 @@ def _optimizer(session: Any) -> Any:
     return opt
 
 
-def _start(session: Any, opt: Any) -> tuple[Any, RunState, int]:
+def _start(session: Any, opt: Any, extra: list[Any] | None) -> tuple[Any, RunState, int]:
     """The chief's checkpoint given to every worker: (callbacks, state, first epoch)."""
     import keras
 
@@ -146,7 +149,7 @@ def _start(session: Any, opt: Any) -> tuple[Any, RunState, int]:
     restored = lifecycle.restore(session) if hw.is_chief else lifecycle.Restored()
     driven = recipe_callbacks(r, restored.callback_states)
     state = lifecycle.start_state(session, restored)
-    cbs = lifecycle.epoch_callbacks(session, state, driven, None)
+    cbs = lifecycle.epoch_callbacks(session, state, driven, None, extra)
     if hw.is_chief and tensorboard_available():
         cbs.append(_Board(session.run / rundir.LOGS))
     callbacks = keras.callbacks.CallbackList(cbs, model=model)

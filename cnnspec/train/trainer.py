@@ -34,8 +34,8 @@ def train(
 ) -> RunResult:
     """Train ``spec`` (a ModelSpec) by its ``train:`` recipe; write and return the run.
 
-    ``callbacks``: extra Keras callbacks, after the run's own (e.g. a search's pruning hook;
-    the Keras-fit loop only).
+    ``callbacks``: extra Keras callbacks, after the run's own (e.g. a search's pruning hook,
+    tracking's epoch logger); in multi-worker training on the chief only.
 
     ``run_dir``: the run directory (default ``runs/<name>/<timestamp>``); with ``resume`` it
     must be an earlier run's directory, and training continues from its last good epoch.
@@ -65,7 +65,7 @@ def train(
         if multi:
             from .multiworker import train_epochs as multiworker_epochs
 
-            state = multiworker_epochs(session)
+            state = multiworker_epochs(session, extra=callbacks)
         else:
             state = fit_epochs(session, verbose=verbose, extra=callbacks)
         result = lifecycle.finish(session, state)
