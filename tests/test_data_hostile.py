@@ -140,3 +140,18 @@ def test_train_with_hostile_data_exits_1_with_one_line(tmp_path, capsys, data):
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert ("system folder" in err) or ("x[0, 0, 0, 0] = nan" in err), err
+
+
+@pytest.mark.parametrize("reader", ["read_npz", "read_npz_table"])
+def test_object_arrays_are_refused_alike_by_both_npz_readers(tmp_path, reader):
+    """Class labels (read_npz) and label tables (multi-label, regression: read_npz_table) open an
+    .npz through one function: an object array is never unpickled, and says so."""
+    from cnnspec.data import arrays, tables
+
+    path = tmp_path / "objects.npz"
+    np.savez(path, x=unit_images(4), y=np.array([{"a": 1}, 2, "3", None], dtype=object))
+    read = getattr(arrays, reader, None) or getattr(tables, reader)
+    with pytest.raises(RunError) as info:
+        read(str(path))
+    text = str(info.value)
+    assert "Python objects" in text and "objects.npz" in text and "\n" not in text, text

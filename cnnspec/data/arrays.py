@@ -53,8 +53,9 @@ def check_npz_archive(path: Path) -> None:
         raise RunError(str(exc), hint="re-save the arrays with numpy.savez_compressed") from None
 
 
-def read_npz(source: str):
-    """x, y, class names and the scaling rule applied (a line for the run's log) of an .npz."""
+def open_npz(source: str, names_from: tuple[str, ...] = ("class_names",)):
+    """x, y and the names stored under the first of ``names_from`` the file holds (else None)
+    of an .npz, checked as an archive before it is read; RunError naming the file."""
     path = Path(source)
     if not path.is_file():
         raise RunError(f"data file not found: {path}")
@@ -64,17 +65,24 @@ def read_npz(source: str):
             if "x" not in npz or "y" not in npz:
                 raise RunError(f"{path} must hold arrays 'x' and 'y'; it holds {sorted(npz.files)}")
             x, y = npz["x"], npz["y"]
-            names = [str(n) for n in npz["class_names"]] if "class_names" in npz else None
+            key = next((k for k in names_from if k in npz), None)
+            names = [str(n) for n in npz[key]] if key else None
     except ValueError as exc:
         if "allow_pickle" in str(exc):  # object arrays: strings, mixed types, ...
             raise RunError(
                 f"{path} holds Python objects (an object array), not numbers; it is not read "
                 "(loading it could run code)",
-                hint="save x as a numeric array (uint8 in [0, 255] or float in [0, 1])",
+                hint="save x and y as numeric arrays (x uint8 in [0, 255] or float in [0, 1])",
             ) from None
         raise RunError(f"cannot read {path}: {exc}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise RunError(f"cannot read {path}: {exc or type(exc).__name__}") from None
+    return path, x, y, names
+
+
+def read_npz(source: str):
+    """x, y, class names and the scaling rule applied (a line for the run's log) of an .npz."""
+    path, x, y, names = open_npz(source)
     return check_arrays(x, y, names, path)
 
 

@@ -102,28 +102,9 @@ def _is_number(text: str) -> bool:
 def read_npz_table(source: str):
     """x, y as a float32 label table (N, columns), the column names (``columns`` or
     ``class_names`` in the file, else 0..K-1) and the pixel-scaling rule of an .npz."""
-    import zipfile
+    from .arrays import check_arrays, open_npz
 
-    from .arrays import check_arrays, check_npz_archive
-
-    path = Path(source)
-    if not path.is_file():
-        raise RunError(f"data file not found: {path}")
-    check_npz_archive(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "x" not in npz or "y" not in npz:
-                raise RunError(f"{path} must hold arrays 'x' and 'y'; it holds {sorted(npz.files)}")
-            x, y = npz["x"], npz["y"]
-            key = "columns" if "columns" in npz else "class_names" if "class_names" in npz else ""
-            names = [str(n) for n in npz[key]] if key else None
-    except ValueError as exc:
-        raise RunError(
-            f"{path} holds Python objects or unreadable arrays: {exc}",
-            hint="save x and y as numeric arrays",
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise RunError(f"cannot read {path}: {exc or type(exc).__name__}") from None
+    path, x, y, names = open_npz(source, ("columns", "class_names"))
     if y.dtype.kind not in "uifb" or len(y) != len(x):
         raise RunError(
             f"{path}: y must be numbers, one row per image ({len(x)}); received {y.shape} {y.dtype}"
