@@ -181,18 +181,26 @@ def import_text(
 
     The compact form (conv + bn + act rows as uses of generated defines) is written when it
     loads and is exact; else the plain one-row-per-layer form, under the same check."""
+    from .blocks import compact_blocks
     from .compact import fold, to_text
 
     data = convert(config, source)
     head = f"# {header} by cnnspec import\n" if header else ""
+    plain_text = to_text(data, head)
+    plain = _checked(plain_text, weights, source)
+    # Most compact first: blocks, defines and times: without Keras' names (matched by
+    # structure); then conv + bn + act defines keeping every name; then one row per layer.
+    defines, rows = fold(data["layers"], keep_names=False)
+    defines, rows = compact_blocks(rows, defines)
+    candidates = [{**data, "define": defines, "layers": rows}]
     defines, rows = fold(data["layers"])
     if defines:
-        compact = {**data, "define": defines, "layers": rows}
-        try:
-            return _checked(to_text(compact, head), weights, source)
-        except RunError:
-            pass  # the plain form below says what is wrong, or is exact
-    return _checked(to_text(data, head), weights, source)
+        candidates.append({**data, "define": defines, "layers": rows})
+    for compact in candidates:
+        found = _same_model(to_text(compact, head), plain[1], weights, source)
+        if found is not None:
+            return found
+    return plain
 
 
 def _checked(text: str, weights: list[SourceWeights], source: str) -> tuple[str, Any]:
@@ -206,3 +214,19 @@ def _checked(text: str, weights: list[SourceWeights], source: str) -> tuple[str,
         raise RunError(f"import: {source}: the spec made from it does not load ({first})") from None
     check_exact(spec, weights, source)
     return text, spec
+
+
+def _same_model(
+    text: str, plain: Any, weights: list[SourceWeights], source: str
+) -> tuple[str, Any] | None:
+    """(text, spec) when the compact ``text`` loads, is the same graph as the exact ``plain``
+    spec and init: pairs each of its weight layers with the plain one's source layer; else None."""
+    from ..errors import SpecError
+    from ..spec import loads_spec
+    from .check import same_pairs
+
+    try:
+        spec = loads_spec(text, "<imported spec>")
+    except SpecError:
+        return None
+    return (text, spec) if same_pairs(spec, plain, weights, source) else None

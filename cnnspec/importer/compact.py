@@ -49,8 +49,15 @@ def _consumers(rows: list[dict]) -> Counter:
     return counts
 
 
-def _chains(rows: list[dict]) -> list[tuple[int, int, tuple[str, list[str]]]]:
-    """(start, length, (prefix, suffixes)) of every foldable conv -> bn [-> act] run."""
+def _structural(names: list[str]) -> tuple[str, list[str]]:
+    """A chain named by its last layer (what reads it reads that name), its layers unnamed."""
+    return names[-1], [""] * len(names)
+
+
+def _chains(rows: list[dict], keep_names: bool = True) -> list[tuple[int, int, tuple]]:
+    """(start, length, (prefix, suffixes)) of every foldable conv -> bn [-> act] run; without
+    ``keep_names`` any such run folds (its layers unnamed, matched by structure)."""
+    split_names = _split_names if keep_names else _structural
     readers = _consumers(rows)
     out = []
     prefixes = {r["name"] for r in rows}  # a use's name must be new
@@ -75,10 +82,10 @@ def _chains(rows: list[dict]) -> list[tuple[int, int, tuple[str, list[str]]]]:
             and readers[nxt["name"]] == 1
         ):
             length = 3
-        split = _split_names([r["name"] for r in rows[i : i + length]])
+        split = split_names([r["name"] for r in rows[i : i + length]])
         if split is None and length == 3:  # the act named otherwise: fold conv + bn only
-            length, split = 2, _split_names([r["name"] for r in rows[i : i + 2]])
-        if split is not None and split[0] not in prefixes:
+            length, split = 2, split_names([r["name"] for r in rows[i : i + 2]])
+        if split is not None and (split[0] not in prefixes or not keep_names):
             prefixes.add(split[0])
             out.append((i, length, split))
             i += length
@@ -138,10 +145,10 @@ def _template_key(rows: list[dict], suffixes: list[str]) -> tuple:
     return (kind_of(conv), tuple(suffixes), rest)
 
 
-def fold(rows: list[dict]) -> tuple[dict[str, Any], list[dict]]:
+def fold(rows: list[dict], keep_names: bool = True) -> tuple[dict[str, Any], list[dict]]:
     """(defines, rows) with every foldable chain a use of a generated define."""
     rows = chain_order(rows)
-    chains = _chains(rows)
+    chains = _chains(rows, keep_names)
     groups: dict[tuple, list[tuple[int, int, str]]] = {}
     for start, length, (prefix, suffixes) in chains:
         key = _template_key(rows[start : start + length], suffixes)
@@ -174,6 +181,7 @@ def fold(rows: list[dict]) -> tuple[dict[str, Any], list[dict]]:
             {kind_of(r): r[kind_of(r)], "name": sfx}
             for r, sfx in zip(first[1:], suffixes[1:], strict=True)
         ]
+        layers = [{k: v for k, v in r.items() if k != "name" or v} for r in layers]
         defines[name] = {
             "params": {PARAM_NAMES.get(k, k): v for k, v in params.items()},
             "layers": layers,
@@ -207,21 +215,61 @@ def fold(rows: list[dict]) -> tuple[dict[str, Any], list[dict]]:
     return defines, out
 
 
-def to_text(data: dict[str, Any], header: str = "") -> str:
-    """The spec as YAML: top-level settings as usual, one line per layer row (a flow mapping)."""
+def flow(value: Any) -> str:
+    """One YAML flow line."""
     import yaml
 
-    def line(value: Any) -> str:
-        return yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+#: Item kinds written as blocks over several lines (their layers one line each).
+MULTILINE = ("residual", "parallel")
+
+
+def item_lines(item: dict, pad: str) -> list[str]:
+    """The YAML lines of one list item at indent ``pad``: a flow line, or a residual:/parallel:
+    block with one line per inner layer."""
+    kind = next((k for k in item if k in MULTILINE and isinstance(item[k], dict)), None)
+    if kind is None:
+        only = next(iter(item))
+        if len(item) == 1 and item[only] == {}:  # gavgpool: {} -> gavgpool
+            return [f"{pad}- {only}"]
+        return [f"{pad}- {flow(item)}"]
+    lines = [f"{pad}- {kind}:"]
+    inner = pad + "    "
+    for key, value in item[kind].items():
+        if key in ("body", "shortcut") and isinstance(value, list):
+            lines.append(f"{inner}{key}:")
+            lines += [ln for x in value for ln in item_lines(x, inner + "  ")]
+        elif key == "branches":
+            lines.append(f"{inner}branches:")
+            for branch in value:
+                if not branch:
+                    lines.append(f"{inner}  - []")
+                    continue
+                sub = [ln for x in branch for ln in item_lines(x, inner + "    ")]
+                sub[0] = f"{inner}  - - " + sub[0][len(inner) + 6 :]
+                lines += sub
+        else:
+            lines.append(f"{inner}{key}: {flow(value)}")
+    lines += [f"{pad}  {k}: {flow(v)}" for k, v in item.items() if k != kind]
+    return lines
+
+
+def to_text(data: dict[str, Any], header: str = "") -> str:
+    """The spec as YAML: top-level settings as usual, one line per layer (residual: and
+    parallel: blocks over several lines, their layers one line each)."""
+    import yaml
 
     top = {k: v for k, v in data.items() if k not in ("define", "layers")}
     text = header + yaml.safe_dump(top, sort_keys=False, default_flow_style=None, width=100)
     if data.get("define"):
         text += "define:\n"
         for name, block in data["define"].items():
-            text += f"  {name}:\n    params: {line(block['params'])}\n    layers:\n"
-            text += "".join(f"      - {line(r)}\n" for r in block["layers"])
-    text += "layers:\n" + "".join(f"  - {line(r)}\n" for r in data["layers"])
+            text += f"  {name}:\n    params: {flow(block['params'])}\n    layers:\n"
+            text += "".join(ln + "\n" for r in block["layers"] for ln in item_lines(r, "      "))
+    text += "layers:\n" + "".join(ln + "\n" for r in data["layers"] for ln in item_lines(r, "  "))
     return text
 
 

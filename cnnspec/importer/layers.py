@@ -106,8 +106,14 @@ def _dense(cfg: dict) -> dict:
     }
 
 
+def _axis(cfg: dict, default: Any = -1) -> Any:
+    """The axis setting, a tuple (a config read in memory) as a list."""
+    axis = cfg.get("axis", default)
+    return list(axis) if isinstance(axis, tuple) else axis
+
+
 def _bn(cfg: dict) -> dict:
-    axis = cfg.get("axis", -1)
+    axis = _axis(cfg)
     if axis not in (-1, 3, [-1], [3]):
         raise Refused(f"batch norm over axis {axis}", "the channel axis (-1)")
     return {
@@ -172,7 +178,7 @@ def _rescale(cfg: dict) -> dict:
 def _normalize(cfg: dict) -> dict:
     if cfg.get("invert"):
         raise Refused("an inverting Normalization layer", "normalize: {mean, variance}")
-    if cfg.get("axis") not in (-1, [-1], 3, [3], None):
+    if _axis(cfg, None) not in (-1, [-1], 3, [3], None):
         raise Refused(f"normalisation over axis {cfg['axis']}", "the channel axis (-1)")
     if cfg.get("mean") is None:
         # Adapted statistics live in the layer's weights (EfficientNet): init: loads them.
@@ -186,6 +192,13 @@ def _normalize(cfg: dict) -> dict:
             "constants": True,
         }
     }
+
+
+def _dropout(cfg: dict) -> dict:
+    out = {"rate": cfg["rate"]}
+    if cfg.get("noise_shape") is not None:  # EfficientNet's drop-connect: (None, 1, 1, 1)
+        out["noise_shape"] = list(cfg["noise_shape"])
+    return {"dropout": out}
 
 
 def _flatten(v: Any) -> list:
@@ -218,7 +231,7 @@ RULES: dict[str, Callable[[dict], dict]] = {
     "GlobalMaxPooling2D": _global("gmaxpool"),
     "ZeroPadding2D": _zeropad,
     "Flatten": lambda cfg: {"flatten": {}},
-    "Dropout": lambda cfg: {"dropout": {"rate": cfg["rate"]}},
+    "Dropout": _dropout,
     "Rescaling": _rescale,
     "Normalization": _normalize,
     "Reshape": lambda cfg: {"reshape": {"shape": list(cfg["target_shape"])}},

@@ -32,7 +32,7 @@ def plan(spec: Any, source: str | None = None) -> tuple[TransferTable, WeightInd
     if init is None:
         return None
     index = read_index(init.from_)
-    targets, uncovered = spec_targets(spec)
+    targets, uncovered = spec_targets(spec, index.order)
     return match(targets, index, init, spec.graph.total_params, uncovered), index
 
 

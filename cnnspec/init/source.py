@@ -74,6 +74,9 @@ class WeightIndex:
     member: str | None  # the HDF5 member inside a zip, or None for a plain .h5 file
     layers: list[SourceLayer] = field(default_factory=list)
     config: dict[str, Any] | None = None  # the model's config.json (a .keras file)
+    #: How ``layers`` are ordered: GRAPH (:func:`topological`, a .keras file) or KERAS (the
+    #: order Keras' functional models keep, :func:`keras_order`: a legacy HDF5 file's).
+    order: str = "graph"
 
     @property
     def params(self) -> int:
@@ -220,6 +223,35 @@ def topological(parents: dict[str, list[str]], outputs: list[str]) -> dict[str, 
     return order
 
 
+GRAPH, KERAS = "graph", "keras"
+
+
+def keras_order(parents: dict[str, list[str]], outputs: list[str]) -> dict[str, int]:
+    """Position of each layer in the order of a Keras functional model's ``layers`` (and so of
+    a legacy HDF5 weight file, which Keras loads by position): by depth (the longest path to
+    the output) decreasing, ties by first visit of a depth-first walk from the outputs
+    (keras.src.ops.function.map_graph)."""
+    visit: dict[str, int] = {}
+    stack = list(reversed(outputs))
+    while stack:
+        name = stack.pop()
+        if name in visit:
+            continue
+        visit[name] = len(visit)
+        stack.extend(p for p in reversed(parents.get(name, [])) if p not in visit)
+    depth = dict.fromkeys(visit, 0)
+    post = topological(parents, outputs)
+    for name in sorted(visit, key=lambda n: -post[n]):  # consumers before their inputs
+        for p in parents.get(name, []):
+            if p in depth:
+                depth[p] = max(depth[p], depth[name] + 1)
+    ranked = sorted(visit, key=lambda n: (-depth[n], visit[n]))
+    order = {name: i for i, name in enumerate(ranked)}
+    for name in parents:
+        order.setdefault(name, len(order))
+    return order
+
+
 def keras_file_index(path: Path) -> WeightIndex:
     """The index of a Keras 3 ``.keras`` file (functional or sequential)."""
     from ..modelio import ArchiveError, check_archive_limits, read_archive_json
@@ -362,7 +394,7 @@ def h5_index(path: Path, label: str) -> WeightIndex:
     """The index of a ``.weights.h5`` file (Keras 3) or a legacy Keras 2 HDF5 weight file."""
     import h5py
 
-    index = WeightIndex(label, path, None)
+    index = WeightIndex(label, path, None, order=KERAS)
     try:
         with h5py.File(path, "r") as h5:
             if "layer_names" in h5.attrs or "model_weights" in h5:

@@ -13,7 +13,7 @@ from math import prod
 from .. import shapes as S
 from ..spec import layers as L
 from ..spec.graph import INPUT
-from .source import topological
+from .source import KERAS, keras_order, topological
 
 Shape = tuple[int, ...]
 
@@ -95,9 +95,10 @@ WEIGHT_SHAPES: dict[type, tuple[str, Callable[..., list[Shape]]]] = {
 }
 
 
-def spec_targets(spec) -> tuple[list[TargetLayer], list[str]]:
-    """The spec's weight-bearing layers in graph order, and the names of nodes with
-    parameters that no rule covers (a backbone:, a custom kind): they stay as built."""
+def spec_targets(spec, order: str = "graph") -> tuple[list[TargetLayer], list[str]]:
+    """The spec's weight-bearing layers in the source's ``order`` (its graph order, or Keras'
+    layer order for a legacy HDF5 source), and the names of nodes with parameters that no
+    rule covers (a backbone:, a custom kind): they stay as built."""
     graph = spec.graph
     targets: list[TargetLayer] = []
     uncovered: list[str] = []
@@ -119,6 +120,7 @@ def spec_targets(spec) -> tuple[list[TargetLayer], list[str]]:
         if shapes:
             targets.append(TargetLayer(node.name, kind, shapes, first))
     parents = {n.name: list(n.inputs) for n in graph.nodes.values() if n.spec is not None}
-    order = topological(parents, [graph.output])
-    targets.sort(key=lambda t: order.get(t.name, len(order)))
+    rank = keras_order if order == KERAS else topological
+    position = rank(parents, [graph.output])
+    targets.sort(key=lambda t: position.get(t.name, len(position)))
     return targets, uncovered
