@@ -70,10 +70,8 @@ def export(
     )
     q = f", quantised {r.quantize}" if r.quantize else ""
     typer.echo(f"wrote {r.path} ({r.format}{q}, {_kb(r.size_bytes)}) and {r.meta_path.name}")
-    typer.echo(
-        f"verified: max abs diff {r.max_abs_diff:.3g} vs Keras (tolerance {r.tolerance:g}), "
-        f"same top-1 class on {r.top1_agreement:.0%} of samples; {r.seconds:.1f} s"
-    )
+    for line in r.verified_lines():  # a line per output of a several-output model
+        typer.echo(line)
 
 
 @app.command()

@@ -6,8 +6,10 @@ Adding a format touches one new module, the list, and nothing else: the CLI help
 and the tests are derived from the registry.
 
 Every runtime takes the same input — float32 raw pixels in [0, 255], channels-last, shape
-``(N, H, W, C)`` — and returns class probabilities ``(N, classes)``: preprocessing is inside the
-model, so a runtime never needs cnnspec to prepare inputs.
+``(N, H, W, C)`` — and returns the model's outputs (class probabilities ``(N, classes)``, a
+mask's probabilities, sigmoid label vectors, standardised regression values): preprocessing is
+inside the model, so a runtime never needs cnnspec to prepare inputs. A model with several
+outputs (one trunk, several heads) answers ``{output name: array}``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class Runtime(ABC):
-    """A loaded model that maps images to class probabilities."""
+    """A loaded model that maps images to its outputs."""
 
     format: str = ""
     #: The engine named in an export's metadata (``verification.runtime``).
@@ -33,8 +35,14 @@ class Runtime(ABC):
         self.path = path
 
     @abstractmethod
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities for a float32 batch of raw images in [0, 255]."""
+    def predict_outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output for a float32 batch of raw images in [0, 255], by output name (a
+        one-output model's one entry is named as its runtime names it)."""
+
+    def predict(self, images: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+        """The model's output (class probabilities...); ``{name: array}`` if it has several."""
+        outs = self.predict_outputs(images)
+        return next(iter(outs.values())) if len(outs) == 1 else outs
 
     def input_shape(self) -> list[int] | None:
         """The model's ``[H, W, C]`` if the runtime knows it."""

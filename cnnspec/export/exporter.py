@@ -19,19 +19,25 @@ from typing import Any
 
 from ..digest import DIGEST_KEY, model_digest
 from ..errors import RunError
-from ..modelio import ModelSource, check_model_source, load_run_model, meta_path_for
+from ..modelio import ModelSource, check_model_source, meta_path_for
 from ..outpaths import ctrl_c_is_never_lost, reason, shown
 from ..versions import Versions
 from . import formats
 from .base import ExportFormat
 from .destination import check_destination, move_into_place, remove, size_of
-from .verify import N_SAMPLES, verify_export
+from .outputs import export_meta_outputs, load_export_source, outputs_of
+from .verify import N_SAMPLES, OutputCheck, verify_outputs
 
 TOLERANCE = 1e-4
 #: Per quantisation: float16 keeps ~3 decimal digits; int8 weights (dynamic ranges) move a
 #: softmax output by up to a few hundredths on a real model (0.0144 measured on LeNet-5 digits),
 #: so 1e-2 refused honest exports; the top-1 agreement is printed beside it.
 TOLERANCE_QUANTISED = {"float16": 1e-2, "dynamic": 5e-2}
+
+
+TOP1 = "same top-1 class on {:.0%} of samples"
+#: How a one-output export's agreement is printed (the share is of samples, pixels or labels).
+AGREEMENT_WORDS = {"multilabel": "same labels at the threshold on {:.0%} of label decisions"}
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,29 @@ class ExportResult:
     meta_path: Path
     format: str
     quantize: str | None
-    max_abs_diff: float
-    top1_agreement: float
+    max_abs_diff: float  # the largest over every output
+    top1_agreement: float | None  # the lowest over the outputs that decide (None: regression)
     tolerance: float
     seconds: float
     size_bytes: int
+    outputs: tuple[OutputCheck, ...] = ()  # per output (one for a one-output model)
+
+    def verified_lines(self) -> list[str]:
+        """What ``cnnspec export`` prints about the verification (a line per output if several)."""
+        if len(self.outputs) <= 1:
+            agree, task = self.top1_agreement, self.outputs[0].task if self.outputs else ""
+            same = "" if agree is None else ", " + AGREEMENT_WORDS.get(task, TOP1).format(agree)
+            return [
+                f"verified: max abs diff {self.max_abs_diff:.3g} vs Keras (tolerance "
+                f"{self.tolerance:g}){same}; {self.seconds:.1f} s"
+            ]
+        tail = f" vs Keras (tolerance {self.tolerance:g}); {self.seconds:.1f} s"
+        lines = [f"verified {len(self.outputs)} outputs{tail}:"]
+        for c in self.outputs:
+            same = "" if c.agreement is None else f", same decision on {c.agreement:.0%}"
+            lines.append(f"  {c.name} ({c.task}, {'x'.join(map(str, c.shape[1:]))}): "
+                         f"max abs diff {c.max_abs_diff:.3g}{same}")  # fmt: skip
+        return lines
 
 
 @dataclass(frozen=True)
@@ -114,7 +138,8 @@ def export_model(
     """Export a run directory or ``.keras`` file to ``fmt``, verified, atomically (module doc)."""
     started = time.perf_counter()
     plan = plan_export(source_path, fmt, out, quantize=quantize, overwrite=overwrite)
-    model, meta, source = load_run_model(plan.source.path)  # imports TensorFlow, quietly
+    model, meta, source = load_export_source(plan.source.path)  # imports TensorFlow, quietly
+    infos = outputs_of(meta, str(source.meta_path or source.path))
     if tolerance is None:
         tolerance = TOLERANCE_QUANTISED.get(quantize, 1e-2) if quantize else TOLERANCE
     dest, meta_dest = plan.dest, meta_path_for(plan.dest)
@@ -126,16 +151,22 @@ def export_model(
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             write(plan, model, tmp)
-            diff, agreement = verify_export(model, tmp, plan.format, meta["input_shape"], n_samples)
-            check_tolerance(plan, diff, agreement, tolerance)
+            checks = verify_outputs(model, tmp, plan.format, meta["input_shape"], n_samples, infos)
+            diff, agreement = summary(checks)
+            for check in checks:
+                check_tolerance(plan, check, tolerance, len(checks))
             verification = {
                 "max_abs_diff": diff,
                 "top1_agreement": agreement,
                 "tolerance": tolerance,
                 "samples": n_samples,
                 "runtime": plan.format.runtime.engine_name(),
+                "outputs": [c.to_dict() for c in checks],
             }
-            text = json.dumps(export_meta(plan, meta, source, tmp, verification), indent=2)
+            written = export_meta(plan, meta, source, tmp, verification)
+            if "outputs" in meta:
+                written["outputs"] = export_meta_outputs(meta, infos)
+            text = json.dumps(written, indent=2)
             tmp_meta.write_text(text + "\n", encoding="utf-8")
             # Checked again: something may have appeared at the destination during the export.
             check_destination(dest, plan.format, overwrite)
@@ -158,7 +189,16 @@ def export_model(
         tolerance=tolerance,
         seconds=time.perf_counter() - started,
         size_bytes=size_of(dest),
+        outputs=checks,
     )
+
+
+def summary(checks: tuple[OutputCheck, ...]) -> tuple[float, float | None]:
+    """(the largest max abs difference, the lowest agreement of the outputs that decide)."""
+    diffs = [c.max_abs_diff for c in checks]
+    diff = float("nan") if any(d != d for d in diffs) else max(diffs)
+    agreements = [c.agreement for c in checks if c.agreement is not None]
+    return diff, (min(agreements) if agreements else None)
 
 
 #: What TensorFlow's C++ writers (which raise their own error types, not OSError) say when the
@@ -184,8 +224,9 @@ def write(plan: ExportPlan, model, tmp: Path) -> None:
         raise
 
 
-def check_tolerance(plan: ExportPlan, diff: float, agreement: float, tolerance: float) -> None:
-    """Refuse an export whose outputs differ from Keras' by more than the tolerance (or NaN)."""
+def check_tolerance(plan: ExportPlan, check: OutputCheck, tolerance: float, n: int = 1) -> None:
+    """Refuse an export whose output differs from Keras' by more than the tolerance (or NaN)."""
+    diff, agreement = check.max_abs_diff, check.agreement
     if diff <= tolerance:
         return
     hint = (
@@ -194,10 +235,11 @@ def check_tolerance(plan: ExportPlan, diff: float, agreement: float, tolerance: 
         if plan.quantize
         else "report it with the model's spec; try another format"
     )
+    which = f" '{check.name}' ({check.task})" if n > 1 else ""
+    same = "" if agreement is None else f", same top-1 class on {agreement:.0%} of samples"
     raise RunError(
-        f"export verification failed: {plan.format.name} output differs from Keras by "
-        f"{diff:.3g} (tolerance {tolerance:g}, same top-1 class on {agreement:.0%} of samples); "
-        f"nothing was written to {plan.dest}",
+        f"export verification failed: {plan.format.name} output{which} differs from Keras by "
+        f"{diff:.3g} (tolerance {tolerance:g}{same}); nothing was written to {plan.dest}",
         hint=hint,
     )
 

@@ -6,7 +6,6 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..modelio import load_run_model
 from .base import ExportFormat, Runtime, is_file_with
 
 if TYPE_CHECKING:
@@ -43,14 +42,21 @@ class KerasRuntime(Runtime):
     def __init__(self, path: Path, model=None) -> None:
         super().__init__(path)
         if model is None:
-            model, _, _ = load_run_model(path)
+            from .outputs import load_export_source
+
+            model, _, _ = load_export_source(path)  # every output its metadata names
         self.model = model
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def predict_outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
         import numpy as np
 
+        from .outputs import named_outputs
+
         # model(x) rather than model.predict: no progress bar, no tf.data round trip for a batch
-        return np.asarray(self.model(np.asarray(images, np.float32), training=False))
+        out = self.model(np.asarray(images, np.float32), training=False)
+        if isinstance(out, dict):
+            return {k: np.asarray(v) for k, v in out.items()}
+        return {next(iter(named_outputs(self.model))): np.asarray(out)}
 
     def input_shape(self) -> list[int]:
         return [int(d) for d in self.model.inputs[0].shape[1:]]

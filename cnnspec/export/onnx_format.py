@@ -96,11 +96,13 @@ class OnnxRuntime(Runtime):
             raise RunError(f"{path}: not a loadable ONNX model: {first_line(exc)}") from None
         self.input_name = self.session.get_inputs()[0].name
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def predict_outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
         import numpy as np
 
         x = np.asarray(images, np.float32)
-        return np.asarray(self.session.run(None, {self.input_name: x})[0])
+        names = [o.name for o in self.session.get_outputs()]  # a dict-output model's keys
+        got = self.session.run(names, {self.input_name: x})
+        return {n: np.asarray(v) for n, v in zip(names, got, strict=True)}
 
     def input_shape(self) -> list[int] | None:
         dims = self.session.get_inputs()[0].shape[1:]

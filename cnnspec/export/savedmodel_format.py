@@ -67,7 +67,7 @@ class SavedModelRuntime(Runtime):
             )
         self.fn = fn
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def predict_outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
         import numpy as np
         import tensorflow as tf
 
@@ -76,9 +76,11 @@ class SavedModelRuntime(Runtime):
             out = self.fn(x)
         except (TypeError, ValueError):  # a SavedModel exported with a list-of-one signature
             out = self.fn([x])
-        if isinstance(out, dict):  # a signature returns {name: tensor}
-            out = next(iter(out.values()))
-        return np.asarray(out)
+        if isinstance(out, dict):  # a signature (or a dict-output model) returns {name: tensor}
+            return {str(k): np.asarray(v) for k, v in out.items()}
+        if isinstance(out, list | tuple):
+            return {f"output_{i}": np.asarray(v) for i, v in enumerate(out)}
+        return {"output_0": np.asarray(out)}
 
 
 FORMAT = ExportFormat("savedmodel", None, write, recognise, SavedModelRuntime)

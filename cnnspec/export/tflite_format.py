@@ -65,6 +65,21 @@ def interpreter(path: Path):
         raise RunError(f"{path}: not a loadable TFLite model: {first_line(exc)}") from None
 
 
+def output_indices(interp) -> dict[str, int]:
+    """{output name: tensor index}. The flatbuffer's output order is not the model's and its
+    tensor names are generated (``StatefulPartitionedCall:1``): several outputs are named by
+    the serving signature, which carries the model's output names."""
+    details = interp.get_output_details()
+    if len(details) > 1:
+        signatures = interp.get_signature_list()
+        if len(signatures) == 1:
+            runner = interp.get_signature_runner(next(iter(signatures)))
+            named = {str(n): int(d["index"]) for n, d in runner.get_output_details().items()}
+            if len(named) == len(details):
+                return named
+    return {str(d["name"]): int(d["index"]) for d in details}
+
+
 class TFLiteRuntime(Runtime):
     format = "tflite"
 
@@ -72,7 +87,7 @@ class TFLiteRuntime(Runtime):
         super().__init__(path)
         self.interpreter = interpreter(path)
         self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        self.outputs = output_indices(self.interpreter)
         self._batch = -1
 
     @classmethod
@@ -84,7 +99,7 @@ class TFLiteRuntime(Runtime):
         except ImportError:
             return "tf.lite"
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
+    def predict_outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
         import numpy as np
 
         x = np.asarray(images, np.float32)
@@ -96,7 +111,7 @@ class TFLiteRuntime(Runtime):
             self._batch = x.shape[0]
         self.interpreter.set_tensor(self.input["index"], x)
         self.interpreter.invoke()
-        return np.array(self.interpreter.get_tensor(self.output["index"]))
+        return {n: np.array(self.interpreter.get_tensor(i)) for n, i in self.outputs.items()}
 
     def input_shape(self) -> list[int]:
         return [int(d) for d in self.input["shape"][1:]]
