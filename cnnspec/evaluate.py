@@ -111,6 +111,18 @@ def align_labels(labels: np.ndarray, data_names: list[str], model_names: list[st
     return mapping[labels]
 
 
+@dataclass
+class EvalRequest:
+    """What ``evaluate`` was asked, for the evaluator of the model's task (``Task.evaluator``)."""
+
+    model: str | Path
+    data_source: str
+    split: str
+    k: int
+    png: Path | None
+    plans: list[Any]  # the model's outputs (tasks/saved.py)
+
+
 def evaluate_model(
     model: str | Path,
     data_source: str | None = None,
@@ -118,56 +130,73 @@ def evaluate_model(
     split: str = "test",
     k: int = 3,
     confusion_png: str | Path | None = None,
-) -> Evaluation:
+) -> Any:
     """Evaluate a model source on a split of a data source (default: the one it was trained on,
-    from its metadata's ``data``); optionally draw the confusion matrix."""
+    from its metadata's ``data``); optionally draw the confusion matrix (a regression output:
+    predicted vs true). The model's main task evaluates it: an ``Evaluation`` (classification,
+    segmentation) or a ``TaskEvaluation`` (multilabel, regression, several heads)."""
+    from .modelio import check_model_source
+    from .tasks.saved import plans_of
+
+    if split not in SPLITS:
+        raise RunError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
+    if k < 1:
+        raise RunError(f"--top-k must be at least 1, received {k}")
+    _, meta = check_model_source(model)
+    if data_source is None:
+        data_source = (meta or {}).get("data")
+        if not isinstance(data_source, str) or not data_source:
+            raise RunError(
+                "no --data given and the model's metadata does not say what it was trained on",
+                hint=f"pass --data: {accepted()}",
+            )
+    plans = plans_of(meta)
+    png = None if confusion_png is None else Path(confusion_png)
+    request = EvalRequest(model, data_source, split, k, png, plans)
+    return plans[0].task.evaluator(plans)(request)
+
+
+def evaluate_classes(req: EvalRequest) -> Evaluation:
+    """Today's evaluation: one class index per example (top-k, per class, confusion)."""
     from .data import load_data
     from .data.batches import labelled_batches, split_names
     from .export.runtime import open_model
     from .modelio import find_model
     from .predict import BATCH, predict_batch
 
-    if split not in SPLITS:
-        raise RunError(f"unknown split '{split}'", hint=f"use one of {', '.join(SPLITS)}")
-    if k < 1:
-        raise RunError(f"--top-k must be at least 1, received {k}")
-    runtime, meta = open_model(model)
-    if data_source is None:
-        data_source = meta.get("data")
-        if not isinstance(data_source, str) or not data_source:
-            raise RunError(
-                "no --data given and the model's metadata does not say what it was trained on",
-                hint=f"pass --data: {accepted()}",
-            )
-    data = load_data(data_source, meta["input_shape"])
-    names = split_names(data, split)
-    if data.masks:  # a mask per image: scored per pixel (cnnspec/tasks/segmentation_io.py)
-        return _evaluate_masks(runtime, meta, data, names, model, data_source, split, confusion_png)
+    runtime, meta = open_model(req.model)
+    data = load_data(req.data_source, meta["input_shape"])
+    if data.masks:
+        raise RunError(
+            f"data '{data.source}' has a mask per image, but the model classifies whole images",
+            hint="evaluate it on class folders, a 'path,label' manifest or an .npz of labels",
+        )
+    names = split_names(data, req.split)
     batches, labels = [], []  # one batch of images in memory at a time, never the split
     for _, x, y in labelled_batches(data, names, meta["input_shape"], BATCH, what="evaluating"):
         batches.append(predict_batch(runtime, x))
         labels.append(y)
     if not labels:
-        raise RunError(f"data '{data.source}' has no images in split '{split}'")
+        raise RunError(f"data '{data.source}' has no images in split '{req.split}'")
     probs = np.concatenate(batches)
     y = align_labels(np.concatenate(labels), data.class_names, meta["class_names"])
-    s = score(probs, y, meta["class_names"], k)
+    s = score(probs, y, meta["class_names"], req.k)
     png = None
-    if confusion_png is not None:
+    if req.png is not None:
         from .viz.confusion import plot_confusion
 
         plot_confusion(
             np.array(s["confusion"]),
             meta["class_names"],
-            confusion_png,
-            title=f"{meta.get('name', 'model')} on {data.source} [{split}] "
+            req.png,
+            title=f"{meta.get('name', 'model')} on {data.source} [{req.split}] "
             f"accuracy {s['accuracy']:.3f}",
         )
-        png = str(confusion_png)
+        png = str(req.png)
     return Evaluation(
-        model=str(find_model(model).path),
+        model=str(find_model(req.model).path),
         data=data.source,  # arrays given in Python: what they are, not their repr
-        split=split,
+        split=req.split,
         class_names=list(meta["class_names"]),
         n=int(len(y)),
         accuracy=s["accuracy"],
@@ -177,6 +206,25 @@ def evaluate_model(
         macro=s["macro"],
         confusion=s["confusion"],
         confusion_png=png,
+    )
+
+
+def evaluate_masks_run(req: EvalRequest) -> Evaluation:
+    """A segmentation model on a mask source (cnnspec/tasks/segmentation_io.py)."""
+    from .data import load_data
+    from .data.batches import split_names
+    from .export.runtime import open_model
+
+    runtime, meta = open_model(req.model)
+    data = load_data(req.data_source, meta["input_shape"])
+    if not data.masks:
+        raise RunError(
+            f"data '{data.source}' has no mask per image, but the model segments images",
+            hint="give a folder with images/ and masks/, an 'image,mask' CSV or an .npz of masks",
+        )
+    names = split_names(data, req.split)
+    return _evaluate_masks(
+        runtime, meta, data, names, req.model, req.data_source, req.split, req.png
     )
 
 

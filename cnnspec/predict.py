@@ -107,6 +107,18 @@ def top_k(probs: np.ndarray, class_names: list[str], k: int) -> list[list[tuple[
     ]
 
 
+@dataclass
+class PredictRequest:
+    """What ``predict`` was asked, for the predictor of the model's task (``Task.predictor``)."""
+
+    model: str | Path
+    files: list[Path]
+    k: int
+    out: Path  # the folder for written predictions (masks, predictions.csv/.json)
+    tile: bool
+    plans: list
+
+
 def predict_files(
     model: str | Path,
     inputs: list[str | Path],
@@ -114,45 +126,56 @@ def predict_files(
     *,
     out: str | Path | None = None,
     tile: bool = False,
-) -> list[Prediction]:
-    """Predict the top-k classes of image files and folders with any model source.
+) -> list:
+    """Predict image files and folders with any model source; the model's main task says how.
 
-    A segmentation model writes a mask PNG and an overlay per image into ``out`` (default:
-    the run's ``predictions/``, else ./predictions) and returns ``MaskPrediction`` records;
-    ``tile``: images larger than its input are predicted in blended overlapping tiles."""
-    from .data import load_images
-    from .data.progress import progress
-    from .export.runtime import open_model
-    from .modelio import check_model_source
+    Classification: the top-k classes (``Prediction``). Segmentation: a mask PNG and an
+    overlay per image in ``out`` (``MaskPrediction``; ``tile``: images larger than its input
+    in blended overlapping tiles). Multilabel, regression, several heads: every output's
+    record per image (``OutputsPrediction``), also written to ``out``/predictions.csv and
+    .json. ``out`` defaults to the run's ``predictions/``, else ./predictions."""
+    from .modelio import check_model_source, find_model
+    from .tasks.saved import plans_of
     from .tfquiet import import_tensorflow
 
     if k < 1:
         raise RunError(f"--top-k must be at least 1, received {k}")
     files = expand_inputs(inputs)
-    check_model_source(model)  # a zip bomb or a foreign model costs milliseconds, not TensorFlow
+    # a zip bomb or a foreign model costs milliseconds, not TensorFlow
+    _, meta = check_model_source(model)
+    plans = plans_of(meta)
     import_tensorflow()  # images are decoded with it (and quietly)
-    runtime, meta = open_model(model)
-    if meta.get("task") == "segmentation":  # masks: cnnspec/tasks/segmentation_io.py
-        return _predict_masks(runtime, meta, model, files, out, tile)
-    if tile:
+    if out is None:
+        run = find_model(model).run_dir
+        out = (run if run is not None else Path.cwd()) / "predictions"
+    request = PredictRequest(model, files, k, Path(out), tile, plans)
+    return plans[0].task.predictor(plans)(request)
+
+
+def predict_classes(req: PredictRequest) -> list[Prediction]:
+    """The top-k classes of every image (one batch of decoded images in memory at a time)."""
+    from .data import load_images
+    from .data.progress import progress
+    from .export.runtime import open_model
+
+    if req.tile:
         raise RunError("--tile predicts a segmentation model's masks; this model classifies")
+    runtime, meta = open_model(req.model)
     found: list[Prediction] = []
-    # A folder of any size: one batch of decoded images in memory at a time.
-    with progress("predicting", len(files)) as bar:
-        for i in range(0, len(files), BATCH):
-            images, names = load_images(files[i : i + BATCH], meta["input_shape"])
+    with progress("predicting", len(req.files)) as bar:
+        for i in range(0, len(req.files), BATCH):
+            images, names = load_images(req.files[i : i + BATCH], meta["input_shape"])
             probs = predict_probabilities(runtime, images)
-            tops = top_k(probs, meta["class_names"], k)
+            tops = top_k(probs, meta["class_names"], req.k)
             found += [Prediction(n, top) for n, top in zip(names, tops, strict=True)]
             bar.advance(len(names))
     return found
 
 
-def _predict_masks(runtime, meta, model, files, out, tile):
-    from .modelio import find_model
+def predict_masks_run(req: PredictRequest):
+    """A segmentation model's masks (cnnspec/tasks/segmentation_io.py)."""
+    from .export.runtime import open_model
     from .tasks.segmentation_io import predict_masks
 
-    if out is None:
-        run = find_model(model).run_dir
-        out = (run if run is not None else Path.cwd()) / "predictions"
-    return predict_masks(runtime, meta, files, Path(out), tile)
+    runtime, meta = open_model(req.model)
+    return predict_masks(runtime, meta, req.files, req.out, req.tile)

@@ -97,6 +97,11 @@ def predict(
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in preds], indent=2))
         return
+    if preds and hasattr(preds[0], "outputs"):  # label-table tasks (tasks/outputs_io.py)
+        for p in preds:
+            typer.echo(f"{_short(p.file)}  {p.text}")
+        typer.echo(f"wrote {_short(preds[0].saved)} and predictions.json beside it")
+        return
     if preds and hasattr(preds[0], "mask"):  # segmentation (tasks/segmentation_io.py)
         for p in preds:
             top = sorted(p.pixels.items(), key=lambda kv: -kv[1])[:4]
@@ -126,13 +131,15 @@ def _short(path: str) -> str:
 
 
 def _default_eval_png(model: Path, split: str) -> Path:
-    from ..modelio import find_model
+    from ..modelio import check_model_source
+    from ..tasks.saved import picture_stem
 
-    source = find_model(model)
+    source, meta = check_model_source(model)
+    kind = picture_stem(meta)  # confusion, pred_vs_true: the main output's task says
     if source.run_dir is not None:
-        return source.run_dir / "eval" / f"confusion_{split}.png"
+        return source.run_dir / "eval" / f"{kind}_{split}.png"
     stem = source.path.name.split(".")[0]
-    return source.path.with_name(f"{stem}.confusion_{split}.png")
+    return source.path.with_name(f"{stem}.{kind}_{split}.png")
 
 
 @app.command()
@@ -170,6 +177,10 @@ def evaluate(
     from rich.table import Table
 
     console = Console()
+    if hasattr(ev, "lines"):  # multilabel, regression, several heads (tasks/outputs_io.py)
+        for line in ev.lines():
+            console.print(line, markup=False, highlight=False)
+        return
     if ev.extra.get("task") == "segmentation":  # pixels: IoU beside P/R/F1
         console.print(
             f"{ev.model} on {ev.data} [{ev.split}]: {ev.n} images, mean IoU "

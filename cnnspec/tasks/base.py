@@ -69,6 +69,8 @@ class OutputPlan:
     stats: tuple[np.ndarray, np.ndarray] | None = None
     skipped: list[str] = field(default_factory=list)
     threshold: float = 0.5
+    # evaluate/predict of a saved model: the label-table columns it reads, by name
+    column_names: list[str] | None = None
 
 
 class Task:
@@ -83,6 +85,8 @@ class Task:
     default_metrics: ClassVar[tuple[str, ...]]
     monitor_max: ClassVar[frozenset[str]] = frozenset()  # metrics where higher is better
     reads_masks: ClassVar[bool] = False  # its labels are a mask per image (segmentation)
+    reads_table: ClassVar[bool] = False  # its labels are columns of a label table
+    picture_stem: ClassVar[str | None] = None  # evaluate's picture: <stem>_<split>.png
 
     # --- pure: names and checks ------------------------------------------------------------------
     def accepts_metric(self, name: str) -> bool:
@@ -165,3 +169,57 @@ class Task:
 
     def monitor_mode(self, metric: str) -> str:
         return "max" if metric in self.monitor_max else "min"
+
+    # --- a saved model: evaluate / predict through the CLI (tasks/saved.py, outputs_io.py) ----
+    def evaluator(self, plans: list[OutputPlan]) -> Any:
+        """``f(request) -> evaluation`` for a model whose main output is this task (default:
+        every output scored on a label table, ``tasks/outputs_io.py``)."""
+        from .outputs_io import evaluate_outputs
+
+        return evaluate_outputs
+
+    def predictor(self, plans: list[OutputPlan]) -> Any:
+        """``f(request) -> records`` of ``predict`` for such a model (default: every output's
+        ``predictions`` per image, written as CSV and JSON)."""
+        from .outputs_io import predict_outputs
+
+        return predict_outputs
+
+    def saved_columns(self, entry: dict[str, Any], plan: OutputPlan) -> list[str] | None:
+        """The label columns a saved output reads (meta.json ``outputs`` entry), None: none."""
+        named = entry.get("columns")
+        if isinstance(named, list) and named:
+            return [str(c) for c in named]
+        return list(plan.classes) if self.reads_table else None
+
+    def truth_from(
+        self, rows: np.ndarray, columns: list[str], plan: OutputPlan, where: str
+    ) -> np.ndarray:
+        """The output's targets among label-table ``rows`` whose columns are ``columns``:
+        RunError (located at ``where``) for a missing column or labels of the wrong kind."""
+        from ..errors import RunError
+
+        wanted = plan.column_names or []
+        missing = [c for c in wanted if c not in columns]
+        if missing:
+            raise RunError(
+                f"{where}: no label column {', '.join(map(repr, missing))} for the model's "
+                f"{self.name} output '{plan.name}'; the data has {', '.join(c for c in columns if c)}",
+                hint=f"give {self.label_kind} with the columns {', '.join(wanted)}",
+            )
+        y = rows[:, [columns.index(c) for c in wanted]]
+        self.check_labels(y, where)
+        return y
+
+    def summary(self, record: dict[str, Any]) -> str:
+        """One short text of a ``predictions`` record, for the terminal."""
+        return ""
+
+    def csv_fields(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A ``predictions`` record as flat CSV fields."""
+        return {}
+
+    def picture(self, pred: np.ndarray, truth: np.ndarray, plan: OutputPlan, path: Any,
+                title: str) -> str | None:  # fmt: skip
+        """Write evaluate's picture of this output to ``path``; None when it has none."""
+        return None

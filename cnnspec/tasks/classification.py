@@ -117,6 +117,7 @@ class Classification(Task):
     default_loss = "categorical_crossentropy"
     metrics = ("accuracy", "topK")
     default_metrics = ("accuracy",)
+    picture_stem = "confusion"
 
     def accepts_metric(self, name: str) -> bool:
         return bool(_METRIC.match(name))
@@ -192,6 +193,60 @@ class Classification(Task):
             {"top": [{"class": c, "probability": p} for c, p in row]}
             for row in top_k(pred, plan.classes, k)
         ]
+
+    # --- a saved model: evaluate / predict ---------------------------------------------------
+    def evaluator(self, plans: list[OutputPlan]) -> Any:
+        """One output of class indices: today's path (top-k, confusion); else the table's."""
+        if len(plans) == 1 and plans[0].column_names is None:
+            from ..evaluate import evaluate_classes
+
+            return evaluate_classes
+        return super().evaluator(plans)
+
+    def predictor(self, plans: list[OutputPlan]) -> Any:
+        if len(plans) == 1 and plans[0].column_names is None:
+            from ..predict import predict_classes
+
+            return predict_classes
+        return super().predictor(plans)
+
+    def truth_from(
+        self, rows: np.ndarray, columns: list[str], plan: OutputPlan, where: str
+    ) -> np.ndarray:
+        from ..errors import RunError
+
+        y = super().truth_from(rows, columns, plan, where).reshape(-1)
+        if len(y) and int(y.max()) >= len(plan.classes):
+            raise RunError(
+                f"{where}: column {plan.column_names[0]!r} holds class {int(y.max())}, but the "
+                f"model's output '{plan.name}' has {len(plan.classes)} classes",
+                hint=f"class indices 0..{len(plan.classes) - 1}",
+            )
+        return y.astype(np.int64)
+
+    def describe(self, report: dict[str, Any]) -> list[str]:
+        return [
+            f"  {r['class']}  precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+            f"F1 {r['f1']:.3f}  ({r['support']})"
+            for r in report.get("per_class") or []
+        ]
+
+    def summary(self, record: dict[str, Any]) -> str:
+        return ", ".join(f"{t['class']} {t['probability']:.3f}" for t in record["top"])
+
+    def csv_fields(self, record: dict[str, Any]) -> dict[str, Any]:
+        best = record["top"][0]
+        return {"class": best["class"], "probability": round(best["probability"], 6)}
+
+    def picture(self, pred: np.ndarray, truth: np.ndarray, plan: OutputPlan, path: Any,
+                title: str) -> str | None:  # fmt: skip
+        from sklearn.metrics import confusion_matrix
+
+        from ..viz.confusion import plot_confusion
+
+        ids = list(range(len(plan.classes)))
+        cm = confusion_matrix(truth.reshape(-1), pred.argmax(-1), labels=ids)
+        return str(plot_confusion(cm, plan.classes, path, title=title).path)
 
 
 TASK = Classification()

@@ -24,6 +24,7 @@ class Multilabel(Task):
     metrics = ("f1", "f1_micro", "map")
     default_metrics = ("f1", "f1_micro", "map")
     monitor_max = frozenset(metrics)
+    reads_table = True
 
     def head_problems(self, out: OutputView) -> list[HeadIssue]:
         found = []
@@ -146,6 +147,42 @@ class Multilabel(Task):
                 }
             )
         return out
+
+    # --- a saved model: evaluate / predict ---------------------------------------------------
+    def truth_from(
+        self, rows: np.ndarray, columns: list[str], plan: OutputPlan, where: str
+    ) -> np.ndarray:
+        """k-hot rows in the model's label order: a label the data never names is absent
+        (a ``path,labels`` manifest has a column per label it uses); one the model does not
+        know is an error."""
+        from ..errors import RunError
+
+        wanted = plan.column_names or []
+        unknown = [c for c in columns if c is not None and c not in wanted]
+        if unknown or not any(c in columns for c in wanted):
+            raise RunError(
+                f"{where}: the data has labels the model's multilabel output '{plan.name}' "
+                f"does not know: {', '.join(unknown[:10]) or 'none of its labels'}",
+                hint=f"its labels are {', '.join(wanted[:20])} (a 'path,labels' manifest with "
+                "';'-separated labels, or one 0/1 column per label)",
+            )
+        y = np.zeros((len(rows), len(wanted)), np.float32)
+        for j, c in enumerate(wanted):
+            if c in columns:
+                y[:, j] = rows[:, columns.index(c)]
+        self.check_labels(y, where)
+        return y
+
+    def summary(self, record: dict[str, Any]) -> str:
+        probs = record["probabilities"]
+        return ", ".join(f"{c} {probs[c]:.3f}" for c in record["labels"]) or "(no label)"
+
+    def csv_fields(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {"labels": SEPARATOR.join(record["labels"]),
+                **{f"p_{c}": round(v, 6) for c, v in record["probabilities"].items()}}  # fmt: skip
+
+
+SEPARATOR = ";"  # as in a 'path,labels' manifest
 
 
 def mean_average_precision(pred: np.ndarray, truth: np.ndarray) -> float:

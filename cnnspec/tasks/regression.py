@@ -26,6 +26,8 @@ class Regression(Task):
     metrics = ("mae", "rmse", "r2")
     default_metrics = ("mae", "rmse", "r2")
     monitor_max = frozenset({"r2"})
+    reads_table = True
+    picture_stem = "pred_vs_true"
 
     def head_problems(self, out: OutputView) -> list[HeadIssue]:
         found = []
@@ -133,6 +135,33 @@ class Regression(Task):
             {"values": {c: float(v) for c, v in zip(plan.classes, row, strict=True)}}
             for row in self.values(pred, plan)
         ]
+
+    def summary(self, record: dict[str, Any]) -> str:
+        return ", ".join(f"{c} {v:.4g}" for c, v in record["values"].items())
+
+    def csv_fields(self, record: dict[str, Any]) -> dict[str, Any]:
+        return dict(record["values"])
+
+    def picture(self, pred: np.ndarray, truth: np.ndarray, plan: OutputPlan, path: Any,
+                title: str) -> str | None:  # fmt: skip
+        """Predicted (data units) against true values, one panel per target, y = x dashed."""
+        from ..viz._canvas import add_axes_px, new_figure, save_png
+
+        values, k = self.values(pred, plan), truth.shape[1]
+        side, width, height = 300, 40 + k * 360, 390
+        fig = new_figure(width, height)
+        fig.text(0.5, 1 - 16 / height, title, ha="center", va="center", fontsize=10)
+        for j in range(k):
+            ax = add_axes_px(fig, 60 + j * 360, 40, side, side)
+            t, v = truth[:, j], values[:, j]
+            lo, hi = float(min(t.min(), v.min())), float(max(t.max(), v.max()))
+            ax.plot([lo, hi], [lo, hi], "--", color="grey", linewidth=1)
+            ax.scatter(t, v, s=8, alpha=0.5)
+            ax.set_xlabel(f"true {plan.classes[j]}")
+            ax.set_ylabel(f"predicted {plan.classes[j]}")
+            mae = float(np.mean(np.abs(v - t)))
+            ax.set_title(f"MAE {mae:.4g}", fontsize=9)
+        return str(save_png(fig, path, width, height).path)
 
 
 def unscaled(metric: Any, mean: np.ndarray, std: np.ndarray) -> Any:

@@ -196,6 +196,16 @@ class Segmentation(Task):
 
     reads_masks = True
 
+    def evaluator(self, plans: list[OutputPlan]) -> Any:
+        from ..evaluate import evaluate_masks_run
+
+        return evaluate_masks_run
+
+    def predictor(self, plans: list[OutputPlan]) -> Any:
+        from ..predict import predict_masks_run
+
+        return predict_masks_run
+
     def head_problems(self, out: OutputView) -> list[HeadIssue]:
         found = [] if out.loss in self.losses else [self.loss_issue(out)]
         return found + head_shape_problems(out, out.input_shape)
