@@ -1,9 +1,9 @@
 """Tasks beyond one class per image, trained on the shipped data: they learn, not just run.
 
 Tiny nets and few epochs on digits_multilabel / digits_count (made in memory from scikit-
-learn's digits); the thresholds are the issue's: multilabel f1 >= 0.9, regression MAE below
-half of predicting the mean, and a class head + a count head trained together and scored per
-head. Mismatched labels are a one-line run error (exit 1).
+learn's digits); the thresholds are the issue's, on the test split: multilabel f1 >= 0.9,
+regression MAE below half of predicting the mean, and a class head + a count head trained
+together and scored per head. Mismatched labels are a one-line run error (exit 1).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ def _train(spec: str, out: Path, *sets: str) -> dict:
 
 @pytest.mark.slow
 def test_multilabel_learns_the_digits_present(tmp_path):
-    m = _train("multilabel.yaml", tmp_path / "run", "train.epochs=12", "train.schedule=cosine")
-    # Issue 16's target is f1 >= 0.9; this recipe measures 0.835-0.872 (map 0.905-0.94), so the
-    # target is not met yet: assert what is learned (chance f1 is ~0.35) and keep the gap visible.
-    assert m["test"]["f1"] >= 0.8, m["test"]
-    assert m["test"]["map"] >= 0.85
+    # 8 cosine epochs of the shipped recipe (10): test f1 0.955, map 0.986 measured (10 epochs:
+    # 0.972 / 0.994). Issue 16's target is f1 >= 0.9; chance f1 is ~0.35.
+    m = _train("multilabel.yaml", tmp_path / "run", "train.epochs=8")
+    assert m["test"]["f1"] >= 0.9, m["test"]
+    assert m["test"]["map"] >= 0.95, m["test"]
     labels = m["per_class"]["outputs"]["dense_1"]["per_label"]
     assert [row["label"] for row in labels] == [str(i) for i in range(10)]
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
