@@ -175,7 +175,7 @@ def test_two_workers_share_one_study(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
         _cli(str(path), "--out", str(out), "--workers", "2"),
-        capture_output=True, text=True, env=_env(), timeout=600,
+        capture_output=True, text=True, env=_env(), timeout=1200,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[worker 0]" in proc.stdout and "[worker 1]" in proc.stdout
@@ -205,7 +205,7 @@ def test_stopped_search_resumes_and_finishes_the_plan(tmp_path, sig):
         _cli(str(path), "--out", str(out)),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
-    deadline = time.time() + 400
+    deadline = time.time() + 900  # a hang guard (a loaded box imports TensorFlow in 85 s)
     # Stop trial 1 in the middle of its training: after its first of five epochs is on disk (a
     # fixed sleep after its folder appeared let a fast machine finish the trial first).
     while not (out / "trials" / "1" / "history.csv").exists():
@@ -215,7 +215,7 @@ def test_stopped_search_resumes_and_finishes_the_plan(tmp_path, sig):
     assert first.wait(timeout=120) == (130 if sig == signal.SIGINT else -signal.SIGKILL)
 
     second = subprocess.run(
-        _cli(str(path), "--out", str(out)), capture_output=True, text=True, env=env, timeout=600
+        _cli(str(path), "--out", str(out)), capture_output=True, text=True, env=env, timeout=1200
     )
     assert second.returncode == 0, second.stderr[-3000:]
     rows = _csv(out)

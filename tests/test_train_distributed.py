@@ -61,7 +61,7 @@ def tf_config(workers: list[str], index: int) -> str:
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("single") / "run"
-    (out,) = finish([cli(LENET, "--out", str(run), "--epochs", EPOCHS)], 300)
+    (out,) = finish([cli(LENET, "--out", str(run), "--epochs", EPOCHS)], 600)
     assert (run / "metrics.json").exists(), out
     return run
 
@@ -77,7 +77,7 @@ def test_mirrored_on_two_logical_cpus(tmp_path, single_run):
         LENET, "--out", str(run), "--epochs", EPOCHS, "--set", "train.distribute=mirrored",
         env={"CNNSPEC_LOGICAL_CPUS": "2"},
     )  # fmt: skip
-    (out,) = finish([proc], 300)
+    (out,) = finish([proc], 600)
     assert proc.returncode == 0, out
     m = metrics(run)
     assert m["hardware"]["distribute"] == "mirrored" and m["hardware"]["replicas"] == 2
@@ -95,7 +95,7 @@ def test_two_workers_on_loopback_reach_the_single_process_accuracy(tmp_path, sin
             env={"TF_CONFIG": tf_config(workers, i), "CNNSPEC_WORKER_TIMEOUT": "120"})
         for i in range(2)
     ]  # fmt: skip
-    outs = finish(procs, 300)
+    outs = finish(procs, 600)
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "[worker 1/2]" in outs[1] and "distribute multi_worker (2 replicas)" in outs[0]
     chief = metrics(runs[0])
@@ -128,7 +128,7 @@ def test_a_worker_without_its_peer_ends_by_itself(tmp_path):
         LENET, "--out", str(tmp_path / "run"), "--epochs", "1",
         env={"TF_CONFIG": tf_config(workers, 0), "CNNSPEC_WORKER_TIMEOUT": "8"},
     )  # fmt: skip
-    (out,) = finish([proc], 90)
+    (out,) = finish([proc], 300)  # TensorFlow alone imports in 85 s on a loaded box
     assert "[killed by the test" not in out
     assert proc.returncode != 0
     assert "peers did not join within 8 s" in out
@@ -172,7 +172,7 @@ def test_keras_fit_under_multiworker_still_needs_our_custom_step():
         )
         for i in range(2)
     ]
-    outs = finish(procs, 120)
+    outs = finish(procs, 300)
     if all("FIT OK" in out for out in outs):
         pytest.fail(
             "Keras fit now works under MultiWorkerMirroredStrategy: the custom distributed step "
@@ -188,7 +188,9 @@ def test_two_workers_resume_after_both_are_killed(tmp_path):
 
     from cnnspec.train.callbacks import latest_checkpoint
 
-    chief_run, epochs = tmp_path / "chief", 12
+    # 6 epochs (as the other two-worker tests: >= 0.9 test accuracy), killed after 2 or more;
+    # 12 epochs killed after 3 proved the same in twice the time.
+    chief_run, epochs = tmp_path / "chief", int(EPOCHS)
     history = chief_run / "history.csv"
 
     def start(chief_args: list[str]) -> list[subprocess.Popen]:
@@ -200,9 +202,9 @@ def test_two_workers_resume_after_both_are_killed(tmp_path):
         ]
 
     procs = start([LENET, "--out", str(chief_run), "--epochs", str(epochs)])
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 480  # a bound for a hang, not a timing: a loaded box is slow
     while time.monotonic() < deadline and all(p.poll() is None for p in procs):
-        if history.exists() and len(read_history(history)) >= 3:
+        if history.exists() and len(read_history(history)) >= 2:
             break
         time.sleep(0.05)
     for p in procs:
@@ -210,11 +212,11 @@ def test_two_workers_resume_after_both_are_killed(tmp_path):
     outs = finish(procs, 30)
     assert [p.returncode for p in procs] == [-signal.SIGKILL] * 2, outs
     saved = latest_checkpoint(chief_run / "checkpoints")[0]
-    assert 3 <= saved < epochs
+    assert 2 <= saved < epochs
 
     # restart: the chief with --resume, the other worker with its first command
     procs = start(["--resume", str(chief_run)])
-    outs = finish(procs, 300)
+    outs = finish(procs, 600)
     assert [p.returncode for p in procs] == [0, 0], outs
     assert all(f"resumed after epoch {saved}" in out for out in outs)
     assert [row["epoch"] for row in read_history(history)] == list(range(1, epochs + 1))

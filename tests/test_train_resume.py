@@ -281,7 +281,7 @@ def _train_limited(args: list[str], fsize: int | None = None) -> subprocess.Comp
         text=True,
         cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        timeout=300,
+        timeout=900,  # a bound for a hang: a loaded box imports TensorFlow in 85 s
     )
 
 
