@@ -295,8 +295,8 @@ def test_residual_blocks_fold_into_defines_and_times(tmp_path):
 
 
 def test_squeeze_excitation_is_a_parallel_multiply_define(tmp_path):
-    """x * sigmoid(conv(relu(conv(gap(x))))) twice with different channels: one se define
-    (a parallel: multiply with an identity branch) used twice, its channels as parameters."""
+    """x * sigmoid(conv(relu(conv(gap(x))))) five times with two channel counts: one se
+    define (a parallel: multiply with an identity branch), its channels as parameters."""
     import keras
 
     def se(x, c):
@@ -306,12 +306,13 @@ def test_squeeze_excitation_is_a_parallel_multiply_define(tmp_path):
         return keras.layers.Multiply()([x, s])
 
     def build(x):
-        x = se(keras.layers.Conv2D(8, 3)(x), 8)
-        return se(keras.layers.Conv2D(16, 3)(x), 16)
+        for c in (8, 16, 8, 16, 8):
+            x = se(keras.layers.Conv2D(c, 1)(x), c)
+        return x
 
     text = _round_trip(tmp_path, build)
     assert "  se:\n" in text and "merge: multiply" in text and "- []" in text
-    assert text.count("- {se: ") + text.count("- se\n") == 2, text
+    assert text.count("- {se: ") + text.count("- se\n") == 5, text
 
 
 def test_a_legacy_h5_source_pairs_in_keras_layer_order(tmp_path):

@@ -72,6 +72,32 @@ def test_resnet50_spec_loads_every_keras_application_weight(resnet50_file, tmp_p
 
 
 @pytest.mark.slow
+def test_resnet50_spec_loads_a_legacy_h5_in_keras_layer_order(resnet50_file, tmp_path):
+    """A legacy HDF5 file (the format of keras:Name's ImageNet weights) keeps no graph, only
+    Keras' own layer order (by depth: a projection shortcut after the body's second conv, 28
+    places away from the graph order for ResNet-50): the spec's layers are put in that order
+    to pair, so every weight lands where it belongs and the outputs are equal."""
+    import keras
+
+    from cnnspec.build import build_model
+    from cnnspec.init import apply
+
+    source_model, _ = resnet50_file
+    h5 = tmp_path / "resnet50.h5"
+    source_model.save(h5)
+    spec = load_spec(_spec(tmp_path, h5, {"dense: 1000, softmax": "dense: 1000"}))
+    table, index = plan(spec)
+    assert index.order == "keras" and table.counts() == {LOADED: 107}
+    assert {r.layer: r.source for r in table.rows}["conv2_block1_shortcut"] == "conv2_block1_0_conv"
+    model = build_model(spec)
+    apply(model, spec)
+    x = np.random.default_rng(2).uniform(0, 1, (2, SIZE, SIZE, 3)).astype("float32")
+    ours = keras.ops.convert_to_numpy(model(x))
+    theirs = keras.ops.convert_to_numpy(source_model(x))
+    assert np.abs(ours - theirs).max() <= 1e-5
+
+
+@pytest.mark.slow
 def test_edited_resnet50_loads_99_percent_and_names_the_rest(resnet50_file, tmp_path):
     import keras
 

@@ -197,10 +197,17 @@ def import_text(
     if defines:
         candidates.append({**data, "define": defines, "layers": rows})
     for compact in candidates:
-        found = _same_model(to_text(compact, head), plain[1], weights, source)
+        text = to_text(compact, head)
+        if _lines(text) >= _lines(plain_text):  # no shorter: keep every Keras name
+            continue
+        found = _same_model(text, plain[1], weights, source)
         if found is not None:
             return found
     return plain
+
+
+def _lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.strip())
 
 
 def _checked(text: str, weights: list[SourceWeights], source: str) -> tuple[str, Any]:
