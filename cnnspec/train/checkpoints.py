@@ -269,3 +269,44 @@ def _spec_changed(folder: Path, detail: str) -> RunError:
         f"the run's spec changed since the checkpoint in {folder} ({detail})",
         hint=f"start a new run, or restore {folder.parent / 'spec.yaml'} as it was",
     )
+
+
+#: What a resumed run's outputs must keep from the session that started it.
+OUTPUT_KEYS = ("task", "classes", "mean", "std", "threshold")
+
+
+def check_outputs_unchanged(meta_path: Path, outputs: list[dict[str, Any]]) -> None:
+    """RunError when a resumed run's outputs differ from those its ``meta.json`` recorded.
+
+    A regression output learns targets standardised with the first session's mean and std,
+    and the checkpoint's weights only mean something with them: data that changed since
+    (rows added to a CSV manifest) would give other statistics, other targets and a
+    ``meta.json`` that no longer describes the weights. Checked before meta.json is rewritten.
+    """
+    from .rundir import read_json
+
+    saved = (read_json(meta_path) or {}).get("outputs")
+    if not isinstance(saved, list):
+        return  # a classification run (no outputs recorded), or a run from before tasks
+    then = {e.get("name"): e for e in saved if isinstance(e, dict)}
+    for entry in outputs:
+        old = then.get(entry["name"])
+        if old is None:
+            raise RunError(
+                f"{meta_path}: the run has no output '{entry['name']}' to resume",
+                hint="start a new run, or restore the spec the run started with",
+            )
+        for key in OUTPUT_KEYS:
+            if old.get(key) != entry.get(key):
+                raise RunError(
+                    f"{meta_path}: the data changed since the run started: output "
+                    f"'{entry['name']}' ({entry.get('task')}) had {key} {_short(old.get(key))}, "
+                    f"the data now gives {_short(entry.get(key))}; the checkpoint's weights "
+                    "learned the first",
+                    hint="resume with the data the run started with, or start a new run",
+                )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

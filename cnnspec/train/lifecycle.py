@@ -29,7 +29,12 @@ from ..errors import RunError
 from ..tasks import plan as task_plan
 from . import recipe, rundir
 from .callbacks import RunState
-from .checkpoints import callback_states, checkpoint_record, restore_checkpoint
+from .checkpoints import (
+    callback_states,
+    check_outputs_unchanged,
+    checkpoint_record,
+    restore_checkpoint,
+)
 from .report import class_report, describe_report
 
 Echo = Callable[[str], None]
@@ -167,7 +172,10 @@ def prepare_run_dir(
     if hw.is_chief:
         text = yaml.safe_dump(spec.source_data, sort_keys=False, allow_unicode=True)
         rundir.write_text(run / rundir.SPEC, text)
-        rundir.write_json(run / rundir.META, meta(spec, data, hw, plans))
+        written = meta(spec, data, hw, plans)
+        if resume:  # the weights learned the first session's targets (regression mean/std)
+            check_outputs_unchanged(run / rundir.META, written.get("outputs") or [])
+        rundir.write_json(run / rundir.META, written)
     return run
 
 
