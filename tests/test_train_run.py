@@ -163,9 +163,12 @@ def shipped_spec(tmp_path: Path, name: str) -> Path:
     return path
 
 
+# small_inception (constant lr) learns late: val accuracy by epoch 0.10 0.18 0.33 0.39 0.58 0.74
+# 0.77 0.81 0.89 0.88 0.92 0.90 (measured, 12 epochs, test 0.907). 9 epochs leave 0.19 over the
+# bar, and more than 0.07 if it started learning two epochs later; 12 took a third longer.
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("spec", "epochs", "threshold"), [("small_resnet", "4", 0.8), ("small_inception", "12", 0.7)]
+    ("spec", "epochs", "threshold"), [("small_resnet", "4", 0.8), ("small_inception", "9", 0.7)]
 )
 def test_small_residual_and_inception_learn(tmp_path, spec, epochs, threshold):
     run = tmp_path / "run"
@@ -246,7 +249,7 @@ def kill_during_training(cmd: list[str], history: Path, after_rows: int) -> None
     """Start ``cmd``, SIGKILL it once history.csv has ``after_rows`` rows (a real kill -9)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 480  # a bound for a hang, not a timing: a loaded box is slow
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if history.exists() and len(history.read_text().splitlines()) >= 1 + after_rows:
