@@ -54,3 +54,45 @@ def test_resuming_on_changed_data_is_refused_before_training(data, tmp_path, cap
     assert len(err) == 1 and "the data changed since the run started" in err[0], err
     assert "(regression) had mean" in err[0] and "Hint:" in err[0], err
     assert (run / "meta.json").read_text() == before  # still describes the weights
+
+
+# --- the training loops: multi-worker trains classification only, refused before TensorFlow ---
+
+TF_CONFIG = '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"index": 0}}'
+
+
+@pytest.mark.parametrize(
+    ("task", "env", "line", "says"),
+    [
+        ("regression", {}, 2, "train.distribute: multi_worker, and multi-worker training "
+         "trains classification only; the main output is regression"),
+        ("two_heads", {"TF_CONFIG": TF_CONFIG}, 12, "heads.ink: TF_CONFIG is set (distribute: "
+         "auto means multi_worker), and multi-worker training trains classification only; "
+         "head 'ink' is regression"),
+    ],
+)  # fmt: skip
+def test_multi_worker_training_of_another_task_is_refused_before_tensorflow(
+    task, env, line, says, tmp_path
+):
+    import os
+    import subprocess
+    import sys
+
+    from _task_runs import SPECS
+
+    text = SPECS[task] + ("  distribute: multi_worker\n" if not env else "")
+    spec = tmp_path / f"{task}.yaml"
+    spec.write_text(text)
+    code = (
+        "import sys\nfrom cnnspec.cli import main\n"
+        f"rc = main(['train', {str(spec)!r}, '--epochs', '1'])\n"
+        "print('rc', rc, 'tensorflow' in sys.modules)\n"
+    )
+    env = (
+        {**os.environ, **env} if env else {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip().splitlines()[-1] == "rc 2 False", done.stdout + done.stderr
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{spec}:{line}:") and says in err[0], err
+    assert "Hint: train it on one machine" in err[0]

@@ -74,6 +74,7 @@ def task_problems(spec: Any, graph: Any, ctx: Any) -> list[Problem]:
     found = []
     for view in views(spec, graph):
         task = get(spec.task if not view.path else spec.heads[view.name].task)
+        found += loop_problems(spec, view, task.name, ctx)
         where = ".".join(str(p) for p in view.path) or "task"
         for issue in task.head_problems(view):
             path = _key_path(view, issue.key)
@@ -90,6 +91,42 @@ def task_problems(spec: Any, graph: Any, ctx: Any) -> list[Problem]:
                     )
                 )
     return found
+
+
+#: The tasks the multi-worker step loop trains (cnnspec/train/multiworker.py): one loss on one
+#: integer class per example and accuracy counted by hand; other tasks' targets, losses and
+#: metrics (per-pixel, k-hot, standardised values) go through Keras' fit only.
+MULTI_WORKER_TASKS = ("classification",)
+
+
+def multi_worker(spec: Any) -> str | None:
+    """Why the spec trains multi-worker (``distribute: multi_worker``, or ``auto`` with
+    TF_CONFIG set, as cnnspec.train.hardware resolves it), or None."""
+    import os
+
+    dist = spec.train.distribute
+    if dist == "multi_worker":
+        return "train.distribute: multi_worker"
+    if dist == "auto" and os.environ.get("TF_CONFIG", "").strip():
+        return "TF_CONFIG is set (distribute: auto means multi_worker)"
+    return None
+
+
+def loop_problems(spec: Any, view: OutputView, task: str, ctx: Any) -> list[Problem]:
+    """An output whose task the spec's training loop cannot train (refused before TensorFlow)."""
+    why = multi_worker(spec)
+    if why is None or task in MULTI_WORKER_TASKS:
+        return []
+    where = ".".join(str(p) for p in view.path) or "task"
+    return [
+        Problem(
+            _locate(ctx, _task_key(view), view),
+            f"{why}, and multi-worker training trains {', '.join(MULTI_WORKER_TASKS)} only; "
+            f"{view.where} is {task}",
+            "train it on one machine (distribute: none or mirrored, TF_CONFIG unset)",
+            where,
+        )
+    ]
 
 
 def _locate(ctx: Any, path: tuple, view: OutputView):
