@@ -274,3 +274,61 @@ def test_data_of_another_task_is_one_located_line(made, capsys, tmp_path):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert err.startswith(start), err
+
+
+# --- fast: the outputs rebuilt from meta.json and the label columns each one reads (no TF) ---
+
+
+TWO_HEADS_META = {
+    "task": "classification",
+    "class_names": ["digit", "count"],  # a label-table run: the data's columns
+    "outputs": [
+        {"name": "dense_1", "task": "classification", "classes": [str(i) for i in range(10)]},
+        {"name": "count", "task": "regression", "classes": ["count"], "mean": [2.5],
+         "std": [1.1]},
+    ],
+}  # fmt: skip
+
+
+def test_saved_outputs_name_the_columns_they_read():
+    from cnnspec.tasks.saved import picture_stem, plans_of, reads_table
+
+    plans = plans_of(TWO_HEADS_META)
+    assert [(p.name, p.task.name, p.column_names) for p in plans] == [
+        ("dense_1", "classification", ["digit"]),  # the one column no other output claims
+        ("count", "regression", ["count"]),
+    ]
+    assert plans[1].stats[0].tolist() == [2.5] and reads_table(plans)
+    assert picture_stem(TWO_HEADS_META) == "confusion"
+    plain = plans_of({"class_names": ["a", "b"], "outputs": [
+        {"name": "d", "task": "classification", "classes": ["a", "b"]}]})  # fmt: skip
+    assert plain[0].column_names is None and not reads_table(plain)
+    assert picture_stem({"task": "regression", "class_names": ["y"], "outputs": [
+        {"name": "d", "task": "regression", "classes": ["y"], "mean": [0], "std": [1]}]}) == (
+        "pred_vs_true")  # fmt: skip
+
+
+def test_label_columns_are_taken_by_name_and_wrong_ones_located():
+    from types import SimpleNamespace
+
+    from cnnspec.errors import RunError
+    from cnnspec.tasks.saved import plans_of, truths
+
+    plans = plans_of(TWO_HEADS_META)
+    data = SimpleNamespace(columns=["count", "extra", "digit"], source="u.csv")
+    rows = np.array([[3, 9, 7], [1, 9, 2]], np.float32)
+    digit, count = truths(plans, data, rows, "u.csv:1")
+    assert digit.tolist() == [7, 2] and count.tolist() == [[3], [1]]
+    with pytest.raises(RunError, match=r"^u.csv:1: no label column 'count'"):
+        truths(plans, SimpleNamespace(columns=["digit"]), rows[:, :1], "u.csv:1")
+    with pytest.raises(RunError, match="holds class 12, but the model's output 'dense_1' has 10"):
+        truths(plans, data, np.array([[1, 0, 12]], np.float32), "u.csv:1")
+    ml = plans_of({"task": "multilabel", "class_names": list("abc"), "outputs": [
+        {"name": "d", "task": "multilabel", "classes": list("abc"), "threshold": 0.5}]})  # fmt: skip
+    # a 'path,labels' manifest has a column per label it uses: the others are absent
+    [y] = truths(ml, SimpleNamespace(columns=["c", "a"]), np.array([[1, 0]], np.float32), "m")
+    assert y.tolist() == [[0, 0, 1]]
+    with pytest.raises(RunError, match="does not know: z"):
+        truths(ml, SimpleNamespace(columns=["a", "z"]), np.zeros((1, 2), np.float32), "m")
+    with pytest.raises(RunError, match="one class index per example"):
+        truths(ml, SimpleNamespace(columns=[]), np.zeros((1, 0), np.float32), "m")

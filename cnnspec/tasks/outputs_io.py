@@ -90,11 +90,11 @@ def evaluate_outputs(req: Any) -> TaskEvaluation:
     """``evaluate`` of a label-table model (``req``: ``cnnspec.evaluate.EvalRequest``)."""
     from ..data import load_data
     from ..data.batches import split_names
-    from ..modelio import find_model
+    from ..modelio import check_model_source, find_model
     from ..predict import BATCH
 
     plans = req.plans
-    runtime, meta = open_outputs(req.model, plans)
+    _, meta = check_model_source(req.model)  # the data is checked before the model is loaded
     data = load_data(req.data_source, meta["input_shape"], table=True)
     where = where_of(req.data_source, data)
     if data.masks:
@@ -106,6 +106,7 @@ def evaluate_outputs(req: Any) -> TaskEvaluation:
     names = split_names(data, req.split)
     width = len(getattr(data, "columns", None) or [])
     truths(plans, data, np.zeros((1, width), np.float32), where)  # columns: before predicting
+    runtime, meta = open_outputs(req.model, plans)
     preds, rows = stream(runtime, data, names, meta["input_shape"], BATCH)
     if not len(rows):
         raise RunError(f"data '{data.source}' has no images in split '{req.split}'")
