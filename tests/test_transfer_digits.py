@@ -14,7 +14,11 @@ from cnnspec.transfer.digits import digits_subset, few_labels
 
 PER_CLASS = 20
 DRAWS = (0, 1)  # two draws of the labelled examples
-EPOCHS = 50  # 100 images, batch 20: 5 steps an epoch
+# 100 images, batch 20: 5 steps an epoch. 30 epochs (was 50, 40 % fewer steps): measured
+# accuracy draw 1 / draw 2: scratch 0.952 / 0.954 (0.952 / 0.962 at 50: converged, the
+# comparison stays fair), frozen 0.984 / 0.971, logistic 0.989 / 0.976, fine-tuned 0.990;
+# frozen errors 0.48x scratch's (asserted <= 0.6x).
+EPOCHS = 30
 
 
 @pytest.fixture(scope="module")
