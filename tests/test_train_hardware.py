@@ -11,6 +11,7 @@ case what it claims to be; the pure resolution table is checked without TensorFl
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -88,18 +89,25 @@ def _run(argv: list[str], env: dict[str, str]) -> str:
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,  # a hang guard: six trainings in one process, ~90 s each on a loaded box
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
 
+@functools.cache
+def digit_batch() -> np.ndarray:
+    """64 test images of digits at LeNet-5's input (read once for every case checked)."""
+    from cnnspec.data import load_data
+
+    data = load_data("digits", (32, 32, 1))
+    return next(data.split("test").batch(64).as_numpy_iterator())[0].astype("float32")
+
+
 def check_run(run: Path, expected: dict, assumed: bool) -> None:
     """A finished one-epoch run as the resolution says: hardware, finite loss, float32 softmax."""
     import keras
-
-    from cnnspec.data import load_data
 
     metrics = json.loads((run / "metrics.json").read_text())
     hardware = metrics["hardware"]
@@ -114,9 +122,7 @@ def check_run(run: Path, expected: dict, assumed: bool) -> None:
     assert model.layers[-1].compute_dtype == "float32"  # the softmax
     compute = COMPUTE[expected["precision"]]
     assert any(layer.compute_dtype == compute for layer in model.layers[1:-1])
-    data = load_data("digits", (32, 32, 1))
-    images = next(data.split("test").batch(64).as_numpy_iterator())[0].astype("float32")
-    probs = model(images, training=False)
+    probs = model(digit_batch(), training=False)
     assert keras.backend.standardize_dtype(probs.dtype) == "float32"
     probs = np.asarray(probs)
     assert np.all(np.isfinite(probs)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
