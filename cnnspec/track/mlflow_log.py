@@ -7,7 +7,8 @@ stops sending, and the run goes on; its run directory has everything.
 
 MLflow's HTTP client retries a failed request with exponential backoff (7 tries by default:
 minutes against a dead server). Tracking sets shorter defaults (``MLFLOW_HTTP_REQUEST_*``;
-environment values set by the user win), so a dead server is given up within seconds.
+environment values set by the user win), so a dead server is given up within seconds, and
+keeps MLflow from printing the run's URL into the training's output.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    # MLflow prints two "View run ... at" lines to stdout when a run ends (one more request):
+    # from the sending thread they would land in the middle of the training's own output
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 #: MLflow's limits per log_batch call.
 BATCH_PARAMS = 100
