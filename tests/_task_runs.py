@@ -53,13 +53,13 @@ SPECS = {
 }
 
 
-def digits_table(path: Path, n: int = 240) -> Path:
-    """``n`` sklearn digits at 16x16 with a label table: the digit, its ink (mean pixel) and
+def digits_table(path: Path, n: int = 240, size: int = 16) -> Path:
+    """``n`` sklearn digits at ``size`` x ``size`` (16 or 32) with a label table: the digit, its ink (mean pixel) and
     whether it is even, >= 5, or has a loop (0, 6, 8, 9)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = np.kron(d.images[:n], np.ones((2, 2))) * (255.0 / 16.0)
+    x = np.kron(d.images[:n], np.ones((size // 8, size // 8))) * (255.0 / 16.0)
     x = x.astype(np.uint8)[..., None]
     digit = d.target[:n].astype(np.float32)
     y = np.stack(

@@ -1,4 +1,5 @@
-"""Resume is exact for the label-table tasks: a run with a multilabel output, a class head and a
+"""Resume is exact for the label-table tasks (and the other training loops: multi-worker
+refuses them before TensorFlow, fine-tuning trains them): a run with a multilabel output, a class head and a
 regression head, stopped after epoch 1 and resumed, ends bit-identical to the run left alone
 (weights, every epoch's logs, test scores), with the same task metadata (regression target
 statistics, threshold). The multilabel, regression and two-head specs of tests/_task_runs.py
@@ -7,11 +8,14 @@ pass the same test (measured: 3 passed, 56 s CPU); one run of all three keeps CI
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from _task_runs import assert_resumed_equals_straight, digits_table, train, write_spec
 
 from cnnspec.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +100,58 @@ def test_multi_worker_training_of_another_task_is_refused_before_tensorflow(
     err = done.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"{spec}:{line}:") and says in err[0], err
     assert "Hint: train it on one machine" in err[0]
+
+
+# --- fine-tuning (phase 2 of transfer learning) trains every output with its own task ---
+
+FINE_TUNE = f"""\
+name: tiny_fine_tune
+task: regression
+input: [32, 32, 1]
+backbone:
+  model: {ROOT / "specs" / "transfer_digits04_backbone.keras"}
+  cut_at: basic_2_add
+  trainable: false
+  fine_tune: {{from: basic_2_conv_1, lr: 3.0e-4, epochs: 1}}
+layers:
+  - gavgpool: name=pooled
+  - dense: 1
+heads:
+  digit:
+    from: pooled
+    task: classification
+    label: digit
+    layers:
+      - dense: 10, softmax
+train:
+  epochs: 1
+  batch_size: 16
+  steps_per_epoch: 2
+  targets: [ink]
+"""
+
+
+@pytest.mark.slow
+def test_fine_tuning_trains_a_regression_output_and_a_class_head(tmp_path):
+    """Phase 2 compiled every output with the classification loss and metrics and fed it class
+    labels: the run ended in 'internal error: KeyError: mae'. Now each output keeps its task,
+    loss, metrics and targets in phase 2 (as in phase 1), scored in the data's units."""
+    import numpy as np
+
+    from cnnspec.modelio import load_keras_model
+
+    data = digits_table(tmp_path / "digits32.npz", size=32)
+    spec = tmp_path / "fine_tune.yaml"
+    spec.write_text(FINE_TUNE)
+    run = train(spec, tmp_path / "run", data)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["phase2"]["epochs_done"] == 1 and metrics["phase2"]["unfrozen_layers"] > 0
+    assert {"mae", "rmse", "r2", "digit_accuracy"} <= set(metrics["test"]), metrics["test"]
+    before = load_keras_model(run / "model_phase1.keras").get_layer("backbone")
+    after = load_keras_model(run / "model.keras").get_layer("backbone")
+    changed = [
+        w.path
+        for w, v in zip(before.weights, after.weights, strict=True)
+        if not np.array_equal(np.asarray(w), np.asarray(v))
+    ]
+    assert changed and all("basic_2" in p for p in changed), changed  # only the unfrozen block

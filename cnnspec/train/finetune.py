@@ -23,6 +23,7 @@ from typing import Any
 
 from ..data import make_pipeline
 from ..errors import RunError
+from ..tasks.plan import needs_table
 from . import lifecycle, rundir
 from . import recipe as recipes
 from .callbacks import History, LogNames, NanGuard, RunState, Timer
@@ -83,7 +84,9 @@ def fine_tune_run(session: Any, result: Any, *, verbose: int | None) -> Any:
     with hw.strategy.scope():
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
         names = unfreeze(model, spec)
-        compile_model(model, spec2, hw, session.steps, session.metric_names)
+        # every output's task, loss and metrics, as phase 1 (a regression or multilabel head)
+        plans = session.outputs if needs_table(spec) else None  # classification: as before
+        compile_model(model, spec2, hw, session.steps, session.metric_names, plans)
     phase2 = replace(
         session, spec=spec2, model=model, steps=recipes.steps_per_epoch(r, data.sizes["train"])
     )
@@ -130,7 +133,11 @@ def _fit_phase2(session: Any, verbose: int | None) -> RunState:
     import sys
 
     r, data = session.recipe, session.data
-    labels = recipes.label_fn(r, data.num_classes, None)
+    heads = list(session.model.output) if isinstance(session.model.output, dict) else None
+    if needs_table(session.spec):  # label-table tasks and task heads: each output's targets
+        labels = recipes.targets_fn(session.outputs, heads)
+    else:
+        labels = recipes.label_fn(r, data.num_classes, None)
     train_ds = make_pipeline(data.train, r.batch_size, training=True, augment=r.augment,
                              seed=r.seed + 1, repeat=True, labels=labels,
                              reading=data.reading("train"))  # fmt: skip
@@ -140,7 +147,8 @@ def _fit_phase2(session: Any, verbose: int | None) -> RunState:
         else None
     )
     state = RunState()
-    cbs = [LogNames(None), NanGuard(state), Timer(state, r.batch_size)]
+    cbs = [LogNames(session.spec.output_name if heads else None), NanGuard(state),
+           Timer(state, r.batch_size)]  # fmt: skip
     if session.hw.is_chief:
         cbs.append(History(session.run / HISTORY_PHASE2))
     if verbose is None:
