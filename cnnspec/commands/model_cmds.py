@@ -82,15 +82,20 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Segmentation: folder for mask PNGs and overlays."),
+        typer.Option(
+            "--out",
+            help="Folder for written predictions: masks and overlays (segmentation), "
+            "predictions.csv/.json (multi-label, regression, heads). Default: <run>/predictions.",
+        ),
     ] = None,
     tile: Annotated[
         bool,
         typer.Option("--tile", help="Segmentation: larger images in overlapping, blended tiles."),
     ] = False,
 ) -> None:
-    """Predict the classes of images (segmentation: their masks) with a .keras, SavedModel,
-    TFLite or ONNX model."""
+    """Predict the classes of images (segmentation: their masks; multi-label: the labels above
+    the threshold; regression: values in the data's units; every head) with a .keras,
+    SavedModel, TFLite or ONNX model."""
     from ..api import predict as predict_images  # cnnspec.predict: one path with the API
 
     preds = predict_images(model, list(inputs), top_k=top_k, out=out, tile=tile)
@@ -158,11 +163,16 @@ def evaluate(
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="k of top-k accuracy.")] = 3,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Confusion-matrix PNG (default: <run>/eval/...)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Confusion-matrix (regression: predicted-vs-true) PNG (default: <run>/eval/...).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Accuracy, top-k, per-class precision/recall/F1 and a confusion-matrix PNG."""
+    """Accuracy, top-k, per-class precision/recall/F1 and a confusion-matrix PNG (multi-label:
+    per-label P/R/F1/AP; regression: MAE/RMSE/R2 and a predicted-vs-true PNG; every head)."""
     from ..api import evaluate as evaluate_model  # cnnspec.evaluate: one path with the API
     from ..outpaths import check_output
 
