@@ -1,9 +1,12 @@
-"""Resume is exact for the label-table tasks (and the other training loops: multi-worker
-refuses them before TensorFlow, fine-tuning trains them): a run with a multilabel output, a class head and a
-regression head, stopped after epoch 1 and resumed, ends bit-identical to the run left alone
+"""Resume is exact for the label-table tasks: a run with a multilabel output, a class head and
+a regression head, stopped after epoch 1 and resumed, ends bit-identical to the run left alone
 (weights, every epoch's logs, test scores), with the same task metadata (regression target
-statistics, threshold). The multilabel, regression and two-head specs of tests/_task_runs.py
-pass the same test (measured: 3 passed, 56 s CPU); one run of all three keeps CI short."""
+statistics, threshold), and is refused on data whose targets changed. The multilabel,
+regression and two-head specs of tests/_task_runs.py pass the same test (measured: 3 passed,
+56 s CPU); one run of all three keeps CI short.
+
+The other training loops: multi-worker training refuses these tasks before TensorFlow;
+fine-tuning (phase 2 of transfer learning) trains them."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import pytest
 from _task_runs import assert_resumed_equals_straight, digits_table, train, write_spec
 
 from cnnspec.cli import main
+from cnnspec.train.rundir import read_history
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,10 +29,13 @@ def data(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["three_tasks"])  # any key of SPECS (each passes; ~20 s a run)
-def test_a_stopped_run_resumes_bit_identically(task, data, tmp_path):
-    spec = write_spec(tmp_path, task)
+def test_a_stopped_run_resumes_bit_identically_and_only_on_its_data(task, data, tmp_path, capsys):
+    import numpy as np
+
+    spec, own = write_spec(tmp_path, task), tmp_path / "own.npz"
+    own.write_bytes(data.read_bytes())  # the same data, a file of the stopped run's own
     straight = train(spec, tmp_path / "straight", data)
-    stopped = train(spec, tmp_path / "stopped", data, "--epochs", "1")
+    stopped = train(spec, tmp_path / "stopped", own, "--epochs", "1")
     assert main(["train", "--resume", str(stopped), "--epochs", "2", "--quiet"]) == 0
     assert_resumed_equals_straight(straight, stopped)
     a, b = (json.loads((r / "meta.json").read_text()) for r in (straight, stopped))
@@ -36,28 +43,21 @@ def test_a_stopped_run_resumes_bit_identically(task, data, tmp_path):
     m_a, m_b = (json.loads((r / "metrics.json").read_text()) for r in (straight, stopped))
     assert m_a["test"] == m_b["test"] and m_b["resumed_from_epoch"] == 1
 
-
-@pytest.mark.slow
-def test_resuming_on_changed_data_is_refused_before_training(data, tmp_path, capsys):
-    """The weights of epoch 1 learned targets standardised with that data's mean and std:
-    resumed on data whose targets moved (rows added to a manifest), the run used to go on with
-    new statistics, silently, and rewrite meta.json with them."""
-    import numpy as np
-
-    spec, moved = write_spec(tmp_path, "regression"), tmp_path / "data.npz"
-    moved.write_bytes(data.read_bytes())
-    run = train(spec, tmp_path / "run", moved, "--epochs", "1")
-    before = (run / "meta.json").read_text()
-    with np.load(moved) as f:
+    # Its weights learned targets standardised with that data's mean and std: resumed on data
+    # whose targets moved (rows added to a manifest), the run went on with new statistics,
+    # silently, and rewrote meta.json with them. Now refused before training.
+    before = (stopped / "meta.json").read_text()
+    with np.load(own) as f:
         x, y, columns = f["x"], f["y"].copy(), f["columns"]
     y[:, 1] *= 2.0  # the ink column
-    np.savez(moved, x=x, y=y, columns=columns)
+    np.savez(own, x=x, y=y, columns=columns)
     capsys.readouterr()
-    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 1
+    assert main(["train", "--resume", str(stopped), "--epochs", "3", "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the data changed since the run started" in err[0], err
-    assert "(regression) had mean" in err[0] and "Hint:" in err[0], err
-    assert (run / "meta.json").read_text() == before  # still describes the weights
+    assert "output 'ink' (regression) had mean" in err[0] and "Hint:" in err[0], err
+    assert (stopped / "meta.json").read_text() == before  # it still describes the weights
+    assert len(read_history(stopped / "history.csv")) == 2
 
 
 # --- the training loops: multi-worker trains classification only, refused before TensorFlow ---
