@@ -21,6 +21,9 @@ from cnnspec.train.rundir import read_history
 ROOT = Path(__file__).resolve().parent.parent
 LENET = str(ROOT / "specs" / "lenet5.yaml")
 EPOCHS = "6"
+# Seconds a worker may take to its first step (the watchdog) and each collective: a bound for a
+# hang, not a timing. Tracing the first step takes ~50 s on a loaded box (it was 120 s).
+WORKER_TIMEOUT = "300"
 
 
 def free_port() -> int:
@@ -92,7 +95,7 @@ def test_two_workers_on_loopback_reach_the_single_process_accuracy(tmp_path, sin
     runs = [tmp_path / "chief", tmp_path / "worker1"]
     procs = [
         cli(LENET, "--out", str(runs[i]), "--epochs", EPOCHS,
-            env={"TF_CONFIG": tf_config(workers, i), "CNNSPEC_WORKER_TIMEOUT": "120"})
+            env={"TF_CONFIG": tf_config(workers, i), "CNNSPEC_WORKER_TIMEOUT": WORKER_TIMEOUT})
         for i in range(2)
     ]  # fmt: skip
     outs = finish(procs, 600)
@@ -197,7 +200,10 @@ def test_two_workers_resume_after_both_are_killed(tmp_path):
         workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
         first_command = [LENET, "--out", str(tmp_path / "w1"), "--epochs", str(epochs)]
         return [
-            cli(*args, env={"TF_CONFIG": tf_config(workers, i), "CNNSPEC_WORKER_TIMEOUT": "120"})
+            cli(
+                *args,
+                env={"TF_CONFIG": tf_config(workers, i), "CNNSPEC_WORKER_TIMEOUT": WORKER_TIMEOUT},
+            )
             for i, args in enumerate([chief_args, first_command])
         ]
 
