@@ -115,10 +115,19 @@ def collapse(rows: list[dict]) -> list[dict]:
     return with_froms(rows, ins)
 
 
-def drop_unread_names(rows: list[dict]) -> list[dict]:
-    """Rows without the names that no from: reads (the last row keeps none either)."""
+def drop_unread_names(rows: list[dict], defines: dict[str, Any]) -> list[dict]:
+    """Rows without the names that no from: reads, but for a single layer written once (its
+    source's name: init: pairs it by name, and an auto name such as conv_1 could be another
+    source layer's name)."""
     read = {r for row in rows for r in explicit_refs(row)}
-    return [{k: v for k, v in row.items() if k != "name" or v in read} for row in rows]
+
+    def keep(row: dict) -> bool:
+        kind = kind_of(row)
+        return row["name"] in read or (
+            "times" not in row and kind not in defines and kind not in BLOCK_KINDS
+        )
+
+    return [{k: v for k, v in row.items() if k != "name" or keep(row)} for row in rows]
 
 
 def explicit_refs(row: dict) -> list[str]:
@@ -273,14 +282,22 @@ def define_blocks(rows: list[dict], taken: set[str]) -> dict[str, Any]:
             return defines
 
 
-def repeat(rows: list[dict]) -> list[dict]:
-    """Consecutive identical items (no name, no from:) -> one item with ``times: N``."""
+def repeat(rows: list[dict], read: set[str]) -> list[dict]:
+    """Consecutive identical items (no from:, no name that a from: reads) -> one item with
+    ``times: N`` and no name."""
     out: list[dict] = []
     for row in rows:
         prev = out[-1] if out else None
-        plain = "name" not in row and "from" not in row
-        if prev is not None and plain and {k: v for k, v in prev.items() if k != "times"} == row:
+        free = "from" not in row and row.get("name") not in read
+        if (
+            prev is not None
+            and free
+            and "from" not in prev
+            and prev.get("name") not in read
+            and _bare({k: v for k, v in prev.items() if k != "times"}) == _bare(row)
+        ):
             prev["times"] = prev.get("times", 1) + 1
+            prev.pop("name", None)
         else:
             out.append(dict(row))
     return out
@@ -317,10 +334,10 @@ def trim_args(value: Any, defines: dict[str, Any]) -> Any:
 def compact_blocks(rows: list[dict], defines: dict[str, Any]) -> tuple[dict, list[dict]]:
     """(all defines, rows): merges as blocks, repeated blocks as defines, repeats as times:."""
     rows = fill_args(collapse(rows), defines)
-    rows = drop_unread_names(rows)
     new = define_blocks(rows, set(defines) | {r.get("name", "") for r in rows})
     defines = {**defines, **new}
     rows = trim_args(rows, defines)
     for block in new.values():
         block["layers"] = trim_args(block["layers"], defines)
-    return defines, repeat(rows)
+    read = {r for row in rows for r in explicit_refs(row)}
+    return defines, drop_unread_names(repeat(rows, read), defines)
