@@ -284,3 +284,20 @@ def test_arrays_in_memory_are_fingerprinted_by_shape_dtype_and_content():
         content.start_params(loads_spec(Path(LENET).read_text(), LENET), (x, y))["data.source"]
         == "arrays (x, y) of 2x3x4 in memory"
     )
+
+
+@pytest.mark.slow
+def test_a_broken_mlflow_install_warns_once_and_the_run_finishes(tmp_path):
+    """mlflow found but failing to import (a broken install): one warning, training goes on."""
+    fake = tmp_path / "site" / "mlflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('protobuf is too old (a test)')\n")
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cnnspec.cli", "train", LENET, "--epochs", "1", "--out"]
+    cmd += [str(run_dir), "--track", "http://127.0.0.1:9", *SHORT]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: tracking")]
+    assert len(warnings) == 1 and "cannot import mlflow" in warnings[0], done.stderr[-3000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_done"] == 1

@@ -84,8 +84,10 @@ class Sender:
         # Imported here, before training: imported by the sending thread (2-3 s of CPU holding
         # the GIL) it ran into the first epoch (measured: ready 3.5 s after training began on
         # the loaded 2-core box). Imports barely overlap under the GIL, so this costs no more.
-        import mlflow.tracking  # noqa: F401
-
+        try:
+            import mlflow.tracking  # noqa: F401
+        except Exception as exc:  # noqa: BLE001 - a broken install: warned once, training goes on
+            self._fail(f"cannot import mlflow: {type(exc).__name__}: {_first_line(exc)}")
         self._thread = threading.Thread(target=self._loop, name="cnnspec-track", daemon=True)
         self._thread.start()
         return self
