@@ -20,7 +20,7 @@ import pytest
 from cnnspec.cli import main
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
-N = 100  # canvases per manifest
+N = 60  # canvases per manifest
 
 
 def _canvases(root: Path, rng, copies_of_one: bool):
@@ -258,12 +258,11 @@ def _outputs_of_arrays(run: Path, x: np.ndarray):
 def test_data_of_another_task_is_one_located_line(made, capsys, tmp_path):
     root, runs = made
     ml_csv, cnt_csv = root / "ml" / "labels.csv", root / "cnt" / "counts.csv"
-    no_count = tmp_path / "digit_only.csv"
+    digit_only = tmp_path / "digit_only.csv"  # a user manifest without the count column
     lines = [f"{root / 'cnt' / r['path']},{r['digit']}\n" for r in _rows(cnt_csv)[:20]]
-    no_count.write_text("path,digit\n" + "".join(lines))
+    digit_only.write_text("path,digit\n" + "".join(lines))
     cases = [
-        (runs["reg"], str(ml_csv), f"{ml_csv}:1: no label column 'count'"),
-        (runs["reg"], str(no_count), f"{no_count}:1: no label column 'count'"),
+        (runs["reg"], str(digit_only), f"{digit_only}:1: no label column 'count'"),
         (runs["ml"], str(cnt_csv), f"{cnt_csv}:1: the data has labels the model's multilabel"),
         (runs["two"], str(ml_csv), f"{ml_csv}:1: no label column 'digit'"),
         (runs["ml"], "digits", "data 'digits': the data has one class index per example"),
