@@ -70,8 +70,12 @@ def steady_rate(images: list[int], seconds: list[float]) -> float:
     return sum(n for n, _ in steady) / sum(s for _, s in steady)
 
 
-def by_hand(manifest: Path, epochs: int, deterministic: bool) -> float:
-    """images/s of the spec's network trained with plain Keras fit on a plain tf.data pipeline."""
+def by_hand(manifest: Path, epochs: int, deterministic: bool, batch_hook: bool = False) -> float:
+    """images/s of the spec's network trained with plain Keras fit on a plain tf.data pipeline.
+
+    ``batch_hook``: add a callback that reads the loss after every batch, as cnnspec's NaN
+    guard does (a callback with ``on_train_batch_end`` turns off Keras' asynchronous dispatch
+    of the batch callbacks): what that costs, measured alone."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -125,11 +129,16 @@ def by_hand(manifest: Path, epochs: int, deterministic: bool) -> float:
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.t)
 
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=[Clock()])
+    class ReadLoss(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            float((logs or {}).get("loss", 0.0))
+
+    hooks = [ReadLoss()] if batch_hook else []
+    model.fit(ds, epochs=epochs, verbose=0, callbacks=[Clock(), *hooks])
     return steady_rate([len(paths)] * len(times), times)
 
 
-def by_cnnspec(manifest: Path, epochs: int, deterministic: bool) -> float:
+def by_cnnspec(manifest: Path, epochs: int, deterministic: bool, batch_hook: bool = False) -> float:
     from cnnspec.spec import load_spec
     from cnnspec.train import train
 
@@ -144,10 +153,11 @@ def by_cnnspec(manifest: Path, epochs: int, deterministic: bool) -> float:
 SIDES = {"cnnspec": by_cnnspec, "hand": by_hand}
 
 
-def measure(side: str, manifest: Path, epochs: int, deterministic: bool) -> float:
+def measure(side: str, manifest: Path, epochs: int, deterministic: bool, hook: bool) -> float:
     """One side's images/s, in a fresh Python process."""
     args = [sys.executable, __file__, "--side", side, "--manifest", str(manifest),
-            "--epochs", str(epochs)] + (["--deterministic"] if deterministic else [])  # fmt: skip
+            "--epochs", str(epochs)] + (["--deterministic"] if deterministic else []) + (
+            ["--batch-hook"] if hook else [])  # fmt: skip
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         sys.exit(f"{side} failed:\n{proc.stderr[-3000:]}")
@@ -165,9 +175,14 @@ def main() -> None:
     parser.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
     parser.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--deterministic", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--batch-hook", action="store_true",
+        help="diagnosis: the by-hand side also reads the loss after every batch (as cnnspec's "
+        "NaN guard does)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.side:  # one measurement (a child process)
-        rate = SIDES[args.side](args.manifest, args.epochs, args.deterministic)
+        rate = SIDES[args.side](args.manifest, args.epochs, args.deterministic, args.batch_hook)
         print(json.dumps({"images_per_s": rate}))
         return
     from cnnspec.spec import load_spec
@@ -179,7 +194,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for det in {"both": (True, False), "on": (True,), "off": (False,)}[args.determinism]:
                 for side in ("cnnspec", "hand"):
-                    rate = measure(side, manifest, args.epochs, det)
+                    rate = measure(side, manifest, args.epochs, det, args.batch_hook)
                     runs.setdefault((side, det), []).append(rate)
                     print(f"  ({side}, determinism {det}: {rate:.0f} images/s)", flush=True)
     best = {key: max(v) for key, v in runs.items()}
