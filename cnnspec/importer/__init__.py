@@ -1,11 +1,12 @@
 """``cnnspec import``: a Keras functional model's config.json -> a spec in the project's notation.
 
-Every layer becomes one item under its Keras name (so ``init:`` matches every weight by name);
-``from:`` says where an item reads when it is not the previous one. A conv, dense or
-depthwise conv followed by an activation that only it feeds is one row; a leading
-``Rescaling(1/255)`` or ``Rescaling(1/127.5, -1)`` becomes ``preprocess: unit | symmetric``.
-A layer the language cannot express is refused with one line: never approximated.
-"""
+:func:`convert` makes one item per layer under its Keras name (``from:`` where an item reads
+another than the previous one; a conv, dense or depthwise conv and an activation only it feeds
+are one row; a leading ``Rescaling(1/255)`` or ``Rescaling(1/127.5, -1)`` is
+``preprocess: unit | symmetric``), checked exact by name. :func:`import_text` then writes the
+most compact form that is the same model (:mod:`.compact`: conv + bn + act defines;
+:mod:`.blocks`: residual:/parallel: blocks, generated defines, times:), checked against it.
+A layer the language cannot express is refused with one line: never approximated."""
 
 from __future__ import annotations
 
