@@ -350,3 +350,45 @@ def test_keras_application_source_by_name(tmp_path, capsys):
     text = out.read_text()
     assert "act: hard_sigmoid" in text and "from: 'keras:MobileNetV3Small'" in text
     assert "preprocess: symmetric" in text
+
+
+@pytest.mark.slow
+def test_an_edited_compact_import_loads_99_percent_and_names_the_rest(tmp_path, capsys):
+    """Issue 17: an imported spec edited as users edit one (a 1-channel input, a dropout before
+    a new 5-class head) still starts from the source: blocks without names pair by structure."""
+    import keras
+
+    from cnnspec.build import build_model
+    from cnnspec.init import apply
+    from cnnspec.init.match import ADAPTED, LOADED, MISMATCH
+    from cnnspec.spec import load_spec
+
+    source, path = saved_application("ResNet50", 32)
+    out = tmp_path / "resnet50.yaml"
+    assert run_cli(["import", path, "-o", out]) == 0
+    text = out.read_text()
+    edits = {
+        "input: [32, 32, 3]": "input: [32, 32, 1]",
+        "init: {from: ": "init: {adapt_channels: sum, from: ",
+        "  - {dense: {units: 1000}, name: predictions}": (  # the source keeps logits
+            "  - dropout: 0.3\n  - {dense: {units: 5, act: softmax}, name: predictions}"
+        ),
+    }
+    for old, new in edits.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    out.write_text(text)
+    spec = load_spec(out)
+    model = build_model(spec)
+    table = apply(model, spec)
+    statuses = [r.status for r in table.rows]
+    assert statuses.count(ADAPTED) == 1 and statuses.count(MISMATCH) == 1, statuses
+    assert statuses[0] == ADAPTED and table.rows[-1].status == MISMATCH  # first conv, new head
+    assert set(statuses) == {LOADED, ADAPTED, MISMATCH}
+    assert table.share >= 0.99, table.share
+    # sum: a grey image gives the features its 3-channel copy gave in the source.
+    grey = np.random.default_rng(3).uniform(0, 1, (2, 32, 32, 1)).astype("float32")
+    feats = keras.Model(model.input, model.get_layer("avg_pool").output)  # the name it kept
+    src = keras.Model(source.input, source.get_layer("avg_pool").output)
+    diff = keras.ops.convert_to_numpy(feats(grey) - src(np.repeat(grey, 3, axis=-1)))
+    assert np.abs(diff).max() <= 1e-4
