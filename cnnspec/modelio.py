@@ -456,6 +456,11 @@ def _check_meta_matches(meta: dict[str, Any], model, meta_path: Path) -> None:
         raise RunError(
             f"{meta_path}: input_shape {meta['input_shape']} does not match the model's {shape}"
         )
+    if isinstance(meta.get("outputs"), list):  # a task run: class_names are the data's columns
+        from .export.outputs import check_units, outputs_of
+
+        check_units(outputs_of(meta, str(meta_path))[0], model.outputs[0], str(meta_path))
+        return
     n = model.outputs[0].shape[-1]
     if n is not None and int(n) != len(meta["class_names"]):
         raise RunError(

@@ -75,6 +75,16 @@ def test_an_output_the_model_lacks_is_a_one_line_error(run, tmp_path, capsys):
     assert not (copy / "export").exists() or not any((copy / "export").iterdir())
 
 
+@pytest.mark.slow
+def test_commands_that_load_the_run_model_accept_a_task_run(run, tmp_path, capsys):
+    """Every command loading the run's main output (visualize, explain, features) compared
+    meta.json's class_names - a label table's five columns - with the multilabel output's
+    three units, and refused the run: '5 class_names for a model with 3 outputs'."""
+    out = tmp_path / "filters.png"
+    assert main(["visualize", "filters", str(run), "-o", str(out)]) == 0, capsys.readouterr()
+    assert out.is_file()
+
+
 def test_a_regression_export_reports_no_top1_class():
     check = OutputCheck("count", "regression", (16, 1), 2.5e-6, None)
     result = ExportResult(
