@@ -9,6 +9,8 @@ build 2-layer models: each converter rule and refusal costs about a second.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from _keras_sources import saved_application
@@ -392,3 +394,144 @@ def test_an_edited_compact_import_loads_99_percent_and_names_the_rest(tmp_path, 
     src = keras.Model(source.input, source.get_layer("avg_pool").output)
     diff = keras.ops.convert_to_numpy(feats(grey) - src(np.repeat(grey, 3, axis=-1)))
     assert np.abs(diff).max() <= 1e-4
+
+
+# --- per-channel rescale and EfficientNet's ImageNet stem (issue 17: never a silent approximation)
+
+
+def test_per_channel_rescale_is_checked_and_shown(tmp_path, capsys):
+    """rescale takes one factor (and offset) per channel; a wrong count is one located line."""
+    spec = tmp_path / "r.yaml"
+    head = "name: r\ninput: [4, 4, 3]\npreprocess: none\nlayers:\n"
+    spec.write_text(
+        head + "  - rescale: [0.5, 2, 4]\n  - rescale: {scale: 2, offset: [1, 0, -1]}\n"
+    )
+    assert run_cli(["summary", spec, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["layers"]
+    assert [r["notation"] for r in rows[1:]] == ["[0.5, 2, 4]", "2, [1, 0, -1]"]
+    spec.write_text(head + "  - conv: 1x1, 2\n  - rescale: [0.5, 2, 4]\n")
+    assert run_cli(["validate", spec]) == 2
+    line = _one_line(capsys)
+    assert f"{spec}:6:5: layers[1] rescale: rescale needs one scale per channel (2)" in line
+    assert "received 3 values" in line and "Hint: give 2 values" in line
+
+
+def test_per_channel_rescaling_after_normalization_round_trips(tmp_path):
+    """EfficientNet's ImageNet stem in small: Rescaling(1/255) -> adapted Normalization ->
+    per-channel Rescaling -> conv. It was refused ('per-channel rescaling'); now exact."""
+    import keras
+
+    def build(x):
+        x = keras.layers.Rescaling(1 / 255, name="unit")(x)
+        norm = keras.layers.Normalization(name="norm")
+        norm.adapt(np.random.default_rng(0).uniform(0, 1, (16, 8, 8, 3)).astype("float32"))
+        x = keras.layers.Rescaling([2.0, 0.5, 3.0], offset=[0.1, 0.0, -0.2], name="per")(norm(x))
+        return keras.layers.Conv2D(4, 3, name="c")(x)
+
+    text = _round_trip(tmp_path, build)
+    assert "{rescale: {scale: [2.0, 0.5, 3.0], offset: [0.1, 0.0, -0.2]}, name: per}" in text
+
+
+def test_efficientnet_v1_imagenet_rescale_is_keras_own():
+    """Keras' EfficientNet B0..B7 add Rescaling(1/sqrt(std)) for ImageNet only; V2 never."""
+    import inspect
+    import sys
+
+    import keras
+
+    from cnnspec.importer.applications import IMAGENET_STDDEV_RGB, needs_imagenet_rescale
+
+    v1 = sys.modules[keras.applications.EfficientNetB0.__module__]
+    assert list(IMAGENET_STDDEV_RGB) == list(v1.IMAGENET_STDDEV_RGB)
+    assert "IMAGENET_STDDEV_RGB" in inspect.getsource(v1.EfficientNet)
+    v2 = sys.modules[keras.applications.EfficientNetV2B0.__module__]
+    assert "STDDEV" not in inspect.getsource(v2)
+    assert [needs_imagenet_rescale(f"keras:EfficientNetB{k}") for k in range(8)] == [True] * 8
+    for other in ("keras:EfficientNetV2B0", "keras:ResNet50", "EfficientNetB0.keras"):
+        assert not needs_imagenet_rescale(other)
+
+
+def _as_keras2_file(model, path) -> None:
+    """``model`` saved as keras.applications' ImageNet files are (legacy HDF5), with Keras 2's
+    weight name for depthwise kernels (Keras 3 writes 'kernel', the ImageNet files
+    'depthwise_kernel')."""
+    import h5py
+    import keras
+
+    model.save(path)
+    with h5py.File(path, "r+") as h5:
+        root = h5["model_weights"]
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                group = root[layer.name]
+                group.move(f"{layer.name}/kernel", f"{layer.name}/depthwise_kernel")
+                group.attrs["weight_names"] = [f"{layer.name}/depthwise_kernel"]
+
+
+@pytest.mark.slow
+def test_keras_efficientnet_source_is_the_imagenet_model(tmp_path, monkeypatch, capsys):
+    """keras:EfficientNetB0 is imported as the model its ImageNet weights belong to: Keras'
+    weights='imagenet' stem (a per-channel rescale after the normalize), which weights=None
+    lacks. Reference: the weights=None model with that Rescaling inserted where Keras inserts
+    it (keras.models.clone_model), its weights as the ImageNet file in $KERAS_HOME/models (no
+    download: init: from 'keras:EfficientNetB0' reads it as it reads the real one). A spec
+    without the rescale is refused in one line, not loaded into a different model."""
+    import keras
+
+    from cnnspec.build import build_model
+    from cnnspec.build.backbone import weight_file
+    from cnnspec.importer.applications import IMAGENET_RESCALE
+    from cnnspec.init import apply
+    from cnnspec.spec import load_spec
+
+    source, _ = saved_application("EfficientNetB0", 32)
+
+    def call(layer, *args, **kwargs):
+        out = layer(*args, **kwargs)
+        if isinstance(layer, keras.layers.Normalization):
+            out = keras.layers.Rescaling(IMAGENET_RESCALE)(out)
+        return out
+
+    imagenet = keras.models.clone_model(source, call_function=call)
+    imagenet.set_weights(source.get_weights())
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    _as_keras2_file(
+        imagenet, tmp_path / "home" / "models" / weight_file("EfficientNetB0", (224,) * 2)
+    )
+    out = tmp_path / "b0.yaml"
+    assert run_cli(["import", "keras:EfficientNetB0", "--size", "32", "-o", out]) == 0
+    text = out.read_text()
+    assert len([ln for ln in text.splitlines() if ln.strip()]) <= LINES["EfficientNet"]
+    rescale = "{rescale: {scale: [2.0896918976428642, 2.1128856368212916, 2.1081851067789197]}"
+    assert rescale in text
+    head = "{dense: {units: 1000, act: softmax}, name: predictions}"
+    assert head in text  # the source here gives logits
+    out.write_text(text.replace(head, "{dense: 1000, name: predictions}"))
+    spec = load_spec(out)
+    assert spec.init.from_ == "keras:EfficientNetB0"
+    model = build_model(spec)
+    table = apply(model, spec)
+    assert table.share == 1.0 and {r.status for r in table.rows} == {"loaded"}
+    assert_same_outputs(model, imagenet, 32)
+    # The logits of a random EfficientNet hardly depend on its input (~1e-7): compare where
+    # they do, the stem conv's features of pixels in [0, 255]. Without the rescale (what the
+    # import wrote before) they differ.
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+
+    def stem(m):
+        conv = next(lyr for lyr in m.layers if isinstance(lyr, keras.layers.Conv2D))
+        return keras.ops.convert_to_numpy(keras.Model(m.inputs, conv.output)(x))
+
+    ours = stem(model)
+    assert np.abs(ours - stem(imagenet)).max() <= 1e-5 * max(1.0, np.abs(ours).max())
+    assert np.abs(ours - stem(source)).max() > 0.1 * np.abs(ours).max()
+    # The same spec without the rescale (an import made before it, specs/efficientnet.yaml):
+    # init: from keras:EfficientNetB0 is refused in one line, naming what to insert.
+    row = next(ln for ln in text.splitlines() if ln.startswith("  - " + rescale))
+    out.write_text(text.replace(row + "\n", ""))
+    capsys.readouterr()
+    assert run_cli(["validate", out]) == 1
+    line = _one_line(capsys)
+    assert "keras:EfficientNetB0's ImageNet weights need Keras' per-channel rescale" in line
+    assert "insert '- rescale: [2.0896918976428642, " in line

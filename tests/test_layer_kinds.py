@@ -70,7 +70,10 @@ SAMPLES = {
             "resize: {size: 12, interpolation: bicubic}",
         ],
     ),
-    "rescale": ([4, 4, 2], ["rescale: 0.5, 1.0"]),
+    "rescale": (
+        [4, 4, 2],
+        ["rescale: 0.5, 1.0", "rescale: [0.5, 2]", "rescale: {scale: 2, offset: [1, -1]}"],
+    ),
     "normalize": (
         [4, 4, 3],
         [

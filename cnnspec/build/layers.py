@@ -336,6 +336,7 @@ def _(spec: L.ResizeSpec, name, inputs, in_shapes, **kw):
 
 @apply.register
 def _(spec: L.RescaleSpec, name, inputs, in_shapes, **kw):
+    # Lists are per channel: Keras' Rescaling broadcasts them on the last axis.
     return keras.layers.Rescaling(spec.scale, spec.offset, name=name, **kw)(inputs[0])
 
 

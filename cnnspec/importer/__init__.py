@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import RunError
 from ..init.source import flatten_nested, output_names, tensor_refs
+from .applications import imagenet_config
 from .check import SourceWeights, check_exact
 from .layers import IDENTITY, Refused, rule_for
 from .ops import constant_of, fuse_hard_sigmoid
@@ -52,8 +53,11 @@ def _input_shape(item: dict) -> list[int]:
 
 
 def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any]:
-    """The spec (as YAML data) of a functional model's config; RunError naming a refused layer."""
-    layers = fuse_hard_sigmoid(_layers(config))
+    """The spec (as YAML data) of a functional model's config; RunError naming a refused layer.
+
+    A ``keras:`` source's config is first made the model its ImageNet weights belong to
+    (:func:`.applications.imagenet_config`: EfficientNet V1's per-channel rescale)."""
+    layers = fuse_hard_sigmoid(_layers(imagenet_config(config, source)))
     inputs = [item for item in layers if item["class_name"] == "InputLayer"]
     if len(inputs) != 1:
         raise RunError(f"import: the model has {len(inputs)} inputs; a spec has one")
@@ -75,7 +79,13 @@ def convert(config: dict, source: str, name: str | None = None) -> dict[str, Any
         if kind == "dense" and (input_rank(item) or 2) > 2:
             row["dense"]["pointwise"] = True  # a Dense on a feature map: at every position
         # Preprocessing straight after the input: the spec's own preprocess: field.
-        if kind == "rescale" and srcs == ["input"] and not rows and preprocess == "none":
+        if (
+            kind == "rescale"
+            and srcs == ["input"]
+            and not rows
+            and preprocess == "none"
+            and not any(isinstance(v, list) for v in row[kind].values())
+        ):
             key = (round(row[kind]["scale"], 9), row[kind]["offset"])
             found = next((v for k, v in _PREPROCESS.items() if (round(k[0], 9), k[1]) == key), None)
             if found:
@@ -159,9 +169,11 @@ def _keras_name(row: dict) -> str:
 def _compact(kind: str, fields: dict) -> dict:
     """Leave out settings at their spec default (no activation, bias/center/scale on, p=valid,
     Keras' batch-norm momentum; s=1 but for pooling, whose stride defaults to its window)."""
-    defaults = {"act": None, "bias": True, "center": True, "scale": True, "p": "valid"}
+    defaults = {"act": None, "bias": True, "p": "valid"}
     if kind == "bn":
-        defaults.update(momentum=0.99, eps=1e-3)
+        defaults.update(center=True, scale=True, momentum=0.99, eps=1e-3)
+    if kind == "rescale":  # its scale is a factor (1.0 == True): never left out
+        defaults = {"offset": 0.0}
     if not kind.endswith("pool"):
         defaults["s"] = 1
     return {k: v for k, v in fields.items() if not (k in defaults and v == defaults[k])}

@@ -169,10 +169,20 @@ def _zeropad(cfg: dict) -> dict:
 
 
 def _rescale(cfg: dict) -> dict:
-    scale, offset = cfg["scale"], cfg.get("offset", 0.0)
-    if isinstance(scale, list) or isinstance(offset, list):
-        raise Refused("per-channel rescaling", "normalize: {mean: [...], variance: [...]}")
-    return {"rescale": {"scale": scale, "offset": offset}}
+    """One number, or one per channel (EfficientNet's ImageNet stem: Rescaling([...]))."""
+    return {"rescale": {"scale": _factor(cfg["scale"]), "offset": _factor(cfg.get("offset", 0.0))}}
+
+
+def _factor(value: Any) -> float | list[float]:
+    """A Rescaling factor as the spec writes it: a number or a flat list of numbers."""
+    if isinstance(value, dict) and value.get("class_name") == "__tuple__":  # a saved tuple
+        value = value.get("config", {}).get("value")
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+            return [float(x) for x in value]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise Refused(f"a rescaling factor {str(value)[:60]}", "rescale: a number or one per channel")
 
 
 def _normalize(cfg: dict) -> dict:

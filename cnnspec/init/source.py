@@ -387,6 +387,8 @@ def _guess_kind(names: list[str], shapes: tuple) -> str:
         return "dense" if len(shapes[last.index("kernel")]) == 2 else "conv"
     if last == ["gamma", "beta"]:
         return "layernorm"
+    if last == ["mean", "variance", "count"]:  # an adapted Normalization (EfficientNet's stem)
+        return "normalize"
     return "unknown"
 
 

@@ -217,12 +217,29 @@ class ActivationSpec(LayerSpec):
 
 
 class RescaleSpec(LayerSpec):
-    """x * scale + offset (e.g. scale=1/255 maps pixels to [0, 1])."""
+    """x * scale + offset (e.g. scale=1/255 maps pixels to [0, 1]).
+
+    ``scale`` and ``offset`` are one number (every channel) or one per channel, as Keras'
+    Rescaling takes them: EfficientNet's ImageNet stem divides each channel by its own
+    sqrt(std) after its Normalization.
+    """
 
     kind: Literal["rescale"] = "rescale"
-    scale: float
-    offset: float = 0.0
+    scale: float | list[float] = Field(description="factor (one number: all channels)")
+    offset: float | list[float] = Field(0.0, description="added after (one number: all)")
     positional: ClassVar = ("scale", "offset")
+
+    def output_shape(self, inputs: list[Shape]) -> Shape:
+        channels = inputs[0][-1]
+        for key in ("scale", "offset"):
+            value = getattr(self, key)
+            if isinstance(value, list) and len(value) not in (1, channels):
+                raise ShapeError(
+                    f"rescale needs one {key} per channel ({channels}), "
+                    f"received {len(value)} values",
+                    f"give {channels} values or one number for all channels",
+                )
+        return inputs[0]
 
 
 class NormalizeSpec(LayerSpec):
