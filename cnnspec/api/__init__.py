@@ -6,8 +6,10 @@ Public names (re-exported at the package top; everything else in cnnspec is inte
     Spec: .name .params .macs .memory(batch) .summary() .layers .to_dict() .with_set(...)
     build(spec, *, heads=False) -> keras.Model
     train(spec, data=None, *, out=None, epochs=None, ...) -> Run (.path .metrics .history .model)
-    evaluate(model, data=None, *, split=None, top_k=3, confusion_png=None) -> Evaluation
-    predict(model, inputs, *, top_k=3) -> list[Prediction]
+    evaluate(model, data=None, *, split=None, top_k=3, confusion_png=None)
+        -> Evaluation (classification, segmentation) | TaskEvaluation (label-table outputs)
+    predict(model, inputs, *, top_k=3, out=None, tile=False) -> one record per image:
+        Prediction | OutputsPrediction (every output) | MaskPrediction / ArrayMask
     export(model, format="keras", output=None, *, quantize=None, ...) -> ExportResult
     SpecError, RunError (cnnspec.errors): what every function raises for bad input
 

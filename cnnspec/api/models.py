@@ -57,8 +57,15 @@ def evaluate(
     """Score a model (a ``Run``, run folder, ``.keras`` or export) on labelled data: a source
     as on the command line (default: the data it was trained on) or arrays ``(x, y)`` /
     a ``tf.data.Dataset`` / a ``PyDataset``. ``split``: test | val | train | all (default:
-    test of a named source, all of data given in Python). Returns an ``Evaluation``
-    (``.accuracy``, ``.per_class``, ``.confusion``, ``.to_dict()``)."""
+    test of a named source, all of data given in Python). Returns, by the model's outputs:
+
+    - one classification output (class indices) or a segmentation output: an ``Evaluation``
+      (``.accuracy``, ``.per_class``, ``.confusion``; segmentation: ``.extra`` mean_iou, dice);
+    - multilabel, regression, a class column of a label table, several heads: a
+      ``TaskEvaluation`` (``.scores``: the metrics.json names, a head's prefixed, e.g. ``f1``,
+      ``map``, ``mae``, ``count_mae``; ``.outputs``: per output its scores and report, per
+      label / per target / per class; ``.pictures``: confusion and predicted-vs-true PNGs
+      when ``confusion_png`` is given). Both have ``.to_dict()`` (the CLI's ``--json``)."""
     from ..errors import RunError
     from ..evaluate import evaluate_model
     from ..modelio import check_model_source
@@ -86,12 +93,20 @@ def evaluate(
 def predict(
     model: Any, inputs: Any, *, top_k: int = 3, out: Any = None, tile: bool = False
 ) -> list[Any]:
-    """The top-k classes of images: image files and folders (as ``cnnspec predict``), or an
-    array of images (N, H, W[, C]) in [0, 255] (uint8) or [0, 1] (float), resized to the
-    model's input as training does. Returns one ``Prediction`` (``.top``: (class,
-    probability) pairs, best first) per image. A segmentation model writes mask PNGs and
-    overlays into ``out`` (``tile``: large images in blended tiles) and returns one
-    ``MaskPrediction`` per image file."""
+    """Predict images: image files and folders (as ``cnnspec predict``), or an array of images
+    (N, H, W[, C]) in [0, 255] (uint8) or [0, 1] (float), resized to the model's input as
+    training does. One record per image, by the model's outputs (``.to_dict()``: what the
+    CLI's ``--json`` prints):
+
+    - one classification output: a ``Prediction`` (``.top``: (class, probability) pairs);
+    - multilabel, regression, a class column, several heads: an ``OutputsPrediction``
+      (``.outputs``: output name -> multilabel ``{"labels", "probabilities"}`` (labels at or
+      above the threshold), regression ``{"values": {target: value}}`` in the data's units,
+      a class head ``{"top": [...]}``); files also write ``predictions.csv``/``.json`` to ``out``;
+    - segmentation: files give a ``MaskPrediction`` (mask PNG and overlay written into ``out``;
+      ``tile``: large images in blended tiles); an array gives an ``ArrayMask`` (``.mask``:
+      class indices at the model's input size, ``.pixels``: each class's share).
+    """
     import numpy as np
 
     from ..predict import predict_files
@@ -105,34 +120,88 @@ def predict(
 
 
 def predict_arrays(path: Path, images: Any, k: int) -> list[Any]:
-    """``predict`` of an array of images (the same pixel rule as training data in memory)."""
+    """``predict`` of an array of images (the same pixel rule as training data in memory),
+    by the array predictor of the model's CLI predictor (``ARRAY_PREDICTORS``)."""
     import numpy as np
 
     from ..data.arrays import check_arrays
     from ..errors import RunError
     from ..modelio import check_model_source
-    from ..predict import Prediction, predict_probabilities, top_k
+    from ..tasks.saved import plans_of
 
     if k < 1:
         raise RunError(f"top_k must be at least 1, received {k}")
     if images.ndim not in (3, 4):
         raise RunError(f"inputs: an array of images (N, H, W[, C]); received shape {images.shape}")
     x, _, _, _ = check_arrays(images, np.zeros(len(images), np.int32), None, "inputs")
-    check_model_source(path)
+    _, meta = check_model_source(path)
+    plans = plans_of(meta)
     from ..tfquiet import import_tensorflow
 
     import_tensorflow()
     from ..data.images import convert
-    from ..export.runtime import open_model
 
-    runtime, meta = open_model(path)
-    out: list[Prediction] = []
+    predictor = plans[0].task.predictor(plans)  # what the CLI would run on files
+    chunks = array_predictor(predictor)(path, plans, k)
+    out: list[Any] = []
     for i in range(0, len(x), 256):  # converted a chunk at a time
-        chunk = np.asarray(convert(x[i : i + 256], meta["input_shape"]), np.float32)
-        probs = predict_probabilities(runtime, chunk)
-        tops = top_k(probs, meta["class_names"], k)
-        out += [Prediction(f"inputs[{i + j}]", t) for j, t in enumerate(tops)]
+        chunk = np.asarray(convert(x[i : i + 256], chunks.input_shape), np.float32)
+        out += chunks(chunk, [f"inputs[{i + j}]" for j in range(len(chunk))])
     return out
+
+
+def array_predictor(predictor: Any) -> Any:
+    """The array counterpart of a CLI predictor: ``f(path, plans, k)`` -> ``chunks`` (called
+    with a float32 batch and its names; ``.input_shape``)."""
+    from ..predict import predict_classes, predict_masks_run
+
+    table = {predict_classes: ClassChunks, predict_masks_run: MaskChunks}
+    return table.get(predictor, OutputChunks)
+
+
+class ClassChunks:
+    """One classification output: the top-k classes (``Prediction``), as before tasks."""
+
+    def __init__(self, path: Path, plans: list[Any], k: int) -> None:
+        from ..export.runtime import open_model
+
+        self.runtime, self.meta = open_model(path)
+        self.input_shape, self.k = self.meta["input_shape"], k
+
+    def __call__(self, chunk: Any, names: list[str]) -> list[Any]:
+        from ..predict import Prediction, predict_probabilities, top_k
+
+        tops = top_k(predict_probabilities(self.runtime, chunk), self.meta["class_names"], self.k)
+        return [Prediction(n, t) for n, t in zip(names, tops, strict=True)]
+
+
+class OutputChunks(ClassChunks):
+    """Label-table outputs (multilabel, regression, several heads): ``OutputsPrediction``."""
+
+    def __init__(self, path: Path, plans: list[Any], k: int) -> None:
+        from ..tasks.saved import open_outputs
+
+        self.runtime, self.meta = open_outputs(path, plans)
+        self.plans, self.input_shape, self.k = plans, self.meta["input_shape"], k
+
+    def __call__(self, chunk: Any, names: list[str]) -> list[Any]:
+        from ..tasks.outputs_io import records_of
+
+        return records_of(self.runtime, self.plans, chunk, names, self.k)
+
+
+class MaskChunks(ClassChunks):
+    """A segmentation output: each image's mask of class indices at the input size."""
+
+    def __call__(self, chunk: Any, names: list[str]) -> list[Any]:
+        from ..predict import predict_probabilities
+        from ..tasks.outputs_io import ArrayMask
+        from ..tasks.segmentation import labels_of
+        from ..tasks.segmentation_io import threshold_of
+
+        masks = labels_of(predict_probabilities(self.runtime, chunk), threshold_of(self.meta))
+        return [ArrayMask.of(n, m, self.meta["class_names"]) for n, m in zip(names, masks,
+                                                                          strict=True)]  # fmt: skip
 
 
 def export(

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import RunError
 from .base import OutputPlan
-from .saved import open_outputs, truths, where_of
+from .saved import OutputsRuntime, open_outputs, truths, where_of
 
 
 def key_of(plans: list[OutputPlan], plan: OutputPlan, name: str) -> str:
@@ -95,6 +95,7 @@ def evaluate_outputs(req: Any) -> TaskEvaluation:
 
     plans = req.plans
     _, meta = check_model_source(req.model)  # the data is checked before the model is loaded
+    check_manifest_columns(plans, req.data_source)
     data = load_data(req.data_source, meta["input_shape"], table=True)
     where = where_of(req.data_source, data)
     if data.masks:
@@ -130,6 +131,24 @@ def evaluate_outputs(req: Any) -> TaskEvaluation:
     )  # fmt: skip
 
 
+def check_manifest_columns(plans: list[OutputPlan], source: Any) -> None:
+    """A label-table CSV manifest's columns checked against the outputs from its rows alone,
+    before any image pipeline is built (a refusal in milliseconds, located at its header)."""
+    from types import SimpleNamespace
+
+    from ..data.tables import read_table_manifest
+
+    path = Path(str(source)) if isinstance(source, str | Path) else None
+    if path is None or path.suffix.lower() != ".csv" or not path.is_file():
+        return
+    try:
+        columns, _ = read_table_manifest(path)
+    except RunError:
+        return  # not a label table (a mask manifest...): load_data says what it is
+    found = SimpleNamespace(columns=columns, source=str(source))
+    truths(plans, found, np.zeros((1, len(columns)), np.float32), where_of(str(source)))
+
+
 def picture_path(png: Path | None, plans: list[OutputPlan], plan: OutputPlan, split: str):
     """The main output's picture is ``png``; a head's goes beside it, named by its task."""
     if png is None or plan.task.picture_stem is None:
@@ -155,6 +174,26 @@ class OutputsPrediction:
         return {"file": self.file, "outputs": self.outputs}
 
 
+@dataclass(frozen=True)
+class ArrayMask:
+    """A segmentation model's mask of one image given as an array (``cnnspec.predict``):
+    class indices at the model's input size, and each class's share of the pixels."""
+
+    file: str  # inputs[i]
+    mask: np.ndarray  # (H, W) int64 class indices
+    pixels: dict[str, float]
+
+    @classmethod
+    def of(cls, name: str, mask: np.ndarray, classes: list[str]) -> ArrayMask:
+        counts = np.bincount(mask.reshape(-1), minlength=len(classes))
+        share = {classes[i] if i < len(classes) else str(i): float(c / mask.size)
+                 for i, c in enumerate(counts) if c}  # fmt: skip
+        return cls(name, mask, share)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "pixels": self.pixels, "mask": self.mask.tolist()}
+
+
 def predict_outputs(req: Any) -> list[OutputsPrediction]:
     """``predict`` of a label-table model (``req``: ``cnnspec.predict.PredictRequest``);
     ``predictions.json`` and ``predictions.csv`` written to ``req.out``."""
@@ -170,18 +209,28 @@ def predict_outputs(req: Any) -> list[OutputsPrediction]:
     with progress("predicting", len(req.files)) as bar:
         for i in range(0, len(req.files), BATCH):
             images, names = load_images(req.files[i : i + BATCH], meta["input_shape"])
-            preds = runtime.predict(images)
-            records = {p.name: p.task.predictions(preds[p.name], p, req.k) for p in plans}
-            for j, name in enumerate(names):
-                outs = {p.name: records[p.name][j] for p in plans}
-                text = "  ".join(
-                    (f"{p.name}: " if len(plans) > 1 else "") + p.task.summary(outs[p.name])
-                    for p in plans
-                )  # fmt: skip
-                csv_path = str(Path(req.out) / "predictions.csv")
-                found.append(OutputsPrediction(str(name), outs, text, csv_path))
+            csv_path = str(Path(req.out) / "predictions.csv")
+            found += records_of(runtime, plans, images, names, req.k, csv_path)
             bar.advance(len(names))
     write_predictions(found, plans, Path(req.out))
+    return found
+
+
+def records_of(
+    runtime: OutputsRuntime, plans: list[OutputPlan], images: np.ndarray, names: list[Any],
+    k: int, saved: str = "",
+) -> list[OutputsPrediction]:  # fmt: skip
+    """Every output's record of each image of one float32 batch (the same records the CLI's
+    ``predictions.json`` holds; also ``cnnspec.predict`` of an array)."""
+    preds = runtime.predict(images)
+    records = {p.name: p.task.predictions(preds[p.name], p, k) for p in plans}
+    found = []
+    for j, name in enumerate(names):
+        outs = {p.name: records[p.name][j] for p in plans}
+        text = "  ".join(
+            (f"{p.name}: " if len(plans) > 1 else "") + p.task.summary(outs[p.name]) for p in plans
+        )
+        found.append(OutputsPrediction(str(name), outs, text, saved))
     return found
 
 

@@ -86,6 +86,7 @@ def _plan(
             hint=f"set that layer to {len(classes)} units, or choose columns with {key}",
         )
     plan = OutputPlan(name, task, loss, weight, metrics, classes, idx, threshold=threshold)
+    plan.column_names = chosen  # recorded in meta.json: the data columns this output reads
     plan.stats = task.label_stats(table[:, idx])
     return plan
 
@@ -97,10 +98,14 @@ def needs_table(spec: Any) -> bool:
 
 
 def describe_outputs(plans: list[OutputPlan]) -> list[dict[str, Any]]:
-    """What meta.json keeps of each output, so predict/evaluate/export work without the spec."""
+    """What meta.json keeps of each output, so predict/evaluate/export work without the spec:
+    its name, task, classes, the label-table ``columns`` it reads (absent for one class index
+    per example), a regression output's mean/std, a multilabel output's threshold."""
     out = []
     for p in plans:
         entry: dict[str, Any] = {"name": p.name, "task": p.task.name, "classes": list(p.classes)}
+        if p.column_names is not None:  # a label table's columns, by name (tasks/saved.py)
+            entry["columns"] = list(p.column_names)
         if p.stats is not None:
             entry["mean"] = [float(v) for v in p.stats[0]]
             entry["std"] = [float(v) for v in p.stats[1]]

@@ -124,19 +124,28 @@ class OutputsRuntime:
 
         if self.model is None:
             got = predict_batch(self.runtime, images)
-            if isinstance(got, dict):
-                return {n: np.asarray(got[n], np.float32) for n in self.names}
-            if isinstance(got, list | tuple):
-                return {n: np.asarray(v, np.float32) for n, v in zip(self.names, got, strict=True)}
-            return {self.names[0]: np.asarray(got, np.float32)}
+            if isinstance(got, list | tuple) and len(got) == len(self.names):
+                got = dict(zip(self.names, got, strict=True))
+            elif not isinstance(got, dict):
+                got = {self.names[0]: got}
+            missing = [n for n in self.names if n not in got]
+            if missing:  # an export made before exports kept every output
+                raise RunError(
+                    f"{self.runtime.path}: the {self.runtime.format} model answers "
+                    f"{', '.join(map(repr, got))} but its metadata names the outputs "
+                    f"{', '.join(map(repr, self.names))}",
+                    hint="export the run again: an export keeps every output",
+                )
+            return {n: np.asarray(got[n], np.float32) for n in self.names}
         out = self.model(np.asarray(images, np.float32), training=False)
         out = out if isinstance(out, list | tuple) else [out]
         return {n: np.asarray(v, np.float32) for n, v in zip(self.names, out, strict=True)}
 
 
 def open_outputs(path: str | Path, plans: list[OutputPlan]) -> tuple[OutputsRuntime, dict]:
-    """Load a model source with every output in ``plans`` ((runtime, meta)); a run's Keras
-    model keeps its heads, an export answers for its main output."""
+    """Load a model source with every output in ``plans`` ((runtime, meta)): a run's Keras
+    model with its heads, an export (SavedModel, TFLite, ONNX, .keras beside its metadata)
+    answering ``{name: array}`` for every output its metadata names."""
     from ..modelio import check_model_source, load_keras_model
 
     source, meta = check_model_source(path)
