@@ -54,8 +54,9 @@ def assert_same_outputs(model, source, size: int, channels: int = 3) -> None:
     assert np.abs(ours - theirs).max() <= 1e-5, np.abs(ours - theirs).max()
 
 
-@pytest.mark.parametrize("family", [_family(f) for f in FAMILIES])
-def test_round_trip(family, tmp_path, capsys):
+def _import_family(family, tmp_path, capsys):
+    """Import ``family``'s saved application, build the spec with init:: (source, model, table)
+    or None where the family is refused (checked here)."""
     from cnnspec.build import build_model
     from cnnspec.init import apply
     from cnnspec.spec import load_spec
@@ -69,7 +70,7 @@ def test_round_trip(family, tmp_path, capsys):
     if refusal is not None:
         assert code == 1 and len(err) == 1 and refusal in err[0], err
         assert not out.exists()
-        return
+        return None
     assert code == 0, err
     assert "(exact)" in captured.out
     lines = [line for line in out.read_text().splitlines() if line.strip()]
@@ -81,7 +82,85 @@ def test_round_trip(family, tmp_path, capsys):
     # Every source layer loaded (by name, or by structure where the compact spec has none).
     assert table.share == 1.0 and {r.status for r in table.rows} == {"loaded"}
     assert not table.unused
-    assert_same_outputs(model, source, size)
+    return source, model, table
+
+
+def _same_meaning(ours, theirs) -> bool:
+    """Whether two paired layers' outputs mean the same: a spec conv with its activation folded
+    in pairs (by weights) with a source conv followed by a separate activation layer."""
+    return type(ours) is type(theirs) and ours.get_config().get("activation") == (
+        theirs.get_config().get("activation")
+    )
+
+
+def assert_same_features(model, source, table, size: int, rtol: float = 1e-5) -> list[str]:
+    """The built spec against its source on fixed pixels in [0, 255]: the output of every
+    transfer-table pair whose outputs mean the same (in graph order, so the first failure
+    names the first wrong layer), then the logits, agree within ``rtol * max(1, max |a|)``.
+    The first, a middle and the last of those layers before the head, and the logits, change
+    far more (100x the tolerance) between two different inputs: the check cannot pass because
+    the network ignores its input. Returns a short report of what was measured."""
+    import keras
+
+    head = table.rows[-1].source  # the classifier: its output is the logits, checked last
+    pairs = [
+        (r.layer, r.source)
+        for r in table.rows
+        if r.source != head and _same_meaning(model.get_layer(r.layer), source.get_layer(r.source))
+    ]
+    assert len(pairs) >= 3, pairs
+    checked = {0: "first", len(pairs) // 2: "middle", len(pairs) - 1: "last", len(pairs): "output"}
+    pairs.append(("logits", "logits"))
+
+    def outputs(m, names):
+        return keras.Model(m.inputs, [m.get_layer(n).output for n in names[:-1]] + [m.output])
+
+    from _keras_sources import pixels
+
+    ours = outputs(model, [p[0] for p in pairs])(pixels(size))
+    theirs_net = outputs(source, [p[1] for p in pairs])
+    theirs, other = theirs_net(pixels(size)), theirs_net(pixels(size, seed=2))
+    report = []
+    for i, ((mine, src), a, b, c) in enumerate(zip(pairs, ours, theirs, other, strict=True)):
+        a, b, c = (keras.ops.convert_to_numpy(t) for t in (a, b, c))
+        assert a.shape == b.shape, (mine, src, a.shape, b.shape)
+        tol = rtol * max(1.0, float(np.abs(b).max()))
+        diff = float(np.abs(a - b).max())
+        assert diff <= tol, f"{mine} ({src}): max abs diff {diff:.3g} > {tol:.3g}"
+        if i in checked:
+            moved = float(np.abs(c - b).max())
+            assert moved >= 100 * tol, f"{mine} ({src}) hardly depends on the input: {moved:.3g}"
+            report.append(f"{checked[i]} {src}: diff {diff:.2g} / tol {tol:.2g}, moved {moved:.3g}")
+    report.append(f"{len(pairs) - 1} layers compared")
+    return report
+
+
+@pytest.mark.parametrize("family", [_family(f) for f in FAMILIES])
+def test_round_trip(family, tmp_path, capsys):
+    """Logits and every paired internal layer equal the source's, and the first conv, a middle
+    layer and the last feature layer provably depend on the input (no vacuous pass)."""
+    built = _import_family(family, tmp_path, capsys)
+    if built is None:
+        return
+    source, model, table = built
+    report = assert_same_features(model, source, table, FAMILIES[family][1])
+    with capsys.disabled():  # the measured table (pytest -s shows it)
+        print(f"\n{family}: " + "; ".join(report))
+
+
+def test_the_round_trip_check_catches_one_wrong_layer(tmp_path, capsys):
+    """One batch norm in the middle of the built MobileNetV3Small with a wrong variance (x1.5,
+    what a mis-paired or mis-loaded layer gives) fails the check, which names that layer."""
+    import keras
+
+    source, model, table = _import_family("MobileNetV3", tmp_path, capsys)
+    norms = [r for r in table.rows if r.kind == "bn"]
+    row = norms[len(norms) // 2]
+    layer = model.get_layer(row.layer)
+    assert isinstance(layer, keras.layers.BatchNormalization)
+    layer.moving_variance.assign(layer.moving_variance * 1.5)
+    with pytest.raises(AssertionError, match=f"{row.layer} .{row.source}.: max abs diff"):
+        assert_same_features(model, source, table, FAMILIES["MobileNetV3"][1])
 
 
 # --- one small model per rule and refusal -------------------------------------------------------
