@@ -53,6 +53,54 @@ SPECS = {
 }
 
 
+#: A tiny segmentation net (every pixel: background or ink), for ``digits_masks``.
+SEGMENTATION = """\
+name: tiny_segmentation
+task: segmentation
+input: [16, 16, 1]
+layers:
+  - conv: 3x3, 8, p=same, relu
+  - conv: 1x1, 2, p=same, softmax
+train:
+  epochs: 1
+  batch_size: 16
+  steps_per_epoch: 3
+  optimizer: {adam: {lr: 3.0e-3}}
+"""
+
+
+def digits_masks(path: Path, n: int = 96) -> Path:
+    """``n`` 16x16 digits with a mask per image (1 where the ink is above half)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (np.kron(d.images[:n], np.ones((2, 2))) * (255.0 / 16.0)).astype(np.uint8)
+    np.savez(path, x=x[..., None], y=(x > 127).astype(np.uint8))
+    return path
+
+
+#: Runs trained once per test process and shared by the modules that only read them.
+SHARED: dict[tuple[str, int], Path] = {}
+
+
+def shared_run(factory, task: str, n: int = 96) -> Path:
+    """A 1-epoch run of ``SPECS[task]`` (or ``"segmentation"``) on ``n`` digits, trained on
+    first use in a pytest temporary folder (``factory``: ``tmp_path_factory``) and then
+    reused: do not write into it (copy it first)."""
+    key = (task, n)
+    if key not in SHARED:
+        folder = factory.mktemp(f"shared_{task}")
+        if task == "segmentation":
+            data = digits_masks(folder / "digits_masks.npz", n)
+            spec = folder / "segmentation.yaml"
+            spec.write_text(SEGMENTATION)
+        else:
+            data = digits_table(folder / "digits_table.npz", n)
+            spec = write_spec(folder, task)
+        SHARED[key] = train(spec, folder / "run", data, "--epochs", "1")
+    return SHARED[key]
+
+
 def digits_table(path: Path, n: int = 240, size: int = 16) -> Path:
     """``n`` sklearn digits at ``size`` x ``size`` (16 or 32) with a label table: the digit, its ink (mean pixel) and
     whether it is even, >= 5, or has a loop (0, 6, 8, 9)."""

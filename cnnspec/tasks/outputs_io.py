@@ -150,12 +150,18 @@ def check_manifest_columns(plans: list[OutputPlan], source: Any) -> None:
 
 
 def picture_path(png: Path | None, plans: list[OutputPlan], plan: OutputPlan, split: str):
-    """The main output's picture is ``png``; a head's goes beside it, named by its task."""
+    """The main output's picture is ``png``; a head's goes beside it, named by its task and
+    with the main picture's prefix (an export's ``two.confusion_all.png`` ->
+    ``two.pred_vs_true_all_ink.png``; a run's ``confusion_all.png`` -> ``pred_vs_true_all_ink.png``)."""
     if png is None or plan.task.picture_stem is None:
         return None
     if plan is plans[0]:
         return Path(png)
-    return Path(png).parent / f"{plan.task.picture_stem}_{split}_{plan.name}.png"
+    own = f"{plan.task.picture_stem}_{split}_{plan.name}.png"
+    main = f"{plans[0].task.picture_stem or 'confusion'}_{split}.png"
+    name = Path(png).name
+    prefix = name[: -len(main)] if name.endswith(main) else ""
+    return Path(png).parent / f"{prefix}{own}"
 
 
 # --- predict ---------------------------------------------------------------------------------------
