@@ -11,6 +11,9 @@ run:
 - ``cpu_s``: the training process's CPU seconds (user + system, every thread: the sending
   thread's work and the ``mlflow`` import included; the server's own CPU is not: a team's
   server runs elsewhere);
+- ``send_cpu_s`` (tracked runs): the sending thread's own CPU seconds while training ran (its
+  parameters and per-epoch metrics; ``track.json``), shown as a share of ``train_s``: the most
+  tracking can take from the epochs, and a figure a loaded machine barely moves;
 - ``wall_s``: the whole command, and ``rest_s`` = wall - train: start (imports, data, model)
   and end (evaluation, model.keras, and for a tracked run the upload of its files), reported
   apart from the per-epoch figure.
@@ -63,8 +66,12 @@ def train(out: Path, epochs: int, track: str | None) -> dict:
     if track and not (out / "track.json").is_file():  # written once everything was sent
         sys.exit(f"the tracked run {out} did not finish sending (no track.json)")
     train_s = m["train_time_s"]
-    return {"train_s": train_s, "img_s": m["images_per_s"], "cpu_s": cpu, "wall_s": wall,
-            "rest_s": wall - train_s}  # fmt: skip
+    run = {"train_s": train_s, "img_s": m["images_per_s"], "cpu_s": cpu, "wall_s": wall,
+           "rest_s": wall - train_s}  # fmt: skip
+    if track:  # the sending thread's own CPU seconds while training ran (track.json)
+        sent = json.loads((out / "track.json").read_text()).get("sender_cpu_s", {})
+        run["send_cpu_s"] = sent.get("training", float("nan"))
+    return run
 
 
 def thread_costs() -> None:
@@ -106,6 +113,12 @@ def report(plain: list[dict], tracked: list[dict]) -> None:
             f"(pairs {', '.join(f'{r:.3f}' for r in pairs)}); best of each {ratio:.3f} "
             f"(overhead {cost:+.1%})"
         )
+    shares = [t["send_cpu_s"] / t["train_s"] for t in tracked]
+    print(
+        f"sending thread CPU while training / the epochs' time: median {statistics.median(shares):.2%}"
+        f" (runs {', '.join(f'{s:.2%}' for s in shares)}): the most tracking can take from"
+        " training, a CPU figure that load barely moves"
+    )
     diffs = [t["rest_s"] - p["rest_s"] for p, t in zip(plain, tracked, strict=True)]
     print(
         f"rest_s (start + end, outside the epochs): tracked - plain median "

@@ -81,6 +81,9 @@ def test_a_tracked_run_logs_spec_analysis_data_metrics_and_files(server, tmp_pat
     # --resume continues the same MLflow run (track.json names it)
     record = json.loads((run_dir / "track.json").read_text())
     assert record["run_id"] == run.info.run_id and record["uri"] == server.uri
+    # the sending thread's CPU, split: parameters and metrics while training, then the files
+    cpu = record["sender_cpu_s"]
+    assert set(cpu) == {"training", "end"} and cpu["training"] > 0 and cpu["end"] > 0, cpu
     assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--quiet"]) == 0
     again = _only_run(client, "t1")
     assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"

@@ -195,5 +195,6 @@ def _record(tracker: Tracker, uri: str) -> None:
     if tracker.run_dir is None or run_id is None:
         return
     record = {"uri": uri, "run_id": run_id, "experiment": tracker.sender.experiment}
+    record["sender_cpu_s"] = {k: round(v, 4) for k, v in tracker.sender.cpu_s.items()}
     with contextlib.suppress(OSError):  # the run itself is done and written
         write_text_atomic(tracker.run_dir / TRACK_FILE, json.dumps(record, indent=2) + "\n")

@@ -64,6 +64,10 @@ def experiment_id(client: Any, name: str) -> str:
         return exp.experiment_id
 
 
+#: What a run sends once training is over (its files, its status).
+_END_KINDS = frozenset({"text", "artifact", "end"})
+
+
 @dataclass
 class Sender:
     """One MLflow run fed from a queue by a daemon thread."""
@@ -75,6 +79,10 @@ class Sender:
     run_id: str | None = None  # set: continue this run (a resumed training)
     warn: Callable[[str], None] = print
     failed: str | None = None
+    #: CPU seconds the sending thread spent (time.thread_time): on parameters and metrics
+    #: (while training runs) and on the end's files and status. Load barely moves a CPU
+    #: figure, so it bounds what tracking can take from training where wall times are noise.
+    cpu_s: dict[str, float] = field(default_factory=lambda: {"training": 0.0, "end": 0.0})
     _queue: queue.Queue = field(default_factory=queue.Queue)
     _thread: threading.Thread | None = None
 
@@ -136,11 +144,14 @@ class Sender:
             done = None in items
             items = [i for i in items if i is not None]
             if self.failed is None:
+                started = time.thread_time()
                 try:
                     client = client or self._open()
                     self._send(client, items)
                 except Exception as exc:  # noqa: BLE001 - tracking never stops training
                     self._fail(f"{type(exc).__name__}: {_first_line(exc)}")
+                phase = "end" if any(k in _END_KINDS for k, _ in items) else "training"
+                self.cpu_s[phase] += time.thread_time() - started
             if done:
                 return
 
