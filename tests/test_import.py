@@ -93,6 +93,19 @@ def _same_meaning(ours, theirs) -> bool:
     )
 
 
+def _tappable(model) -> dict:
+    """name -> (layer, the top-level layer whose output is that layer's output). A layer inside
+    a nested model (ConvNeXt's stem and downsampling blocks are Sequentials) has an output in
+    the outer graph only when it is the nested model's last layer."""
+    found = {}
+    for layer in model.layers:
+        found[layer.name] = (layer, layer)
+        inner = getattr(layer, "layers", None)
+        if inner:
+            found[inner[-1].name] = (inner[-1], layer)
+    return found
+
+
 def assert_same_features(model, source, table, size: int, rtol: float = 1e-5) -> list[str]:
     """The built spec against its source on fixed pixels in [0, 255]: the output of every
     transfer-table pair whose outputs mean the same (in graph order, so the first failure
@@ -103,22 +116,26 @@ def assert_same_features(model, source, table, size: int, rtol: float = 1e-5) ->
     import keras
 
     head = table.rows[-1].source  # the classifier: its output is the logits, checked last
+    ours_by, theirs_by = (_tappable(m) for m in (model, source))
     pairs = [
         (r.layer, r.source)
         for r in table.rows
-        if r.source != head and _same_meaning(model.get_layer(r.layer), source.get_layer(r.source))
+        if r.source != head
+        and r.layer in ours_by
+        and r.source in theirs_by
+        and _same_meaning(ours_by[r.layer][0], theirs_by[r.source][0])
     ]
     assert len(pairs) >= 3, pairs
     checked = {0: "first", len(pairs) // 2: "middle", len(pairs) - 1: "last", len(pairs): "output"}
     pairs.append(("logits", "logits"))
 
-    def outputs(m, names):
-        return keras.Model(m.inputs, [m.get_layer(n).output for n in names[:-1]] + [m.output])
+    def outputs(m, by, names):
+        return keras.Model(m.inputs, [by[n][1].output for n in names[:-1]] + [m.output])
 
     from _keras_sources import pixels
 
-    ours = outputs(model, [p[0] for p in pairs])(pixels(size))
-    theirs_net = outputs(source, [p[1] for p in pairs])
+    ours = outputs(model, ours_by, [p[0] for p in pairs])(pixels(size))
+    theirs_net = outputs(source, theirs_by, [p[1] for p in pairs])
     theirs, other = theirs_net(pixels(size)), theirs_net(pixels(size, seed=2))
     report = []
     for i, ((mine, src), a, b, c) in enumerate(zip(pairs, ours, theirs, other, strict=True)):
@@ -471,8 +488,9 @@ def test_an_edited_compact_import_loads_99_percent_and_names_the_rest(tmp_path, 
     grey = np.random.default_rng(3).uniform(0, 1, (2, 32, 32, 1)).astype("float32")
     feats = keras.Model(model.input, model.get_layer("avg_pool").output)  # the name it kept
     src = keras.Model(source.input, source.get_layer("avg_pool").output)
-    diff = keras.ops.convert_to_numpy(feats(grey) - src(np.repeat(grey, 3, axis=-1)))
-    assert np.abs(diff).max() <= 1e-4
+    theirs = keras.ops.convert_to_numpy(src(np.repeat(grey, 3, axis=-1)))
+    diff = keras.ops.convert_to_numpy(feats(grey)) - theirs
+    assert np.abs(diff).max() <= 1e-5 * max(1.0, np.abs(theirs).max())  # measured 3.2e-6
 
 
 # --- per-channel rescale and EfficientNet's ImageNet stem (issue 17: never a silent approximation)
