@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from _keras_sources import saved_application
+from _keras_sources import pixel_range, pixels, saved_application
 from _model_fixtures import run_cli
 
 #: family -> (application, input size, expected: None (round-trips) or the refusal's words)
@@ -62,7 +62,7 @@ def _import_family(family, tmp_path, capsys):
     from cnnspec.spec import load_spec
 
     app, size, refusal = FAMILIES[family]
-    source, path = saved_application(app, size)
+    source, path = saved_application(app, size, calibrated=True)
     out = tmp_path / "spec.yaml"
     code = run_cli(["import", path, "-o", out])
     captured = capsys.readouterr()
@@ -106,8 +106,8 @@ def _tappable(model) -> dict:
     return found
 
 
-def assert_same_features(model, source, table, size: int, rtol: float = 1e-5) -> list[str]:
-    """The built spec against its source on fixed pixels in [0, 255]: the output of every
+def assert_same_features(model, source, table, app: str, rtol: float = 1e-5) -> list[str]:
+    """The built spec against its source on fixed pixels (``pixel_range``): the output of every
     transfer-table pair whose outputs mean the same (in graph order, so the first failure
     names the first wrong layer), then the logits, agree within ``rtol * max(1, max |a|)``.
     The first, a middle and the last of those layers before the head, and the logits, change
@@ -132,11 +132,11 @@ def assert_same_features(model, source, table, size: int, rtol: float = 1e-5) ->
     def outputs(m, by, names):
         return keras.Model(m.inputs, [by[n][1].output for n in names[:-1]] + [m.output])
 
-    from _keras_sources import pixels
-
-    ours = outputs(model, ours_by, [p[0] for p in pairs])(pixels(size))
+    size, high = model.input_shape[1], pixel_range(app)
+    x, y = pixels(size, high=high), pixels(size, seed=2, high=high)
+    ours = outputs(model, ours_by, [p[0] for p in pairs])(x)
     theirs_net = outputs(source, theirs_by, [p[1] for p in pairs])
-    theirs, other = theirs_net(pixels(size)), theirs_net(pixels(size, seed=2))
+    theirs, other = theirs_net(x), theirs_net(y)
     report = []
     for i, ((mine, src), a, b, c) in enumerate(zip(pairs, ours, theirs, other, strict=True)):
         a, b, c = (keras.ops.convert_to_numpy(t) for t in (a, b, c))
@@ -160,7 +160,7 @@ def test_round_trip(family, tmp_path, capsys):
     if built is None:
         return
     source, model, table = built
-    report = assert_same_features(model, source, table, FAMILIES[family][1])
+    report = assert_same_features(model, source, table, FAMILIES[family][0])
     with capsys.disabled():  # the measured table (pytest -s shows it)
         print(f"\n{family}: " + "; ".join(report))
 
@@ -177,7 +177,7 @@ def test_the_round_trip_check_catches_one_wrong_layer(tmp_path, capsys):
     assert isinstance(layer, keras.layers.BatchNormalization)
     layer.moving_variance.assign(layer.moving_variance * 1.5)
     with pytest.raises(AssertionError, match=f"{row.layer} .{row.source}.: max abs diff"):
-        assert_same_features(model, source, table, FAMILIES["MobileNetV3"][1])
+        assert_same_features(model, source, table, FAMILIES["MobileNetV3"][0])
 
 
 # --- one small model per rule and refusal -------------------------------------------------------
@@ -422,7 +422,7 @@ def test_a_legacy_h5_source_pairs_in_keras_layer_order(tmp_path):
     from cnnspec.init import apply
     from cnnspec.spec import load_spec
 
-    source, _ = saved_application("ResNet50", 32)
+    source, _ = saved_application("ResNet50", 32, calibrated=True)
     h5 = tmp_path / "resnet50.h5"
     source.save(h5)
     out = tmp_path / "r50.yaml"
@@ -436,7 +436,7 @@ def test_a_legacy_h5_source_pairs_in_keras_layer_order(tmp_path):
     model = build_model(spec)
     table = apply(model, spec)
     assert table.share == 1.0 and {r.status for r in table.rows} == {"loaded"}
-    assert_same_outputs(model, source, 32)
+    assert_same_features(model, source, table, "ResNet50")
 
 
 def test_keras_application_source_by_name(tmp_path, capsys):
@@ -461,7 +461,7 @@ def test_an_edited_compact_import_loads_99_percent_and_names_the_rest(tmp_path, 
     from cnnspec.init.match import ADAPTED, LOADED, MISMATCH
     from cnnspec.spec import load_spec
 
-    source, path = saved_application("ResNet50", 32)
+    source, path = saved_application("ResNet50", 32, calibrated=True)
     out = tmp_path / "resnet50.yaml"
     assert run_cli(["import", path, "-o", out]) == 0
     text = out.read_text()
@@ -490,7 +490,9 @@ def test_an_edited_compact_import_loads_99_percent_and_names_the_rest(tmp_path, 
     src = keras.Model(source.input, source.get_layer("avg_pool").output)
     theirs = keras.ops.convert_to_numpy(src(np.repeat(grey, 3, axis=-1)))
     diff = keras.ops.convert_to_numpy(feats(grey)) - theirs
-    assert np.abs(diff).max() <= 1e-5 * max(1.0, np.abs(theirs).max())  # measured 3.2e-6
+    # Relative: the calibrated network carries the input, and so the float rounding of a summed
+    # kernel (measured 8.6e-5); a wrong rule (mean: a third of the signal) differs by ~1.
+    assert np.abs(diff).max() <= 1e-3 * max(1.0, np.abs(theirs).max())
 
 
 # --- per-channel rescale and EfficientNet's ImageNet stem (issue 17: never a silent approximation)
