@@ -454,3 +454,12 @@ def test_a_head_with_a_failed_item_is_not_shape_checked_without_it():
         "f.yaml:12:9: heads.aux.layers[0] flaten: unknown layer kind 'flaten'. "
         "Hint: did you mean 'flatten'?"
     ]
+
+
+@pytest.mark.parametrize(
+    "item", ["rescale: {scale: [.nan, 1]}", "normalize: {mean: .inf}", "rescale: {scale: abc}"]
+)
+def test_a_value_refused_by_every_branch_of_a_union_is_one_line(item):
+    """scale/mean take a number or a list: a bad value is one problem, not one per branch."""
+    line = one(HEAD + f"  - {item}\n")
+    assert line.startswith("f.yaml:4:") and ".float" not in line and "list[" not in line, line

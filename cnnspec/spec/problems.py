@@ -119,10 +119,43 @@ def _shown(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 5] + " ...]"
 
 
+def _branch(part: Any) -> bool:
+    """Whether a loc element is Pydantic's tag of a union branch (``float``, ``list[float]``)."""
+    return isinstance(part, str) and (part in ("float", "int", "str") or part.startswith("list["))
+
+
+def _one_per_union(errors: list[dict]) -> list[dict]:
+    """A value refused by every branch of a union (``float | list[float]``) is one problem:
+    a list keeps its list branch's error, anything else the scalar branch's; the branch tag
+    leaves the location."""
+    tagged = []
+    for err in errors:
+        at = next((i for i, part in enumerate(err["loc"]) if _branch(part)), None)
+        tagged.append((err, at))
+
+    def listy(err: dict, at: int) -> bool:
+        return str(err["loc"][at]).startswith("list[")
+
+    kept = []
+    for err, at in tagged:
+        if at is not None:
+            field = err["loc"][:at]
+            others = [(o, j) for o, j in tagged if o is not err and j is not None]
+            others = [(o, j) for o, j in others if o["loc"][:j] == field]
+            is_list = any(listy(o, j) and o["type"] != "list_type" for o, j in others)
+            if listy(err, at) and err["type"] == "list_type" and others:
+                continue  # not a list: the scalar branch says what is wrong
+            if not listy(err, at) and is_list:
+                continue  # a list: its elements' errors say what is wrong
+            err = {**err, "loc": err["loc"][:at] + err["loc"][at + 1 :]}
+        kept.append(err)
+    return kept
+
+
 def problems_from(exc: ValidationError, data: dict, ctx: Context) -> list[Problem]:
     problems = []
     seen = set()
-    for err in exc.errors(include_url=False):
+    for err in _one_per_union(exc.errors(include_url=False)):
         loc = err["loc"]
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldValueError):
