@@ -9,6 +9,7 @@ ends with every trial run once and the killed one retried: the plan's 3 trials f
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -64,35 +65,58 @@ def _rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _trial_worker(url: str, number: int) -> int | None:
-    """The pid of the worker running trial ``number`` (recorded in the study), or None yet."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name="pg_search", storage=url)
-    for t in study.get_trials(deepcopy=False):
-        if t.number == number and t.state.name == "RUNNING":
-            return t.user_attrs.get("worker")
-    return None
+def _workers(search: subprocess.Popen) -> list[int]:
+    """The pids of the search's worker processes (its children; Linux /proc)."""
+    children = Path(f"/proc/{search.pid}/task/{search.pid}/children")
+    return [int(pid) for pid in children.read_text().split()]
 
 
 def _kill_a_worker_mid_trial(cmd: list[str], out: Path, url: str) -> tuple[int, int]:
-    """Start the search; SIGKILL the worker of the first trial with an epoch on disk. Returns
-    (the killed trial's number, the search's exit code)."""
+    """Start the search; SIGKILL the worker of the first trial seen with an epoch on disk and
+    still running. Returns (the killed trial's number, the search's exit code).
+
+    When a trial's first epoch appears, both workers are stopped (SIGSTOP) before the study is
+    asked which trial is still running: on a fast machine a whole trial once finished between
+    two polls, the search ended with nothing killed, and the test failed in CI. Stopped, a worker
+    cannot finish its trial while the test looks; the one not killed is continued (SIGCONT).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     deadline = time.time() + 400
-    killed = None
+    study, seen, killed = None, set(), None
     while killed is None:
-        assert search.poll() is None, search.stderr.read().decode()[-3000:]
+        assert search.poll() is None, (
+            "the search ended before a trial could be killed: "
+            + (search.stderr.read().decode()[-3000:])
+        )
         assert time.time() < deadline, "no trial reached its first epoch"
-        for hist in sorted((out / "trials").glob("*/history.csv")):
-            number = int(hist.parent.name)
-            pid = _trial_worker(url, number)
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
-                killed = number
-                break
-        time.sleep(0.1)
+        new = {h.parent.name for h in (out / "trials").glob("*/history.csv")} - seen
+        if not new:
+            time.sleep(0.05)
+            continue
+        workers = _workers(search)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            if study is None:
+                study = optuna.load_study(study_name="pg_search", storage=url)
+            running = {
+                t.number: t.user_attrs.get("worker")
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            }
+            for number in sorted(int(n) for n in new):
+                seen.add(str(number))
+                if running.get(number) in workers:
+                    os.kill(running[number], signal.SIGKILL)
+                    killed = number
+                    break
+        finally:
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
     _, err = search.communicate(timeout=600)
     return killed, search.returncode
 
