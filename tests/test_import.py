@@ -541,7 +541,7 @@ def test_efficientnet_v1_imagenet_rescale_is_keras_own():
 
     import keras
 
-    from cnnspec.importer.applications import IMAGENET_STDDEV_RGB, needs_imagenet_rescale
+    from cnnspec.init.applications import IMAGENET_STDDEV_RGB, needs_imagenet_rescale
 
     v1 = sys.modules[keras.applications.EfficientNetB0.__module__]
     assert list(IMAGENET_STDDEV_RGB) == list(v1.IMAGENET_STDDEV_RGB)
@@ -582,8 +582,8 @@ def test_keras_efficientnet_source_is_the_imagenet_model(tmp_path, monkeypatch, 
 
     from cnnspec.build import build_model
     from cnnspec.build.backbone import weight_file
-    from cnnspec.importer.applications import IMAGENET_RESCALE
     from cnnspec.init import apply
+    from cnnspec.init.applications import IMAGENET_RESCALE
     from cnnspec.spec import load_spec
 
     source, _ = saved_application("EfficientNetB0", 32)

@@ -82,15 +82,52 @@ def test_the_class_report_is_worst_first_and_skips_absent_classes():
     assert len(lines) == 3  # c (no images) is not printed
 
 
-def test_top_k_is_left_out_when_k_reaches_the_number_of_classes():
-    from cnnspec.spec.train import TrainSpec
-    from cnnspec.train.recipe import active_metrics
+TOPK_SPEC = """\
+name: topk
+input: [32, 32, 1]
+layers:
+  - conv: 3x3, 8, p=same, relu
+  - maxpool: 2x2, name=trunk
+  - gmaxpool
+  - dense: 10, softmax
+heads:
+  again:
+    from: trunk
+    task: classification
+    label: digit
+    metrics: [accuracy, top5, top10]
+    layers:
+      - gmaxpool
+      - dense: 10, softmax
+train:
+  data: digits_count
+  targets: [digit]
+  metrics: [accuracy, top3, top10]
+"""
 
-    r = TrainSpec(metrics=["accuracy", "top3", "top5"])
-    assert active_metrics(r, 10) == (["accuracy", "top3", "top5"], [])
-    assert active_metrics(r, 3) == (["accuracy"], ["top3", "top5"])
-    watched = TrainSpec(metrics=["accuracy", "top3"], early_stopping={"monitor": "val_top3"})
-    assert active_metrics(watched, 3) == (["accuracy", "top3"], [])  # monitored: kept
+
+@pytest.mark.parametrize(
+    ("monitor", "main_kept", "head_kept"),
+    [
+        (None, ["accuracy", "top3"], ["accuracy", "top5"]),
+        ("val_top10", ["accuracy", "top3", "top10"], ["accuracy", "top5"]),
+        ("val_again_top10", ["accuracy", "top3"], ["accuracy", "top5", "top10"]),
+    ],
+    ids=["unmonitored", "main-monitored", "head-monitored"],
+)
+def test_top_k_is_left_out_when_k_reaches_the_number_of_classes(monitor, main_kept, head_kept):
+    """top10 of 10 classes is 1.0 by construction: left out of every output (the main one and
+    a head's), unless early stopping monitors it by the name it is logged under."""
+    from cnnspec.spec import loads_spec
+    from cnnspec.tasks.plan import outputs
+    from cnnspec.train.lifecycle import load_training_data
+
+    text = TOPK_SPEC + (f"  early_stopping: {{monitor: {monitor}}}\n" if monitor else "")
+    spec = loads_spec(text, "topk.yaml")
+    main, head = outputs(spec, load_training_data(spec))
+    assert (main.metrics, head.metrics) == (main_kept, head_kept)
+    assert main.skipped == [m for m in ["top10"] if m not in main_kept]
+    assert head.skipped == [m for m in ["top10"] if m not in head_kept]
 
 
 @pytest.fixture(scope="module")

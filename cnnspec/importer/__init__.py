@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RunError
+from ..init.applications import imagenet_config
 from ..init.source import flatten_nested, output_names, tensor_refs
-from .applications import imagenet_config
 from .check import SourceWeights, check_exact
 from .layers import IDENTITY, Refused, rule_for
 from .ops import constant_of, fuse_hard_sigmoid

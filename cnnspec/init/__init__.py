@@ -34,7 +34,7 @@ def plan(spec: Any, source: str | None = None) -> tuple[TransferTable, WeightInd
     index = read_index(init.from_)
     targets, uncovered = spec_targets(spec, index.order)
     table = match(targets, index, init, spec.graph.total_params, uncovered)
-    from ..importer.applications import check_imagenet_stem
+    from .applications import check_imagenet_stem
 
     check_imagenet_stem(spec, table, init.from_)  # keras:EfficientNetB*: Keras' ImageNet stem
     return table, index

@@ -34,9 +34,13 @@ def outputs(spec: Any, data: Any) -> list[OutputPlan]:
                   head.label, data, graph.num_classes(hname), f"heads.{hname}.label",
                   r.threshold, graph.nodes[graph.resolve(hname)].shape)
         )  # fmt: skip
+    # a metric that means nothing for the data (top-5 of 5 classes) is left out unless it is
+    # monitored: the main output's by its name as written, a head's by its prefixed name
     monitored = {m.removeprefix("val_") for m in r.monitors().values()}
-    main = plans[0]
-    main.metrics, main.skipped = main.task.active_metrics(main.metrics, main, monitored)
+    for i, plan in enumerate(plans):
+        prefix = "" if i == 0 else f"{plan.name}_"
+        own = {m[len(prefix) :] for m in monitored if m.startswith(prefix)}
+        plan.metrics, plan.skipped = plan.task.active_metrics(plan.metrics, plan, own)
     return plans
 
 

@@ -107,11 +107,13 @@ def prepare(
         run = prepare_run_dir(spec, data, hw, run_dir, resume, plans)
     else:  # only the chief writes the run; the others' files are removed at the end
         run = Path(tempfile.mkdtemp(prefix=f"cnnspec-worker{hw.worker_index}-"))
-    names, skipped = plans[0].metrics, plans[0].skipped
-    if skipped:
+    names = plans[0].metrics
+    skipped = [m if i == 0 else f"{p.name}_{m}" for i, p in enumerate(plans) for m in p.skipped]
+    for plan in (p for p in plans if p.skipped):
+        where = "" if plan is plans[0] else f" (head '{plan.name}')"
         echo(
-            f"note: {', '.join(skipped)} left out: with {data.num_classes} classes top-k is 1.0 "
-            "whenever k >= the number of classes"
+            f"note: {', '.join(plan.skipped)} left out{where}: with {len(plan.classes)} classes "
+            "top-k is 1.0 whenever k >= the number of classes"
         )
     steps = recipe.steps_per_epoch(spec.train, data.sizes["train"])
     return Session(spec, hw, data, run, model, steps, names, skipped, started, echo, init, plans)

@@ -16,7 +16,6 @@ from ..spec.train import TrainSpec
 # old names for the callers of this module.
 from ..tasks.classification import LOSSES, METRIC_KINDS  # noqa: F401
 from ..tasks.classification import metric_kind as _metric_kind
-from ..tasks.classification import top_k_of as _top_k
 
 # --- learning-rate schedules (per step; epochs are converted with steps_per_epoch) ---------------
 
@@ -144,23 +143,9 @@ def loss(recipe: TrainSpec, reduction: str | None = "sum_over_batch_size", task:
     return get(task).keras_loss(recipe.loss, reduction)
 
 
-def active_metrics(recipe: TrainSpec, num_classes: int) -> tuple[list[str], list[str]]:
-    """(the recipe's metrics this data set gives meaning to, the ones left out).
-
-    A topK with k >= the number of classes is 1.0 by construction: it is left out, unless
-    early stopping or the plateau schedule monitors it.
-    """
-    monitored = {m.removeprefix("val_") for m in recipe.monitors().values()}
-    kept, skipped = [], []
-    for name in recipe.metrics:
-        pointless = _metric_kind(name) == "top" and _top_k(name) >= num_classes
-        (skipped if pointless and name not in monitored else kept).append(name)
-    return kept, skipped
-
-
 def metrics(recipe: TrainSpec, names: list[str] | None = None) -> list[Any]:
     """Keras metrics named as in the spec (``accuracy``, ``top3``, ...); ``names``: a subset
-    (``active_metrics``), default all of the recipe's."""
+    (the task's ``active_metrics``), default all of the recipe's."""
     one_hot = recipe.loss.one_hot
     return [
         METRIC_KINDS[_metric_kind(n)][0](n, one_hot)

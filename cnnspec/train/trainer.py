@@ -141,7 +141,7 @@ def compile_model(
     model: Any, spec: Any, hw, steps: int, names: list[str], plans: list[Any] | None = None
 ) -> None:
     """Compile the training model from the recipe (loss weights for auxiliary heads);
-    ``names``: the main output's metrics to log (``recipe.active_metrics``); ``plans``: every
+    ``names``: the main output's metrics to log (its task's ``active_metrics``); ``plans``: every
     output's task, loss and metrics (``cnnspec.tasks.plan.outputs``; default: classification)."""
     r = spec.train
     outputs = _output_names(model)

@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any
 
-from ..init.source import KERAS_PREFIX, tensor_refs
+from .source import KERAS_PREFIX, tensor_refs
 
 #: keras.applications.efficientnet.IMAGENET_STDDEV_RGB.
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
