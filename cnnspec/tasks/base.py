@@ -197,17 +197,12 @@ class Task:
     ) -> np.ndarray:
         """The output's targets among label-table ``rows`` whose columns are ``columns``:
         RunError (located at ``where``) for a missing column or labels of the wrong kind."""
-        from ..errors import RunError
-
         wanted = plan.column_names or []
-        missing = [c for c in wanted if c not in columns]
-        if missing:
-            raise RunError(
-                f"{where}: no label column {', '.join(map(repr, missing))} for the model's "
-                f"{self.name} output '{plan.name}'; the data has {', '.join(c for c in columns if c)}",
-                hint=f"give {self.label_kind} with the columns {', '.join(wanted)}",
-            )
-        y = rows[:, [columns.index(c) for c in wanted]]
+        idx = column_indices(
+            wanted, columns, where, f" for the model's {self.name} output '{plan.name}'",
+            f"give {self.label_kind} with the columns {', '.join(wanted)}",
+        )  # fmt: skip
+        y = rows[:, idx]
         self.check_labels(y, where)
         return y
 
@@ -223,3 +218,19 @@ class Task:
                 title: str) -> str | None:  # fmt: skip
         """Write evaluate's picture of this output to ``path``; None when it has none."""
         return None
+
+
+def column_indices(wanted: list[str], columns: list[str], where: str, whose: str, hint: str):
+    """The indices of the label columns ``wanted`` among the data's ``columns``; one located
+    RunError naming every missing one and the columns the data has (training and a saved
+    model's evaluate word it alike)."""
+    from ..errors import RunError
+
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise RunError(
+            f"{where}: no label column {', '.join(map(repr, missing))}{whose}; "
+            f"the data has {', '.join(c for c in columns if c)}",
+            hint=hint,
+        )
+    return [columns.index(c) for c in wanted]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RunError
-from .base import OutputPlan, Task
+from .base import OutputPlan, Task, column_indices
 from .registry import DEFAULT, get
 
 
@@ -63,14 +63,9 @@ def _plan(
         return OutputPlan(name, task, loss, weight, metrics, list(data.class_names),
                           threshold=threshold)  # fmt: skip
     chosen = list(wanted or columns)
-    missing = [c for c in chosen if c not in columns]
-    if missing:
-        raise RunError(
-            f"{key}: data '{data.source}' has no label column {', '.join(map(repr, missing))}; "
-            f"it has {', '.join(columns)}",
-            hint=f"name columns of the data in {key}",
-        )
-    idx = [columns.index(c) for c in chosen]
+    idx = column_indices(
+        chosen, columns, key, f" in data '{data.source}'", f"name columns of the data in {key}"
+    )
     table = data.label_table
     if task.name == DEFAULT:
         if len(idx) != 1:
