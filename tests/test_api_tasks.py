@@ -218,3 +218,61 @@ def test_an_export_answering_fewer_outputs_than_its_metadata_is_one_line(two_hea
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "its metadata names the outputs 'dense_1', 'ink', 'age'" in err, err
     assert "export the run again" in err
+
+
+def _npz_arrays(run: Path) -> tuple[Path, np.ndarray, np.ndarray, list[str] | None]:
+    data = next(run.parent.glob("digits_*.npz"))
+    with np.load(data) as f:
+        columns = [str(c) for c in f["columns"]] if "columns" in f else None
+        return data, f["x"], f["y"], columns
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["three_tasks", "segmentation"])
+def test_table_and_mask_tasks_train_and_evaluate_on_arrays_as_on_the_npz(
+    tmp_path_factory, tmp_path, task
+):
+    """Was: ``data=(x, y)`` read y as class indices only ("y must hold integer class indices"),
+    so no multilabel, regression, several-head or segmentation run could train or be evaluated
+    on arrays in memory. A label table's columns are named by a mapping ``{column: values}``;
+    masks are y of (N, H, W). Training equals the CLI on an .npz of the same arrays, bit for
+    bit, and evaluate gives the same scores."""
+    import keras
+
+    run = shared_run(tmp_path_factory, task)
+    npz, x, y, columns = _npz_arrays(run)
+    labels = y if columns is None else {c: y[:, i] for i, c in enumerate(columns)}
+    spec = next(run.parent.glob("*.yaml"))
+    mem = cnnspec.train(spec, (x, labels), epochs=1, out=tmp_path / "mem", verbose=0)
+    ours = keras.saving.load_model(mem.path / "model.keras").get_weights()
+    cli = keras.saving.load_model(run / "model.keras").get_weights()
+    assert len(ours) == len(cli) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(ours, cli, strict=True))
+    assert json.loads((mem.path / "meta.json").read_text())["data"].startswith("arrays (x, y)")
+
+    on_arrays = cnnspec.evaluate(run, (x, labels)).to_dict()
+    on_file = cnnspec.evaluate(run, str(npz), split="all").to_dict()
+    for key in ("data", "source", "model"):
+        on_arrays.pop(key, None), on_file.pop(key, None)
+    assert _close(on_arrays, on_file, 1e-6), (on_arrays, on_file)
+
+
+@pytest.mark.slow
+def test_label_columns_given_in_python_are_named_or_refused_in_one_line(tmp_path_factory):
+    run = shared_run(tmp_path_factory, "three_tasks")
+    npz, x, y, columns = _npz_arrays(run)
+    # a DataFrame names its columns as a mapping does
+    pd = pytest.importorskip("pandas")
+    frame = cnnspec.evaluate(run, (x, pd.DataFrame(y, columns=columns)))
+    mapped = cnnspec.evaluate(run, (x, {c: y[:, i] for i, c in enumerate(columns)}))
+    assert frame.scores == mapped.scores
+    # unnamed, a table's columns are 0..K-1, not the names the model learnt
+    with pytest.raises(
+        cnnspec.RunError, match=r"does not know: 0, 1, 2, 3, 4.*are even, big, round"
+    ):
+        cnnspec.evaluate(run, (x, y))
+    with pytest.raises(cnnspec.RunError, match=r"y's columns must each hold one value per image"):
+        cnnspec.evaluate(run, (x, {"even": y[:, 2], "big": y[:10, 3]}))
+    digits = "name: d\ninput: [16, 16, 1]\nlayers: [flatten, 'dense: 10, softmax']\n"
+    with pytest.raises(cnnspec.RunError, match=r"names the label columns digit, ink, but this"):
+        cnnspec.train(digits, (x, {"digit": y[:, 0], "ink": y[:, 1]}), epochs=1)

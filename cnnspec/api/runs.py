@@ -99,7 +99,10 @@ def train(
 
     ``data``: a source as on the command line (digits, mnist, an image folder, an .npz, a CSV
     manifest), or data already in memory: arrays ``(x, y)`` (x: (N, H, W[, C]) uint8 in
-    [0, 255] or float in [0, 1]; y: class indices or one-hot), a ``tf.data.Dataset`` of
+    [0, 255] or float in [0, 1]; y: class indices or one-hot; masks (N, H, W) for
+    segmentation; a label table for multilabel, regression and heads: a mapping
+    ``{column: values}`` or a DataFrame, whose names ``train.targets``/``label:`` use, or an
+    (N, K) array with columns 0..K-1), a ``tf.data.Dataset`` of
     (image, label) or a Keras ``PyDataset``; it is split by the recipe's ``validation_split``
     and ``test_split`` exactly as an ``.npz`` holding the same arrays. ``resume``: continue
     that run folder (no ``spec``). ``verbose``: Keras progress (0 silent, 1 bar, 2 a line per

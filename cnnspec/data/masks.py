@@ -164,22 +164,38 @@ def npz_has_masks(path: str) -> bool:
                     shapes[key] = header(fh)[0]
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return False
-    x, y = shapes["x"], shapes["y"]
-    return len(y) == 3 and len(x) in (3, 4) and tuple(x[:3]) == tuple(y)
+    return shapes_are_masks(shapes["x"], shapes["y"])
 
 
 def read_npz(source: str, req: Request) -> MaskParts:
     """An .npz with x (N, H, W[, C]) and y (N, H, W) masks (optional class_names)."""
-    from .arrays import check_arrays, check_npz_archive
-    from .splits import split_arrays
+    from .arrays import check_npz_archive
 
     path = Path(source)
     check_npz_archive(path)
     with np.load(path, allow_pickle=False) as npz:
         x, y = npz["x"], npz["y"]
         names = [str(n) for n in npz["class_names"]] if "class_names" in npz else None
-    top = check_masks(y, f"{path}: y")
-    x, _, _, scaling = check_arrays(x, np.zeros(len(x), np.int32), None, path)
+    st = path.stat()
+    identity = [str(path.resolve()), str(st.st_size), str(st.st_mtime_ns), "masks"]
+    return array_masks(x, y, names, req, str(path), identity)
+
+
+def shapes_are_masks(x: Any, y: Any) -> bool:
+    """Whether a ``y`` of shape ``y`` is (N, H, W) beside an ``x`` of shape (N, H, W[, C]):
+    a mask per image (an .npz's arrays, or arrays given in Python)."""
+    x, y = tuple(x), tuple(y)
+    return len(y) == 3 and len(x) in (3, 4) and x[:3] == y
+
+
+def array_masks(x, y, names, req: Request, what: str, identity: list[str]) -> MaskParts:
+    """Images x (N, H, W[, C]) and masks y (N, H, W) of class indices (255: ignore), from an
+    .npz or arrays given in Python (named ``what``), resized to the spec's input and split."""
+    from .arrays import check_arrays
+    from .splits import split_arrays
+
+    top = check_masks(y, f"{what}: y")
+    x, _, _, scaling = check_arrays(x, np.zeros(len(x), np.int32), None, what)
     h, w = req.shape[:2]
     masks = resize_nearest(y, h, w)
     index = np.arange(len(x))
@@ -189,8 +205,6 @@ def read_npz(source: str, req: Request) -> MaskParts:
             index, np.zeros(len(x), np.int32), req.validation_split, req.test_split
         )
     )
-    st = path.stat()
-    identity = [str(path.resolve()), str(st.st_size), str(st.st_mtime_ns), "masks"]
     return MaskParts(splits, default_names(top, names), identity, [scaling])
 
 

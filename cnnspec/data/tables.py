@@ -102,18 +102,26 @@ def _is_number(text: str) -> bool:
 def read_npz_table(source: str):
     """x, y as a float32 label table (N, columns), the column names (``columns`` or
     ``class_names`` in the file, else 0..K-1) and the pixel-scaling rule of an .npz."""
-    from .arrays import check_arrays, open_npz
+    from .arrays import open_npz
 
     path, x, y, names = open_npz(source, ("columns", "class_names"))
+    return array_table(x, y, names, str(path))
+
+
+def array_table(x: np.ndarray, y: np.ndarray, names: list[str] | None, what: str):
+    """x, y as a float32 label table (N, columns), the column names (default 0..K-1) and the
+    pixel-scaling rule, from arrays (an .npz's, or given in Python, named ``what``)."""
+    from .arrays import check_arrays
+
     if y.dtype.kind not in "uifb" or len(y) != len(x):
         raise RunError(
-            f"{path}: y must be numbers, one row per image ({len(x)}); received {y.shape} {y.dtype}"
+            f"{what}: y must be numbers, one row per image ({len(x)}); received {y.shape} {y.dtype}"
         )
     table = y.reshape(len(y), -1).astype(np.float32)
     if not np.isfinite(table).all():
-        raise RunError(f"{path}: y holds values that are not finite")
-    x, _, _, scaling = check_arrays(x, np.zeros(len(x), np.int32), ["0"], path)
+        raise RunError(f"{what}: y holds values that are not finite")
+    x, _, _, scaling = check_arrays(x, np.zeros(len(x), np.int32), ["0"], what)
     names = names or [str(i) for i in range(table.shape[1])]
     if len(names) != table.shape[1]:
-        raise RunError(f"{path}: y has {table.shape[1]} columns but {len(names)} names")
+        raise RunError(f"{what}: y has {table.shape[1]} columns but {len(names)} names")
     return x, table, names, scaling

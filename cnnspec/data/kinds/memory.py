@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ...errors import RunError
 from ..arrays import check_arrays
+from ..masks import array_masks, shapes_are_masks
 from ..registry import ArrayParts, SourceKind
 from ..splits import split_arrays
+from ..tables import array_table
 
 LARGER = "use an image folder or a CSV manifest, which stream, for data this large"
 
@@ -135,26 +138,74 @@ def from_py_dataset(ds: Any, limit: int) -> tuple[np.ndarray, np.ndarray]:
     return got.arrays()
 
 
-def read(source: Any, req) -> ArrayParts:
+def labels_of(y: Any, what: str) -> tuple[np.ndarray, list[str] | None]:
+    """``y`` as an array, and its column names when ``y`` names them: a mapping
+    ``{column: values}`` (one value, or one row of values, per image) or a table with
+    ``.columns`` and ``.to_numpy()`` (a pandas DataFrame). Unnamed, a label table's columns are
+    0..K-1, as in an .npz without ``columns``."""
+    if isinstance(y, Mapping):
+        if not y:
+            raise RunError(f"{what}: y is an empty mapping", hint="map column names to values")
+        cols = {str(k): np.asarray(v) for k, v in y.items()}
+        sizes = {k: (len(v) if v.ndim else 0) for k, v in cols.items()}
+        bad = [k for k, v in cols.items() if v.ndim == 0 or v.size != sizes[k]]
+        if bad or len(set(sizes.values())) != 1:
+            shapes = ", ".join(f"{k}: {v.shape}" for k, v in cols.items())
+            raise RunError(
+                f"{what}: y's columns must each hold one value per image, all of one length; "
+                f"received {shapes}"
+            )
+        return np.stack([v.reshape(-1) for v in cols.values()], axis=1), list(cols)
+    columns = getattr(y, "columns", None)
+    if columns is not None and callable(getattr(y, "to_numpy", None)):
+        return np.asarray(y.to_numpy()), [str(c) for c in columns]
+    return np.asarray(y), None
+
+
+def read(source: Any, req) -> ArrayParts | Any:
     limit = budget()
+    columns = None
     if _tf_dataset(source):
         x, y, what = *from_tf_dataset(source, len(req.shape), limit), "data=<tf.data.Dataset>"
     elif _py_dataset(source):
         x, y = from_py_dataset(source, limit)
         what = f"data=<{type(source).__name__}>"
     else:
-        x, y, what = np.asarray(source[0]), np.asarray(source[1]), "data=(x, y)"
+        what = "data=(x, y)"
+        x, (y, columns) = np.asarray(source[0]), labels_of(source[1], what)
         if x.nbytes > limit:
             raise RunError(f"{what}: x holds {x.nbytes / 2**30:.1f} GiB", hint=LARGER)
+    if shapes_are_masks(x.shape, y.shape):  # a mask per image (segmentation)
+        return array_masks(x, y, None, req, what, ["memory", _digest(x, y), "masks"])
+    if req.table:  # a label table: k-hot rows, target vectors, named columns
+        x, table, names, scaling = array_table(x, y, columns, what)
+        splits = split_arrays(x, table, req.validation_split, req.test_split)
+        identity = ["memory", _digest(x, table, names), "table"]
+        return ArrayParts(splits, names, identity, [scaling], columns=list(names))
+    if columns is not None and len(columns) != 1:
+        raise RunError(
+            f"{what}: y names the label columns {', '.join(columns)}, but this spec "
+            "learns one class index per image",
+            hint="pass y as an array of class indices, or give the spec a task or heads "
+            "that read those columns",
+        )
     if y.ndim == 2 and y.shape[1] == 1 and y.shape[0] > 1:  # (N, 1) indices, not one-hot
         y = y[:, 0]
     x, y, names, scaling = check_arrays(x, y, None, what)
-    digest = hashlib.blake2b(digest_size=16)  # a disk cache's key: the content itself
-    for a in (x, y):
-        digest.update(str((a.dtype.str, a.shape)).encode())
-        digest.update(np.ascontiguousarray(a).data)
     splits = split_arrays(x, y, req.validation_split, req.test_split)
-    return ArrayParts(splits, names, ["memory", digest.hexdigest()], [scaling])
+    return ArrayParts(splits, names, ["memory", _digest(x, y)], [scaling])
+
+
+def _digest(*parts: Any) -> str:
+    """A disk cache's key: the content itself (arrays, and column names)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for a in parts:
+        if isinstance(a, np.ndarray):
+            digest.update(str((a.dtype.str, a.shape)).encode())
+            digest.update(np.ascontiguousarray(a).data)
+        else:
+            digest.update(repr(a).encode())
+    return digest.hexdigest()
 
 
 KIND = SourceKind(
