@@ -145,9 +145,11 @@ def bounded(contents):
         return tf.identity(contents)
 
 
-def check_image_pixels(path: str | Path) -> None:
+def check_image_pixels(path: str | Path, upright: bool = False) -> tuple[int, int] | None:
     """RunError when the image file's header announces more than MAX_IMAGE_PIXELS (read by
-    PIL from the header alone; a file PIL cannot identify is left to the decoder)."""
+    PIL from the header alone; a file PIL cannot identify is left to the decoder). Returns
+    (height, width), None for a file PIL cannot identify; ``upright``: as viewers show it (an
+    EXIF orientation 5-8 turns it a quarter, as decoding does)."""
     from PIL import Image
 
     try:
@@ -155,10 +157,11 @@ def check_image_pixels(path: str | Path) -> None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 width, height = img.size
+                quarter = upright and img.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8)
     except Image.DecompressionBombError:
-        width, height = MAX_IMAGE_PIXELS + 1, 1  # PIL refused the header itself
+        width, height, quarter = MAX_IMAGE_PIXELS + 1, 1, False  # PIL refused the header itself
     except Exception:  # noqa: BLE001 - not identifiable: the decoder says why
-        return
+        return None
     if width * height > MAX_IMAGE_PIXELS:
         raise RunError(
             f"image file {path} is {width} x {height} pixels; an image may have at most "
@@ -166,6 +169,7 @@ def check_image_pixels(path: str | Path) -> None:
             "to decode whole)",
             hint="remove it, or downscale it before training",
         )
+    return (width, height) if quarter else (height, width)
 
 
 _EXIF_ORIENTATION = 0x0112
@@ -301,8 +305,9 @@ def decode_random_crop(contents, input_shape: Sequence[int], seed, scale, ratio)
     return convert(image, input_shape)
 
 
-def decode_file(path: str | Path, input_shape: Sequence[int]) -> np.ndarray:
-    """One image file as a converted uint8 array; RunError naming the file if it is bad."""
+def decode_file(path: str | Path, input_shape: Sequence[int], checked: bool = False) -> np.ndarray:
+    """One image file as a converted uint8 array; RunError naming the file if it is bad.
+    ``checked``: the caller has read its header with check_image_pixels already."""
     import tensorflow as tf
 
     from .scan import check_image_file
@@ -311,7 +316,8 @@ def decode_file(path: str | Path, input_shape: Sequence[int]) -> np.ndarray:
     if not os.path.lexists(path):
         raise RunError(f"image file not found: {path}")
     check_image_file(str(path))  # regular, readable, bounded: before opening it
-    check_image_pixels(path)  # its header: a few bytes, before decoding megapixels
+    if not checked:
+        check_image_pixels(path)  # its header: a few bytes, before decoding megapixels
     try:
         with open(path, "rb") as fh:
             contents = fh.read()

@@ -152,26 +152,24 @@ def predict_tiled(runtime, image: np.ndarray, input_shape, overlap: float = 0.25
 
 
 def _decode(path: Path, input_shape) -> np.ndarray:
-    """An image file at its own size, with the model's channels (uint8 -> float32)."""
+    """An image file at its own size, with the model's channels (uint8 -> float32); its header
+    is read once (size and pixel bound)."""
     from ..data.images import decode_file
 
-    return np.asarray(decode_file(path, [*image_size(path), int(input_shape[-1])]), np.float32)
+    size = [*image_size(path), int(input_shape[-1])]
+    return np.asarray(decode_file(path, size, checked=True), np.float32)
 
 
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) of the image as viewers show it (a JPEG's EXIF orientation 5-8 turns it
-    a quarter: decode_file turns it upright too), read from the header."""
-    from PIL import Image
-
+    a quarter: decode_file turns it upright too), read from the header; RunError for an image
+    over the pixel bound or one that cannot be read."""
     from ..data.images import check_image_pixels
 
-    check_image_pixels(path)
-    try:
-        with Image.open(path) as img:
-            quarter = img.getexif().get(0x0112) in (5, 6, 7, 8)
-            return (img.width, img.height) if quarter else (img.height, img.width)
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path}: cannot read the image: {exc}") from None
+    size = check_image_pixels(path, upright=True)
+    if size is None:
+        raise RunError(f"{path}: cannot read the image (not an image file PIL can identify)")
+    return size
 
 
 def _resize_nearest(labels: np.ndarray, h: int, w: int) -> np.ndarray:
