@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "unet_small.yaml"
 SETS = ["train.augment=[]", "train.schedule=constant"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_keras import fit_epoch_times, pipeline, train_share  # noqa: E402
 
 
 def write_folder(root: Path, count: int) -> Path:
@@ -53,9 +55,7 @@ def by_hand(spec, folder: Path, epochs: int) -> float:
 
     r = spec.train
     names = sorted(p.name for p in (folder / "images").iterdir())
-    # the same training share as cnnspec's split (validation and test held out)
-    n_train = len(names) - round(len(names) * r.validation_split) - round(len(names) * r.test_split)
-    names = names[:n_train]
+    names = names[: train_share(len(names), r)]  # the same training share as cnnspec's split
     images = [str(folder / "images" / n) for n in names]
     masks = [str(folder / "masks" / n) for n in names]
 
@@ -64,15 +64,7 @@ def by_hand(spec, folder: Path, epochs: int) -> float:
         m = tf.io.decode_png(tf.io.read_file(mask), channels=1)[..., 0]
         return x, m
 
-    ds = (
-        tf.data.Dataset.from_tensor_slices((images, masks))
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        .cache()
-        .shuffle(10_000, seed=r.seed)
-        .batch(r.batch_size)
-        .map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    ds = pipeline((images, masks), load, r)
     model = build_model(spec)
     model.compile(
         optimizer=keras.optimizers.Adam(r.optimizer.params.lr),
@@ -82,16 +74,7 @@ def by_hand(spec, folder: Path, epochs: int) -> float:
             keras.metrics.MeanIoU(11, ignore_class=255, sparse_y_pred=False, name="dice"),
         ],
     )
-    times: list[float] = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t)
-
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=[Clock()])
+    times = fit_epoch_times(model, ds, epochs)
     return len(images) / min(times[1:] or times)
 
 

@@ -29,7 +29,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,6 +36,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "multilabel.yaml"
 SETS = ["train.schedule=constant", "train.augment=[]"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_keras import fit_epoch_times, pipeline, train_share  # noqa: E402
 
 
 def write_files(root: Path) -> Path:
@@ -90,9 +91,7 @@ def by_hand(manifest: Path, epochs: int, deterministic: bool, batch_hook: bool =
         tf.config.experimental.enable_op_determinism()
     with open(manifest, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    # the same training share as cnnspec's split (validation and test held out)
-    n_train = len(rows) - round(len(rows) * r.validation_split) - round(len(rows) * r.test_split)
-    rows = rows[:n_train]
+    rows = rows[: train_share(len(rows), r)]  # the same training share as cnnspec's split
     paths = [str(manifest.parent / row["path"]) for row in rows]
     y = np.zeros((len(rows), 10), np.float32)
     for i, row in enumerate(rows):
@@ -101,15 +100,7 @@ def by_hand(manifest: Path, epochs: int, deterministic: bool, batch_hook: bool =
     def load(path, label):
         return tf.io.decode_png(tf.io.read_file(path), channels=1), label
 
-    ds = (
-        tf.data.Dataset.from_tensor_slices((paths, y))
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        .cache()
-        .shuffle(10_000, seed=r.seed)
-        .batch(r.batch_size)
-        .map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    ds = pipeline((paths, y), load, r)
     model = build_model(spec)
     model.compile(
         optimizer=keras.optimizers.Adam(r.optimizer.params.lr),
@@ -120,21 +111,12 @@ def by_hand(manifest: Path, epochs: int, deterministic: bool, batch_hook: bool =
             keras.metrics.AUC(curve="PR", multi_label=True, num_labels=10, name="map"),
         ],
     )
-    times: list[float] = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t)
 
     class ReadLoss(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             float((logs or {}).get("loss", 0.0))
 
-    hooks = [ReadLoss()] if batch_hook else []
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=[Clock(), *hooks])
+    times = fit_epoch_times(model, ds, epochs, [ReadLoss()] if batch_hook else [])
     return steady_rate([len(paths)] * len(times), times)
 
 
