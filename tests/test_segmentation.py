@@ -252,3 +252,52 @@ def test_a_unet_whose_input_does_not_divide_is_refused_with_sizes_that_fit():
     paper = (ROOT / "specs" / "unet.yaml").read_text().replace("[572, 572, 1]", "[570, 570, 1]")
     with pytest.raises(SpecError, match="input sizes that fit: 556x556x1 or 572x572x1"):
         loads_spec(paper, "unet.yaml")
+
+
+FINE_TUNE = """\
+name: seg_transfer
+task: segmentation
+input: [32, 32, 1]
+backbone:
+  model: {backbone}
+  cut_at: basic_2_add             # 16x16x32
+  trainable: false                # phase 1: the decoder only
+  fine_tune: {{from: basic_2_conv_1, lr: 3.0e-4, epochs: 2}}
+layers:
+  - upsample: 2                   # back to 32x32
+  - conv: 3x3, 32, p=same, relu
+  - conv: 1x1, 11, softmax
+train:
+  data: digits_segmentation
+  epochs: 4
+  batch_size: 16
+  optimizer: {{adam: {{lr: 3.0e-3}}}}
+  metrics: [mean_iou]
+"""
+
+
+@pytest.mark.slow
+def test_a_pretrained_backbone_is_fine_tuned_for_segmentation(tmp_path):
+    """A frozen classifier backbone (digits 0-4) under a small decoder, then its last block
+    unfrozen: phase 2 trains the segmentation loss into the backbone (was untested). Measured:
+    test mean IoU 0.308 after phase 1, 0.405 after phase 2 (all background: 0.087)."""
+    import keras
+
+    backbone = ROOT / "specs" / "transfer_digits04_backbone.keras"
+    spec = tmp_path / "seg_transfer.yaml"
+    spec.write_text(FINE_TUNE.format(backbone=backbone))
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(out), "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "completed" and m["epochs_done"] == 6
+    phase1, final = m["phase1"]["test"]["mean_iou"], m["test"]["mean_iou"]
+    assert final > phase1 and final > 3 * _background_baseline(), (phase1, final)
+    assert m["per_class"]["outputs"]["conv_2"]["per_class"][0]["iou"] > 0.9
+
+    source = keras.saving.load_model(backbone, compile=False)
+    trained = keras.saving.load_model(out / "model.keras", compile=False).get_layer("backbone")
+    for name in ("basic_2_conv_1", "basic_1_conv_1"):  # unfrozen in phase 2; frozen throughout
+        before = source.get_layer(name).get_weights()
+        after = trained.get_layer(name).get_weights()
+        same = all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+        assert same == (name == "basic_1_conv_1"), name
