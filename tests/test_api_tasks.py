@@ -276,3 +276,49 @@ def test_label_columns_given_in_python_are_named_or_refused_in_one_line(tmp_path
     digits = "name: d\ninput: [16, 16, 1]\nlayers: [flatten, 'dense: 10, softmax']\n"
     with pytest.raises(cnnspec.RunError, match=r"names the label columns digit, ink, but this"):
         cnnspec.train(digits, (x, {"digit": y[:, 0], "ink": y[:, 1]}), epochs=1)
+
+
+@pytest.mark.slow
+def test_explain_reads_each_output_by_its_task(tmp_path_factory, tmp_path, capsys):
+    """Was: explain read every model as one softmax classifier (a label-table run's class
+    names are its data columns, so a regression map was labelled 'digit'; a head was out of
+    reach). Each output is explained by its task's score, the same numbers predict gives."""
+    run = shared_run(tmp_path_factory, "three_tasks")
+    x = _images(run, 1)
+    [png] = _pngs(x, tmp_path / "img")
+    outs = cnnspec.predict(run, x)[0].outputs
+    base = ["explain", str(run), str(png), "-m", "occlusion,integrated_gradients"]
+
+    ml = _cli_json(capsys, [*base, "-o", str(tmp_path / "ml")])
+    assert (ml["output"], ml["task"], ml["score"]) == ("dense_1", "multilabel", "probability")
+    probs = outs["dense_1"]["probabilities"]
+    best = max(probs, key=probs.get)
+    assert ml["inputs"][0]["predicted"]["class"] == best
+    assert ml["inputs"][0]["predicted"]["probability"] == pytest.approx(probs[best], abs=1e-5)
+
+    ink = _cli_json(capsys, [*base, "--head", "ink", "-o", str(tmp_path / "ink")])
+    assert (ink["output"], ink["task"], ink["score"]) == ("ink", "regression", "value")
+    entries = ink["inputs"][0]["explanations"]
+    assert {e["class"] for e in entries} == {"ink"}
+    value = outs["ink"]["values"]["ink"]  # in the data's units, as predict gives it
+    assert all(e["value"] == pytest.approx(value, rel=1e-4) for e in entries)
+    assert all(np.load(e["map"]).shape == (16, 16) for e in entries)
+
+    digit = _cli_json(capsys, [*base, "--head", "digit", "-o", str(tmp_path / "digit")])
+    assert (digit["task"], digit["score"]) == ("classification", "probability")
+    assert digit["inputs"][0]["predicted"]["class"] == outs["digit"]["top"][0]["class"]
+
+    capsys.readouterr()
+    assert main([*base, "--head", "nope", "-o", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--head nope" in err[0] and "dense_1, digit, ink" in err[0]
+
+
+@pytest.mark.slow
+def test_explain_of_a_several_output_export_is_one_line(two_heads_onnx, tmp_path, capsys):
+    run, onnx = two_heads_onnx
+    [png] = _pngs(_images(run, 1), tmp_path / "img")
+    capsys.readouterr()
+    assert main(["explain", str(onnx), str(png), "-o", str(tmp_path / "ex")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has 2 outputs (dense_1, ink); explain reads one" in err[0], err

@@ -45,6 +45,10 @@ def explain(
         str | None, typer.Option("--class", help="Class name or index to explain.")
     ] = None,
     top: Annotated[int, typer.Option(help="Explain the top-K predicted classes.")] = 1,
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="Explain this head of the model (default: its main output)."),
+    ] = None,
     patch: Annotated[int | None, typer.Option(help="Occlusion patch size.")] = None,
     stride: Annotated[int | None, typer.Option(help="Occlusion stride.")] = None,
     fill: Annotated[
@@ -76,14 +80,18 @@ def explain(
     out_dir = check_output(output if output is not None else default_out_dir(model), kind="dir")
     names = tuple(n.strip() for m in method or [] for n in m.split(",") if n.strip())
     opts = Options(layer, patch, stride, fill, steps, baseline, samples, noise)
-    req = Request(names, target_class, top, opts, sanity, sanity_layers, deletion)
+    req = Request(names, target_class, top, opts, sanity, sanity_layers, deletion, output=head)
     report = explain_files(model, list(inputs), req, out_dir, echo=None if as_json else typer.echo)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
+    if report.task != "classification":
+        typer.echo(
+            f"output {report.output} ({report.task}): maps explain each class's {report.score}"
+        )
     for item in report.inputs:
-        p = item.predicted
-        typer.echo(f"{item.file}: predicted {report.class_names[p]} ({item.probabilities[p]:.3f})")
+        d = item.to_dict(report.class_names, report.score)["predicted"]
+        typer.echo(f"{item.file}: predicted {d['class']} ({report.score} {d[report.score]:.3f})")
         for m in item.maps:
             typer.echo("  " + describe(m))
     typer.echo(f"wrote {len(report.inputs)} input(s) to {out_dir}; contact sheet {report.sheet}")

@@ -37,27 +37,28 @@ class Request:
     sanity_layers: int = checks.DEFAULT_RANDOMISED
     deletion: bool = False
     write: bool = True  #: write overlays, .npy maps and the sheet
+    output: str | None = None  #: which output of a several-output model (default: the main)
 
 
 @dataclass
 class Explained:
-    """One input's maps and what was measured."""
+    """One input's maps and what was measured. ``probabilities``: the output's score per class
+    (a probability; a segmentation class's pixel share; a regression target's value), as the
+    maps explain them; ``value``: the predicted class's, as reported."""
 
     file: str
     predicted: int
     probabilities: np.ndarray
     input: np.ndarray | None = None  #: kept for the contact sheet's rows only
     maps: list[dict[str, Any]] = field(default_factory=list)  #: one per method and class
+    value: float | None = None
 
-    def to_dict(self, class_names: list[str]) -> dict[str, Any]:
+    def to_dict(self, class_names: list[str], score: str = "probability") -> dict[str, Any]:
         p = int(self.predicted)
+        value = self.value if self.value is not None else float(self.probabilities[p])
         return {
             "file": self.file,
-            "predicted": {
-                "class": class_names[p],
-                "index": p,
-                "probability": float(self.probabilities[p]),
-            },
+            "predicted": {"class": class_names[p], "index": p, score: value},
             "explanations": [{k: v for k, v in m.items() if k != "array"} for m in self.maps],
         }
 
@@ -69,13 +70,19 @@ class Report:
     class_names: list[str]
     inputs: list[Explained]
     sheet: Path | None = None
+    output: str | None = None  #: the explained output's name
+    task: str = "classification"
+    score: str = "probability"  #: what a class's number is (Task.explain_score)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "format": self.format,
+            "output": self.output,
+            "task": self.task,
+            "score": self.score,
             "sheet": str(self.sheet) if self.sheet else None,
-            "inputs": [e.to_dict(self.class_names) for e in self.inputs],
+            "inputs": [e.to_dict(self.class_names, self.score) for e in self.inputs],
         }
 
 
@@ -95,9 +102,10 @@ def chosen_methods(target: Explainable, names: tuple[str, ...]) -> list[Method]:
 
 
 def classes_for(target: Explainable, probs: np.ndarray, req: Request) -> list[int]:
+    """``--class``, else the top classes in the output's task's order."""
     if req.target_class is not None:
         return [class_index(req.target_class, target.class_names)]
-    return [int(i) for i in np.argsort(-probs, kind="stable")[: req.top]]
+    return target.task.explain_order(probs)[: req.top]
 
 
 def explain_files(
@@ -109,7 +117,7 @@ def explain_files(
 ) -> Report:
     """Explain image / ``.npy`` files with a run, ``.keras`` file or export (see the CLI)."""
     req.options.check()
-    target = open_explainable(model)
+    target = open_explainable(model, req.output)
     if not 1 <= req.top <= len(target.class_names):
         raise RunError(f"--top must be in [1, {len(target.class_names)}], received {req.top}")
     methods = chosen_methods(target, req.methods)
@@ -134,7 +142,12 @@ def explain_files(
             for m in done.maps:
                 m.pop("array")
         results.append(done)
-    report = Report(str(target.path), target.format, target.class_names, results)
+    plan = target.plan
+    report = Report(
+        str(target.path), target.format, target.class_names, results,
+        output=None if plan is None else plan.name, task=target.task.name,
+        score=target.task.explain_score,
+    )  # fmt: skip
     if req.write and out_dir is not None:
         report.sheet = write_sheet(out_dir / SHEET, results)
     return report
@@ -152,7 +165,9 @@ def explain_one(
 ) -> Explained:
     """Every method's map for every explained class of one input."""
     probs = target.forward(x[None])[0]
-    result = Explained(file, int(np.argmax(probs)), probs)
+    task, score = target.task, target.task.explain_score
+    top = task.explain_order(probs)[0]
+    result = Explained(file, top, probs, value=task.explain_value(target.plan, top, probs[top]))
     for rank, cls in enumerate(classes_for(target, probs, req)):
         for m in methods:
             att = m.explain(target, x, cls, req.options)
@@ -161,7 +176,7 @@ def explain_one(
                 "class": target.class_names[cls],
                 "index": cls,
                 "rank": rank,
-                "probability": float(probs[cls]),
+                score: task.explain_value(target.plan, cls, probs[cls]),
                 "peak": att.peak,
                 **att.extras,
             }

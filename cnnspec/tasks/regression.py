@@ -28,6 +28,13 @@ class Regression(Task):
     monitor_max = frozenset({"r2"})
     reads_table = True
     picture_stem = "pred_vs_true"
+    explain_score = "value"  # maps explain the (standardised) predicted value of a target
+
+    def explain_value(self, plan: OutputPlan, cls: int, score: float) -> float:
+        if plan.stats is None:
+            return float(score)
+        mean, std = plan.stats
+        return float(score * std[cls] + mean[cls])
 
     def head_problems(self, out: OutputView) -> list[HeadIssue]:
         found = []

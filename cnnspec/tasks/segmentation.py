@@ -195,6 +195,15 @@ class Segmentation(Task):
     monitor_max = frozenset(METRICS)
 
     reads_masks = True
+    # explain: a class's share of the predicted mask (its probability averaged over pixels)
+    explain_score = "pixel_share"
+    explain_pooled = True
+
+    def explain_order(self, scores: np.ndarray) -> list[int]:
+        """By pixel share, the class covering most of the image last (usually the background:
+        the class a user asks about is one of the objects on it)."""
+        order = super().explain_order(scores)
+        return [*order[1:], order[0]] if len(order) > 1 else order
 
     def evaluator(self, plans: list[OutputPlan]) -> Any:
         from ..evaluate import evaluate_masks_run
