@@ -2,7 +2,7 @@
 
 The public API is what ``__all__`` lists (see ``cnnspec.api``); every other module is internal
 and may change. Importing this package (or loading a spec) never imports TensorFlow; only
-``build``, ``train``, ``evaluate``, ``predict`` and ``export`` do, when called.
+``build``, ``train``, ``evaluate``, ``predict``, ``export`` and ``explain`` do, when called.
 """
 
 import sys as _sys
@@ -15,6 +15,7 @@ __all__ = [
     "__version__",
     "build",
     "evaluate",
+    "explain",
     "export",
     "load",
     "predict",
@@ -35,4 +36,5 @@ train = _Entry(_api.train, __name__ + ".train")
 evaluate = _Entry(_api.evaluate, __name__ + ".evaluate")
 predict = _Entry(_api.predict, __name__ + ".predict")
 export = _Entry(_api.export, __name__ + ".export")
+explain = _Entry(_api.explain, __name__ + ".explain")
 _sys.modules[__name__].__class__ = _Package

@@ -24,6 +24,8 @@ SIGNATURES = {
     "evaluate": "(model, data=None, *, split=None, top_k=3, confusion_png=None)",
     "export": "(model, format='keras', output=None, *, quantize=None, overwrite=False, "
     "tolerance=None)",
+    "explain": "(model, inputs, *, method=None, target_class=None, top=1, head=None, layer=None, "
+    "sanity=False, deletion=False, out=None)",
     "load": "(source, *, set=None, scale=None)",
     "predict": "(model, inputs, *, top_k=3, out=None, tile=False)",
     "train": "(spec=None, data=None, *, out=None, epochs=None, batch_size=None, set=None, "
@@ -89,11 +91,12 @@ def test_importing_every_internal_module_leaves_the_public_functions():
     # public names: importing them must not replace the functions, and must still work.
     import cnnspec.build.model as builder
     import cnnspec.evaluate  # noqa: F401
+    import cnnspec.explain  # noqa: F401
     import cnnspec.export as exports
     import cnnspec.predict  # noqa: F401
     import cnnspec.train.trainer  # noqa: F401
 
-    for name in ("build", "train", "evaluate", "predict", "export"):
+    for name in ("build", "train", "evaluate", "predict", "export", "explain"):
         assert callable(getattr(cnnspec, name)), name
         assert bare(getattr(cnnspec, name)) == SIGNATURES[name]
     assert builder.__name__ == "cnnspec.build.model"
@@ -218,6 +221,41 @@ def test_evaluate_predict_and_export_a_run(trained):
     assert hits >= 3
     result = cnnspec.export(run, "keras", tmp / "lenet.keras")
     assert result.path == tmp / "lenet.keras" and result.max_abs_diff <= result.tolerance
+
+
+@pytest.mark.slow
+def test_explain_arrays_and_files_give_the_same_maps(trained, tmp_path):
+    """cnnspec.explain of an array of images equals the CLI's maps of the same images as
+    files; without ``out`` nothing is written and the maps come back as arrays."""
+    from PIL import Image
+
+    from cnnspec.cli import main
+
+    _, run, (x, y) = trained
+    images = x[:2]  # uint8 (N, 8, 8): resized to 32x32 as in training
+    report = cnnspec.explain(run, images, method="occlusion,integrated_gradients", top=2)
+    assert [i.file for i in report.inputs] == ["inputs[0]", "inputs[1]"]
+    assert report.sheet is None and report.task == "classification"
+    maps = report.inputs[0].maps
+    assert [(m["method"], m["rank"]) for m in maps] == [
+        ("occlusion", 0), ("integrated_gradients", 0), ("occlusion", 1), ("integrated_gradients", 1)
+    ]  # fmt: skip
+    assert all(m["array"].shape == (32, 32) for m in maps) and "map" not in maps[0]
+    files = []
+    for i, image in enumerate(images):
+        files.append(tmp_path / f"d{i}.png")
+        Image.fromarray(image).save(files[-1])
+    out = tmp_path / "maps"
+    args = ["explain", str(run.path), *map(str, files), "-m", "occlusion,integrated_gradients"]
+    assert main([*args, "--top", "2", "-o", str(out), "--json"]) == 0
+    for i, item in enumerate(report.inputs):
+        for m in item.maps:
+            on_disk = np.load(out / f"d{i}_{m['method']}_c{m['index']}.npy")
+            np.testing.assert_allclose(m["array"], on_disk, atol=1e-5)
+    with pytest.raises(cnnspec.RunError, match="--head nope: the model has no such output"):
+        cnnspec.explain(run, images, head="nope")
+    with pytest.raises(cnnspec.RunError, match="an array of images"):
+        cnnspec.explain(run, np.zeros(5))
 
 
 def test_datasets_in_memory_read_as_the_same_arrays():

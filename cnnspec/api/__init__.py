@@ -11,16 +11,17 @@ Public names (re-exported at the package top; everything else in cnnspec is inte
     predict(model, inputs, *, top_k=3, out=None, tile=False) -> one record per image:
         Prediction | OutputsPrediction (every output) | MaskPrediction / ArrayMask
     export(model, format="keras", output=None, *, quantize=None, ...) -> ExportResult
+    explain(model, inputs, *, method=None, target_class=None, top=1, head=None, ...) -> Report
     SpecError, RunError (cnnspec.errors): what every function raises for bad input
 
 Importing this (and loading a spec) never imports TensorFlow: ``build``, ``train``,
-``evaluate``, ``predict`` and ``export`` import it when called, after their cheap checks.
+``evaluate``, ``predict``, ``export`` and ``explain`` import it when called, after their cheap checks.
 """
 
 from __future__ import annotations
 
-from .models import build, evaluate, export, predict
+from .models import build, evaluate, explain, export, predict
 from .runs import Run, train
 from .specs import Spec, load
 
-__all__ = ["Run", "Spec", "build", "evaluate", "export", "load", "predict", "train"]
+__all__ = ["Run", "Spec", "build", "evaluate", "explain", "export", "load", "predict", "train"]

@@ -204,6 +204,67 @@ class MaskChunks(ClassChunks):
                                                                           strict=True)]  # fmt: skip
 
 
+def explain(
+    model: Any,
+    inputs: Any,
+    *,
+    method: str | list[str] | None = None,
+    target_class: str | int | None = None,
+    top: int = 1,
+    head: str | None = None,
+    layer: str | None = None,
+    sanity: bool = False,
+    deletion: bool = False,
+    out: str | os.PathLike | None = None,
+) -> Any:
+    """Where a model looks (as ``cnnspec explain``): image files, folders and ``.npy`` arrays,
+    or an array of images (N, H, W[, C]) in [0, 255] (uint8) or [0, 1] (float), resized to
+    the model's input as training does. ``method``: gradcam, occlusion, integrated_gradients,
+    saliency, smoothgrad (default: every one the model allows); ``target_class`` (a name or
+    an index) or the ``top`` classes by the output's task; ``head``: a head of a model with
+    several outputs; ``sanity``/``deletion``: the checks. ``out``: a folder for overlays,
+    ``.npy`` maps and the contact sheet (default: nothing written).
+
+    Returns a ``Report``: ``.inputs``, one per input, each with ``.maps`` (per method and class:
+    ``method``, ``class``, its score — ``probability``, ``value`` or ``pixel_share`` by task —,
+    ``peak`` and ``array``, the map at the input's size); ``.to_dict()``: the CLI's ``--json``.
+    """
+    import numpy as np
+
+    from ..data.arrays import check_arrays
+    from ..errors import RunError
+    from ..explain import Options, Request
+    from ..explain.explainer import explain_arrays, explain_files
+    from ..modelio import check_model_source
+    from ..outpaths import check_output
+
+    path = model_path(model)
+    methods = [method] if isinstance(method, str) else list(method or [])
+    names = tuple(n.strip() for m in methods for n in m.split(",") if n.strip())
+    wanted = None if target_class is None else str(target_class)
+    req = Request(names, wanted, top, Options(layer=layer), sanity, deletion=deletion,
+                  write=out is not None, output=head)  # fmt: skip
+    folder = None if out is None else check_output(Path(out), kind="dir")
+    if isinstance(inputs, str | os.PathLike):
+        inputs = [inputs]
+    if isinstance(inputs, list | tuple) and all(isinstance(i, str | os.PathLike) for i in inputs):
+        return explain_files(path, list(inputs), req, folder)
+    from ..data.images import convert
+    from ..explain.explainer import MAX_INPUTS
+    from ..tfquiet import import_tensorflow
+
+    images = np.asarray(inputs)
+    if images.ndim not in (3, 4):
+        raise RunError(f"inputs: an array of images (N, H, W[, C]); received shape {images.shape}")
+    if len(images) > MAX_INPUTS:
+        raise RunError(f"{len(images)} inputs given; explain takes at most {MAX_INPUTS} at once")
+    x, _, _, _ = check_arrays(images, np.zeros(len(images), np.int32), None, "inputs")
+    _, meta = check_model_source(path)  # archive limits, code, metadata digest: before TF
+    import_tensorflow()
+    x = np.asarray(convert(x, (meta or {}).get("input_shape")), np.float32)
+    return explain_arrays(path, x, req, folder)
+
+
 def export(
     model: Any,
     format: str = "keras",  # noqa: A002 - the command's option name

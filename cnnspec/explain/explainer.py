@@ -116,6 +116,34 @@ def explain_files(
     echo: Callable[[str], None] | None = None,
 ) -> Report:
     """Explain image / ``.npy`` files with a run, ``.keras`` file or export (see the CLI)."""
+    target = open_target(model, req)
+    files = expand_files(inputs)
+    if len(files) > MAX_INPUTS:
+        raise RunError(f"{len(files)} inputs given; explain takes at most {MAX_INPUTS} at once")
+    items = (
+        (str(f), stem, lambda f=f: read_inputs([f], target.input_shape)[0])
+        for f, stem in zip(files, unique_stems(files), strict=True)
+    )
+    return explain_all(target, items, req, out_dir, echo)
+
+
+def explain_arrays(
+    model: str | Path,
+    x: np.ndarray,
+    req: Request,
+    out_dir: Path | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> Report:
+    """Explain a float32 batch already in the model's input shape (named ``inputs[i]``)."""
+    target = open_target(model, req)
+    if len(x) > MAX_INPUTS:
+        raise RunError(f"{len(x)} inputs given; explain takes at most {MAX_INPUTS} at once")
+    items = ((f"inputs[{i}]", f"input{i:03d}", lambda i=i: x[i]) for i in range(len(x)))
+    return explain_all(target, items, req, out_dir, echo)
+
+
+def open_target(model: str | Path, req: Request) -> Explainable:
+    """The model to explain, with every request setting checked before any work."""
     req.options.check()
     target = open_explainable(model, req.output)
     if not 1 <= req.top <= len(target.class_names):
@@ -123,22 +151,30 @@ def explain_files(
     methods = chosen_methods(target, req.methods)
     if any(m.name == "gradcam" for m in methods):
         layer_for_gradcam(target, req.options.layer)  # a bad --layer fails before any work
-    files = expand_files(inputs)
-    if len(files) > MAX_INPUTS:
-        raise RunError(f"{len(files)} inputs given; explain takes at most {MAX_INPUTS} at once")
+    return target
+
+
+def explain_all(
+    target: Explainable,
+    items: Any,
+    req: Request,
+    out_dir: Path | None,
+    echo: Callable[[str], None] | None,
+) -> Report:
+    """Every input of ``items`` ((name, file stem, () -> input array)) explained."""
+    methods = chosen_methods(target, req.methods)
     random_target = None
     if req.sanity:
         random_target, names = checks.randomised(target, req.sanity_layers)
         if echo:
             echo(f"sanity: randomised {', '.join(names)}")
-    stems = unique_stems(files)
     results = []
-    for i, (f, stem) in enumerate(zip(files, stems, strict=True)):
-        x = read_inputs([f], target.input_shape)[0]
-        done = explain_one(target, x, str(f), stem, methods, req, out_dir, random_target)
+    for i, (name, stem, read) in enumerate(items):
+        x = read()
+        done = explain_one(target, x, name, stem, methods, req, out_dir, random_target)
         if i < drawing.MAX_SHEET_ROWS:  # the sheet's rows: keep the input and its maps
             done.input = x
-        else:
+        elif out_dir is not None:  # on disk as .npy; without a folder the caller gets them
             for m in done.maps:
                 m.pop("array")
         results.append(done)
