@@ -322,3 +322,27 @@ def test_explain_of_a_several_output_export_is_one_line(two_heads_onnx, tmp_path
     assert main(["explain", str(onnx), str(png), "-o", str(tmp_path / "ex")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has 2 outputs (dense_1, ink); explain reads one" in err[0], err
+
+
+@pytest.mark.slow
+def test_explain_of_a_binary_mask_scores_both_classes(tmp_path):
+    """One sigmoid channel (a binary mask) is class 1's probability per pixel; class 0 is its
+    complement (was: an internal error, 'index 1 is out of bounds', for either class)."""
+    import keras
+    from _task_runs import SEGMENTATION, digits_masks, train
+
+    spec = tmp_path / "binary.yaml"
+    spec.write_text(SEGMENTATION.replace("conv: 1x1, 2, p=same, softmax",
+                                         "conv: 1x1, 1, p=same, sigmoid"))  # fmt: skip
+    run = train(spec, tmp_path / "run", digits_masks(tmp_path / "m.npz", 64))
+    x = np.load(tmp_path / "m.npz")["x"][:2]
+    share = (
+        keras.saving.load_model(run / "model.keras")
+        .predict(x.astype(np.float32), verbose=0)
+        .mean(axis=(1, 2, 3))
+    )
+    report = cnnspec.explain(run, x, method="occlusion", top=2)
+    for item, p1 in zip(report.inputs, share, strict=True):
+        got = {m["class"]: m["pixel_share"] for m in item.maps}
+        assert got == pytest.approx({"0": 1.0 - p1, "1": p1}, abs=1e-5)
+        assert all(m["array"].shape == (16, 16) for m in item.maps)

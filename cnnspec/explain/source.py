@@ -58,14 +58,18 @@ class Explainable:
 
     def scores(self, out: Any) -> Any:
         """One score per class from the model's output (a tensor or an array): the output
-        itself, or a map's mean over its positions (the class's share of a predicted mask)."""
+        itself, or a map's mean over its positions (the class's share of a predicted mask; a
+        binary mask's one sigmoid channel gives class 1, and class 0 its complement)."""
         if not self.pooled or len(out.shape) <= 2:
             return out
         axes = tuple(range(1, len(out.shape) - 1))
+        binary = out.shape[-1] == 1 and len(self.class_names) == 2  # one sigmoid: class 1's
         if isinstance(out, np.ndarray):
+            out = np.concatenate([1.0 - out, out], axis=-1) if binary else out
             return out.mean(axis=axes)
         import keras
 
+        out = keras.ops.concatenate([1.0 - out, out], axis=-1) if binary else out
         return keras.ops.mean(out, axis=axes)
 
     def chunk(self) -> int:
