@@ -125,7 +125,7 @@ def open_explainable(path: str | Path, output: str | None = None) -> Explainable
         raise RunError(
             f"{source.path}: the {source.format} export has {len(plans)} outputs "
             f"({', '.join(p.name for p in plans)}); explain reads one",
-            hint="explain the run directory or its .keras file, with --output NAME",
+            hint="explain the run directory or its .keras file, with --head NAME",
         )
     plan = _chosen_output(plans, output, source.path)
     shape = tuple(int(d) for d in meta["input_shape"])
