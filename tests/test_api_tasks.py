@@ -279,6 +279,44 @@ def test_label_columns_given_in_python_are_named_or_refused_in_one_line(tmp_path
 
 
 @pytest.mark.slow
+def test_datasets_with_named_label_columns_read_as_the_label_table(tmp_path_factory):
+    """Was: a tf.data.Dataset or PyDataset whose labels name their columns ({column: value})
+    was read with np.asarray of the dict, an object array, and refused as not class indices.
+    Each element's mapping is a table row; batched, unbatched and PyDataset batches evaluate
+    as the arrays they hold."""
+    import keras
+    import tensorflow as tf
+
+    run = shared_run(tmp_path_factory, "three_tasks")
+    npz, x, y, columns = _npz_arrays(run)
+    table = {c: y[:, i] for i, c in enumerate(columns)}
+    want = cnnspec.evaluate(run, (x, table)).scores
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return (len(x) + 49) // 50
+
+        def __getitem__(self, i):
+            part = slice(i * 50, (i + 1) * 50)
+            return x[part], {c: v[part] for c, v in table.items()}
+
+    for source in (
+        tf.data.Dataset.from_tensor_slices((x, table)),
+        tf.data.Dataset.from_tensor_slices((x, table)).batch(32),
+        Batches(),
+    ):
+        assert cnnspec.evaluate(run, source).scores == want, type(source).__name__
+
+    class Drifting(Batches):
+        def __getitem__(self, i):
+            images, row = super().__getitem__(i)
+            return images, (row if i == 0 else {c: row[c] for c in reversed(row)})
+
+    with pytest.raises(cnnspec.RunError, match=r"an element's label columns are .*, those before"):
+        cnnspec.evaluate(run, Drifting())
+
+
+@pytest.mark.slow
 def test_explain_reads_each_output_by_its_task(tmp_path_factory, tmp_path, capsys):
     """Was: explain read every model as one softmax classifier (a label-table run's class
     names are its data columns, so a regression map was labelled 'digit'; a head was out of

@@ -1,5 +1,7 @@
 """Data already in memory, given in Python (``cnnspec.train(spec, data=...)``): arrays
 ``(x, y)``, a ``tf.data.Dataset`` of (image, label) (batched or not) or a Keras ``PyDataset``.
+A label may be a table row named by a mapping ``{column: value}`` (or a DataFrame's batch), as
+``y`` may be for arrays: its columns are those a task reads.
 
 Arrays pass the same checks and the same split as an ``.npz`` file holding them (so training
 on them equals ``cnnspec train --data file.npz``, bit for bit). A dataset is read once into
@@ -63,12 +65,15 @@ def budget() -> int:
 
 
 class Collector:
-    """Batches of (x, y) read from a dataset, within the memory budget."""
+    """Batches of (x, y) read from a dataset, within the memory budget. A label that names its
+    columns (``{column: values}``, a DataFrame) is kept as a table row with those names, which
+    every element must share."""
 
     def __init__(self, what: str, limit: int) -> None:
         self.what, self.limit, self.nbytes = what, limit, 0
         self.xs: list[np.ndarray] = []
         self.ys: list[np.ndarray] = []
+        self.columns: list[str] | None = None
 
     def add(self, element: Any, batched: bool) -> None:
         if not isinstance(element, tuple | list) or len(element) != 2:
@@ -78,9 +83,20 @@ class Collector:
                 f"{self.what}: each element must be (image, label), received a {kind}{size}",
                 hint="map it to (x, y) pairs, e.g. ds.map(lambda x, y, w: (x, y))",
             )
-        x, y = (np.asarray(v) for v in element)
+        x, label = np.asarray(element[0]), element[1]
+        if isinstance(label, Mapping) and not batched:  # one image's row: a value per column
+            label = {k: np.asarray(v).reshape(1, -1) for k, v in label.items()}
+        y, columns = labels_of(label, self.what)
         if not batched:
-            x, y = x[None], y[None]
+            x = x[None]
+            y = y if columns is not None else y[None]
+        if self.xs and columns != self.columns:
+            raise RunError(
+                f"{self.what}: an element's label columns are {_named(columns)}, those before "
+                f"it {_named(self.columns)}",
+                hint="give every element the same label columns",
+            )
+        self.columns = columns
         self.nbytes += x.nbytes + y.nbytes
         if self.nbytes > self.limit:
             raise RunError(
@@ -91,14 +107,19 @@ class Collector:
         self.xs.append(x)
         self.ys.append(y)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
         if not self.xs:
             raise RunError(f"{self.what} holds no images")
-        return np.concatenate(self.xs), np.concatenate(self.ys)
+        return np.concatenate(self.xs), np.concatenate(self.ys), self.columns
 
 
-def from_tf_dataset(ds: Any, rank: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of every element; ``rank``: of one image as the spec takes it (H, W, C -> 3)."""
+def _named(columns: list[str] | None) -> str:
+    return ", ".join(columns) if columns is not None else "unnamed (an array)"
+
+
+def from_tf_dataset(ds: Any, rank: int, limit: int) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """(x, y, y's column names or None) of every element; ``rank``: of one image as the spec
+    takes it (H, W, C -> 3)."""
     import tensorflow as tf
 
     what = "data=<tf.data.Dataset>"
@@ -129,8 +150,9 @@ def from_tf_dataset(ds: Any, rank: int, limit: int) -> tuple[np.ndarray, np.ndar
     return got.arrays()
 
 
-def from_py_dataset(ds: Any, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of every batch of a Keras PyDataset (``len(ds)`` batches, ``ds[i]`` each)."""
+def from_py_dataset(ds: Any, limit: int) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """(x, y, y's column names or None) of every batch of a Keras PyDataset (``len(ds)``
+    batches, ``ds[i]`` each)."""
     what = f"data=<{type(ds).__name__}>"
     got = Collector(what, limit)
     for i in range(len(ds)):
@@ -164,11 +186,11 @@ def labels_of(y: Any, what: str) -> tuple[np.ndarray, list[str] | None]:
 
 def read(source: Any, req) -> ArrayParts | Any:
     limit = budget()
-    columns = None
     if _tf_dataset(source):
-        x, y, what = *from_tf_dataset(source, len(req.shape), limit), "data=<tf.data.Dataset>"
+        x, y, columns = from_tf_dataset(source, len(req.shape), limit)
+        what = "data=<tf.data.Dataset>"
     elif _py_dataset(source):
-        x, y = from_py_dataset(source, limit)
+        x, y, columns = from_py_dataset(source, limit)
         what = f"data=<{type(source).__name__}>"
     else:
         what = "data=(x, y)"
