@@ -234,15 +234,13 @@ def explain(
     from ..data.arrays import check_arrays
     from ..errors import RunError
     from ..explain import Options, Request
-    from ..explain.explainer import explain_arrays, explain_files
+    from ..explain.explainer import check_count, explain_arrays, explain_files, split_methods
     from ..modelio import check_model_source
     from ..outpaths import check_output
 
     path = model_path(model)
-    methods = [method] if isinstance(method, str) else list(method or [])
-    names = tuple(n.strip() for m in methods for n in m.split(",") if n.strip())
     wanted = None if target_class is None else str(target_class)
-    req = Request(names, wanted, top, Options(layer=layer), sanity, deletion=deletion,
+    req = Request(split_methods(method), wanted, top, Options(layer=layer), sanity, deletion=deletion,
                   write=out is not None, output=head)  # fmt: skip
     folder = None if out is None else check_output(Path(out), kind="dir")
     if isinstance(inputs, str | os.PathLike):
@@ -250,14 +248,12 @@ def explain(
     if isinstance(inputs, list | tuple) and all(isinstance(i, str | os.PathLike) for i in inputs):
         return explain_files(path, list(inputs), req, folder)
     from ..data.images import convert
-    from ..explain.explainer import MAX_INPUTS
     from ..tfquiet import import_tensorflow
 
     images = np.asarray(inputs)
     if images.ndim not in (3, 4):
         raise RunError(f"inputs: an array of images (N, H, W[, C]); received shape {images.shape}")
-    if len(images) > MAX_INPUTS:
-        raise RunError(f"{len(images)} inputs given; explain takes at most {MAX_INPUTS} at once")
+    check_count(len(images))  # before TensorFlow
     x, _, _, _ = check_arrays(images, np.zeros(len(images), np.int32), None, "inputs")
     _, meta = check_model_source(path)  # archive limits, code, metadata digest: before TF
     import_tensorflow()

@@ -75,12 +75,14 @@ def explain(
 ) -> None:
     """Maps of where the model looks: overlay PNGs, raw .npy maps, a contact sheet."""
     from ..explain import Options, Request, explain_files
+    from ..explain.explainer import split_methods
     from ..outpaths import check_output
 
     out_dir = check_output(output if output is not None else default_out_dir(model), kind="dir")
-    names = tuple(n.strip() for m in method or [] for n in m.split(",") if n.strip())
     opts = Options(layer, patch, stride, fill, steps, baseline, samples, noise)
-    req = Request(names, target_class, top, opts, sanity, sanity_layers, deletion, output=head)
+    req = Request(
+        split_methods(method), target_class, top, opts, sanity, sanity_layers, deletion, output=head
+    )
     report = explain_files(model, list(inputs), req, out_dir, echo=None if as_json else typer.echo)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))

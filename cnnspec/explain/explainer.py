@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,15 +116,14 @@ def explain_files(
     echo: Callable[[str], None] | None = None,
 ) -> Report:
     """Explain image / ``.npy`` files with a run, ``.keras`` file or export (see the CLI)."""
-    target = open_target(model, req)
+    target, methods = open_target(model, req)
     files = expand_files(inputs)
-    if len(files) > MAX_INPUTS:
-        raise RunError(f"{len(files)} inputs given; explain takes at most {MAX_INPUTS} at once")
+    check_count(len(files))
     items = (
         (str(f), stem, lambda f=f: read_inputs([f], target.input_shape)[0])
         for f, stem in zip(files, unique_stems(files), strict=True)
     )
-    return explain_all(target, items, req, out_dir, echo)
+    return explain_all(target, methods, items, req, out_dir, echo)
 
 
 def explain_arrays(
@@ -135,15 +134,27 @@ def explain_arrays(
     echo: Callable[[str], None] | None = None,
 ) -> Report:
     """Explain a float32 batch already in the model's input shape (named ``inputs[i]``)."""
-    target = open_target(model, req)
-    if len(x) > MAX_INPUTS:
-        raise RunError(f"{len(x)} inputs given; explain takes at most {MAX_INPUTS} at once")
+    check_count(len(x))
+    target, methods = open_target(model, req)
     items = ((f"inputs[{i}]", f"input{i:03d}", lambda i=i: x[i]) for i in range(len(x)))
-    return explain_all(target, items, req, out_dir, echo)
+    return explain_all(target, methods, items, req, out_dir, echo)
 
 
-def open_target(model: str | Path, req: Request) -> Explainable:
-    """The model to explain, with every request setting checked before any work."""
+def check_count(n: int) -> None:
+    """RunError when more inputs are given than one explain call takes."""
+    if n > MAX_INPUTS:
+        raise RunError(f"{n} inputs given; explain takes at most {MAX_INPUTS} at once")
+
+
+def split_methods(values: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Method names as given (``--method a,b --method c`` or ``method=["a,b", "c"]``)."""
+    values = [values] if isinstance(values, str) else list(values or [])
+    return tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+
+
+def open_target(model: str | Path, req: Request) -> tuple[Explainable, list[Method]]:
+    """The model to explain and the chosen methods, with every request setting checked before
+    any work."""
     req.options.check()
     target = open_explainable(model, req.output)
     if not 1 <= req.top <= len(target.class_names):
@@ -151,18 +162,18 @@ def open_target(model: str | Path, req: Request) -> Explainable:
     methods = chosen_methods(target, req.methods)
     if any(m.name == "gradcam" for m in methods):
         layer_for_gradcam(target, req.options.layer)  # a bad --layer fails before any work
-    return target
+    return target, methods
 
 
 def explain_all(
     target: Explainable,
+    methods: list[Method],
     items: Any,
     req: Request,
     out_dir: Path | None,
     echo: Callable[[str], None] | None,
 ) -> Report:
     """Every input of ``items`` ((name, file stem, () -> input array)) explained."""
-    methods = chosen_methods(target, req.methods)
     random_target = None
     if req.sanity:
         random_target, names = checks.randomised(target, req.sanity_layers)
